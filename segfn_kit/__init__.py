@@ -1,7 +1,83 @@
-"""segfn_kit: a Python and Jupyter workbench for Segment-style functions."""
+"""segfn_kit: the Python and Jupyter workbench for Segment-style functions.
+
+Load captured webhooks into pandas, write a function file in the style of Segment
+Functions, preview it over every payload in widgets, and export it as a handler package.
+
+Names are imported on first use, so ``from segfn_kit.runtime import Segment`` (what a
+function file does) stays light: it never pulls in pandas, pydantic or ipywidgets.
+
+Example:
+    >>> import segfn_kit
+    >>> "run" in segfn_kit.__all__
+    True
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# public name -> the private module that defines it
+_EXPORTS = {
+    # core: spec, run
+    "validate": "segfn_kit.spec",
+    "run": "segfn_kit._run",
+    "diff": "segfn_kit._run",
+    "coverage": "segfn_kit._run",
+    "to_jsonl": "segfn_kit._run",
+    # payloads
+    "load_payloads": "segfn_kit._payloads",
+    "iter_payloads": "segfn_kit._payloads",
+    "profile": "segfn_kit._profile",
+    "drift": "segfn_kit._profile",
+    "redact": "segfn_kit._redact",
+    # destinations
+    "Responses": "segfn_kit._http",
+    "sample_events": "segfn_kit._events",
+    # preview
+    "preview": "segfn_kit._preview",
+    "approve": "segfn_kit._approve",
+    # export
+    "export": "segfn_kit._export",
+    # delivery
+    "replay": "segfn_kit._replay",
+    "read_sink": "segfn_kit._sink",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from segfn_kit._approve import approve
+    from segfn_kit._events import sample_events
+    from segfn_kit._export import export
+    from segfn_kit._http import Responses
+    from segfn_kit._payloads import iter_payloads, load_payloads
+    from segfn_kit._preview import preview
+    from segfn_kit._profile import drift, profile
+    from segfn_kit._redact import redact
+    from segfn_kit._replay import replay
+    from segfn_kit._run import coverage, diff, run, to_jsonl
+    from segfn_kit._sink import read_sink
+    from segfn_kit.spec import validate
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segfn_kit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext segfn_kit``: register the ``%%segfn`` cell magic."""
+    from segfn_kit._preview import load_ipython_extension as load
+
+    load(ipython)

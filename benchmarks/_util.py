@@ -1,0 +1,23 @@
+"""Small helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def report(label: str, value: float, unit: str = "", target: str = "") -> None:
+    """Print one figure in a fixed format: ``label: value unit  (target ...)``."""
+    suffix = f"  (target {target})" if target else ""
+    print(f"  {label:<58} {value:>12.3f} {unit}{suffix}", flush=True)

@@ -1,0 +1,63 @@
+"""What a function file sees at run time, and what runs it.
+
+This package ships inside every exported handler: it imports only the standard library
+(and httpx, lazily, for delivery). A function file imports from here::
+
+    from segfn_kit.runtime import Segment, EventNotSupported
+
+    def on_request(request, settings):
+        body = request.json()
+        if body["type"] != "customer.created":
+            raise EventNotSupported(f"{body['type']} is not mapped")
+        customer = body["data"]["object"]
+        Segment.identify(user_id=customer["id"], traits={"email": customer["email"]})
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    FUNCTION_ERRORS,
+    DropEvent,
+    EventNotSupported,
+    FunctionError,
+    FunctionLoadError,
+    FunctionTimeout,
+    InvalidEventPayload,
+    RetryError,
+    ValidationError,
+)
+from ._function import DEFAULT_TIMEOUT, DESTINATION_HANDLERS, Function, FunctionKind, Invocation
+from ._request import Headers, Request
+from ._segment import Segment, payload_digest
+from ._signatures import SCHEMES, SignatureCheck, sign, verify_signature
+from ._settings import MASK, Settings, declared_settings, mask_text, secret_names
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DESTINATION_HANDLERS",
+    "FUNCTION_ERRORS",
+    "MASK",
+    "SCHEMES",
+    "DropEvent",
+    "EventNotSupported",
+    "Function",
+    "FunctionError",
+    "FunctionKind",
+    "FunctionLoadError",
+    "FunctionTimeout",
+    "Headers",
+    "InvalidEventPayload",
+    "Invocation",
+    "Request",
+    "RetryError",
+    "Segment",
+    "Settings",
+    "SignatureCheck",
+    "ValidationError",
+    "declared_settings",
+    "mask_text",
+    "payload_digest",
+    "secret_names",
+    "sign",
+    "verify_signature",
+]

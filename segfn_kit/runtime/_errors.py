@@ -1,0 +1,92 @@
+"""The errors a function raises, with Segment's meanings, and the runtime's own errors.
+
+Function errors (raise these from a function file)::
+
+    FunctionError
+    ├── EventNotSupported    Unsupported Event Type: discarded (also: no handler for the type)
+    ├── InvalidEventPayload  Message Rejected: discarded
+    ├── ValidationError      Message Rejected: discarded
+    ├── RetryError           Retry: Segment retries (sources up to 6 times, destinations for 4 hours)
+    └── DropEvent            Filtered: dropped on purpose (insert functions)
+
+Runtime errors (raised by the runtime itself, never by a function)::
+
+    FunctionLoadError        the function file cannot be loaded: syntax error, import error,
+                             or no handler at all
+    FunctionTimeout          an invocation ran past its time limit (Segment retries timeouts)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FUNCTION_ERRORS",
+    "DropEvent",
+    "EventNotSupported",
+    "FunctionError",
+    "FunctionLoadError",
+    "FunctionTimeout",
+    "InvalidEventPayload",
+    "RetryError",
+    "ValidationError",
+]
+
+
+class FunctionError(Exception):
+    """Base class of the five errors a Segment function may raise on purpose."""
+
+
+class EventNotSupported(FunctionError):
+    """The function does not handle this payload or event type; Segment discards it.
+
+    Example:
+        >>> from segfn_kit.runtime import EventNotSupported
+        >>> raise EventNotSupported("invoice.voided is not mapped")
+        Traceback (most recent call last):
+        ...
+        segfn_kit.runtime._errors.EventNotSupported: invoice.voided is not mapped
+    """
+
+
+class InvalidEventPayload(FunctionError):
+    """The payload is malformed (for example not JSON); Segment rejects it."""
+
+
+class ValidationError(FunctionError):
+    """The payload lacks something the function needs (for example an email); rejected."""
+
+
+class RetryError(FunctionError):
+    """A temporary failure (rate limit, 5xx, connection error): Segment retries later."""
+
+
+class DropEvent(FunctionError):
+    """An insert function drops this event on purpose (shown as Filtered)."""
+
+
+FUNCTION_ERRORS: tuple[type[FunctionError], ...] = (
+    EventNotSupported,
+    InvalidEventPayload,
+    ValidationError,
+    RetryError,
+    DropEvent,
+)
+
+
+class FunctionLoadError(Exception):
+    """A function file could not be loaded.
+
+    Attributes:
+        filename: the file (or ``<cell>``) the function came from.
+        line: the 1-based line of the problem, when known.
+    """
+
+    def __init__(self, message: str, *, filename: str = "<function>", line: int | None = None):
+        where = f"{filename}, line {line}" if line else filename
+        super().__init__(f"{where}: {message}")
+        self.filename = filename
+        self.line = line
+        self.reason = message
+
+
+class FunctionTimeout(Exception):
+    """An invocation ran past its time limit (Segment's is 5 s; timeouts are retried)."""

@@ -1,0 +1,347 @@
+"""Load a function file and run one invocation of it.
+
+The same code runs in a notebook preview, in ``segfn run`` and inside an exported handler.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import linecache
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import FUNCTION_ERRORS, EventNotSupported, FunctionLoadError, FunctionTimeout
+from ._request import _UNSET, Request
+from ._segment import Collector, _current, payload_digest
+from ._settings import Settings, declared_settings, mask_text, secret_names
+
+__all__ = [
+    "DESTINATION_HANDLERS",
+    "DEFAULT_TIMEOUT",
+    "Function",
+    "FunctionKind",
+    "Invocation",
+    "call_with_timeout",
+]
+
+FunctionKind = Literal["source", "destination"]
+
+DEFAULT_TIMEOUT = 5.0  # seconds, Segment's execution limit
+
+# spec event type -> handler name
+DESTINATION_HANDLERS = {
+    "identify": "on_identify",
+    "track": "on_track",
+    "page": "on_page",
+    "screen": "on_screen",
+    "group": "on_group",
+    "alias": "on_alias",
+    "delete": "on_delete",
+}
+_DESTINATION_NAMES = frozenset(DESTINATION_HANDLERS.values()) | {"on_batch"}
+_JS_NAMES = {"onRequest": "on_request", **{
+    "on" + n[3:].capitalize(): n for n in _DESTINATION_NAMES
+}}
+
+
+@dataclass
+class Invocation:
+    """What one invocation did.
+
+    Attributes:
+        outcome: ``"ok"``, the name of the Segment error the function raised
+            (``EventNotSupported``, ``InvalidEventPayload``, ``ValidationError``,
+            ``RetryError``, ``DropEvent``), or ``"error"`` for anything else (timeouts too).
+        events: the spec events emitted (source functions), in call order.
+        objects: the Objects API records from ``Segment.set``.
+        problems: values that could not be sent as they were (see ``Segment``).
+        error: ``"ErrorName: message"``, secrets masked; ``None`` when ok.
+        error_line: the function file's line that raised, when known.
+        duration: seconds spent in the handler.
+        returned: what the handler returned (insert functions, ``on_batch`` statuses).
+        timed_out: the invocation ran past its time limit (Segment retries these).
+    """
+
+    outcome: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    error_line: int | None = None
+    duration: float = 0.0
+    returned: Any = None
+    timed_out: bool = False
+
+    @property
+    def retryable(self) -> bool:
+        """Segment would retry this invocation (``RetryError`` or a timeout)."""
+        return self.outcome == "RetryError" or self.timed_out
+
+
+class Function:
+    """A loaded function file.
+
+    Use ``Function.from_file(path)`` or ``Function.from_source(text)``.
+
+    Example:
+        >>> fn = Function.from_source('''
+        ... from segfn_kit.runtime import Segment
+        ... def on_request(request, settings):
+        ...     Segment.track(user_id="u1", event="Pinged")
+        ... ''')
+        >>> fn.kind
+        'source'
+        >>> inv = fn.on_request(Request(b'{}'))
+        >>> inv.outcome, inv.events[0]["event"]
+        ('ok', 'Pinged')
+    """
+
+    def __init__(self, source: str, filename: str, module: types.ModuleType):
+        self.source = source
+        self.filename = filename
+        self.module = module
+        self.declared_settings = declared_settings(source)
+        ns = module.__dict__
+        self.handlers: dict[str, Callable[..., Any]] = {
+            name: ns[name]
+            for name in ("on_request", *_DESTINATION_NAMES)
+            if callable(ns.get(name))
+        }
+        if "on_request" in self.handlers:
+            self.kind: FunctionKind = "source"
+        elif self.handlers:
+            self.kind = "destination"
+        else:
+            js = [f"{n} (rename it {_JS_NAMES[n]})" for n in _JS_NAMES if callable(ns.get(n))]
+            hint = f"; found JavaScript-style {', '.join(js)}" if js else ""
+            raise FunctionLoadError(
+                "defines no handler: a source function defines on_request(request, settings); "
+                "a destination function defines on_track(event, settings), on_identify, ... "
+                f"or on_batch(events, settings){hint}",
+                filename=filename,
+            )
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Function:
+        """Load a function from a ``.py`` file."""
+        path = Path(path)
+        try:
+            source = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise FunctionLoadError(f"cannot read the function file ({exc.strerror})", filename=str(path)) from None
+        except UnicodeDecodeError:
+            raise FunctionLoadError("the function file is not UTF-8 text", filename=str(path)) from None
+        return cls.from_source(source, filename=str(path))
+
+    @classmethod
+    def from_source(cls, source: str, filename: str = "<function>") -> Function:
+        """Load a function from its text (a notebook cell, a string).
+
+        Raises:
+            FunctionLoadError: a syntax error, an error while the module runs, or no handler;
+                the message names the file and line.
+        """
+        digest = hashlib.sha1(f"{filename}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        name = f"segfn_function_{digest}"
+        if filename.startswith("<"):  # text without a file: let tracebacks show its lines
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        try:
+            code = compile(source, filename, "exec")
+        except SyntaxError as exc:
+            raise FunctionLoadError(
+                f"syntax error: {exc.msg}", filename=filename, line=exc.lineno
+            ) from None
+        module = types.ModuleType(name)
+        module.__file__ = filename
+        sys.modules[name] = module
+        try:
+            exec(code, module.__dict__)
+        except Exception as exc:
+            del sys.modules[name]
+            raise FunctionLoadError(
+                f"the module raised {type(exc).__name__}: {exc}",
+                filename=filename,
+                line=_line_in(exc, filename),
+            ) from exc
+        return cls(source, filename, module)
+
+    # -- settings ----------------------------------------------------------------------
+    def settings(self, values: Mapping[str, Any] | None = None) -> Settings:
+        """Wrap setting values, masking the ones this file declares secret."""
+        values = dict(values or {})
+        return Settings(values, secrets=secret_names(values, self.declared_settings))
+
+    def missing_settings(self, values: Mapping[str, Any] | None) -> list[str]:
+        """Declared ``required`` settings that ``values`` lacks."""
+        values = values or {}
+        return [n for n, spec in self.declared_settings.items() if spec.get("required") and n not in values]
+
+    # -- invocations -------------------------------------------------------------------
+    def on_request(
+        self,
+        request: Request,
+        settings: Settings | Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Invocation:
+        """Run ``on_request`` once and return what it emitted or raised."""
+        if self.kind != "source":
+            raise TypeError(f"{self.filename} is a destination function; call on_event()")
+        settings = settings if isinstance(settings, Settings) else self.settings(settings)
+
+        def digest() -> str:
+            parsed = request._json
+            if parsed is _UNSET:
+                return payload_digest(request.content)
+            return payload_digest(request.content, parsed)
+
+        return self._invoke(self.handlers["on_request"], (request, settings), Collector(digest), settings, timeout)
+
+    def on_event(
+        self,
+        event: Mapping[str, Any],
+        settings: Settings | Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Invocation:
+        """Run the destination handler for one spec event (``on_track`` for a track, ...).
+
+        A type with no handler is ``EventNotSupported``, as in Segment. The handler gets a
+        deep copy, so an insert function may change and return it.
+        """
+        if self.kind != "destination":
+            raise TypeError(f"{self.filename} is a source function; call on_request()")
+        settings = settings if isinstance(settings, Settings) else self.settings(settings)
+        kind = event.get("type") if isinstance(event, Mapping) else None
+        handler_name = DESTINATION_HANDLERS.get(kind) if isinstance(kind, str) else None
+        handler = self.handlers.get(handler_name) if handler_name else None
+        if handler is None:
+            reason = (
+                f"no {handler_name} handler for {kind!r} events" if handler_name
+                else f"event type {kind!r} is not a Segment event type"
+            )
+            return Invocation(outcome="EventNotSupported", error=f"EventNotSupported: {reason}")
+        return self._invoke(handler, (copy.deepcopy(dict(event)), settings), Collector(""), settings, timeout)
+
+    def on_batch(
+        self,
+        events: list[Mapping[str, Any]],
+        settings: Settings | Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Invocation:
+        """Run ``on_batch`` once over a list of events; ``returned`` holds its statuses."""
+        handler = self.handlers.get("on_batch")
+        if handler is None:
+            return Invocation(outcome="EventNotSupported", error="EventNotSupported: no on_batch handler")
+        settings = settings if isinstance(settings, Settings) else self.settings(settings)
+        return self._invoke(handler, (copy.deepcopy([dict(e) for e in events]), settings), Collector(""), settings, timeout)
+
+    def _invoke(
+        self,
+        handler: Callable[..., Any],
+        args: tuple[Any, ...],
+        collector: Collector,
+        settings: Settings,
+        timeout: float | None,
+    ) -> Invocation:
+        token = _current.set(collector)
+        start = time.perf_counter()
+        try:
+            returned = call_with_timeout(handler, args, timeout)
+        except FunctionTimeout:
+            return Invocation(
+                outcome="error",
+                error=f"FunctionTimeout: the function ran past its {timeout:g} s limit (Segment retries timeouts)",
+                duration=time.perf_counter() - start,
+                timed_out=True,
+            )
+        except Exception as exc:
+            duration = time.perf_counter() - start
+            # a subclass of one of the five keeps its parent's meaning
+            outcome = next((c.__name__ for c in FUNCTION_ERRORS if isinstance(exc, c)), "error")
+            message = mask_text(f"{type(exc).__name__}: {exc}", settings.secret_values())
+            return Invocation(
+                outcome=outcome,
+                events=collector.events,
+                objects=collector.objects,
+                problems=collector.problems,
+                error=message,
+                error_line=_line_in(exc, self.filename),
+                duration=duration,
+            )
+        finally:
+            _current.reset(token)
+        return Invocation(
+            outcome="ok",
+            events=collector.events,
+            objects=collector.objects,
+            problems=collector.problems,
+            duration=time.perf_counter() - start,
+            returned=returned,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Function {self.kind} {self.filename}>"
+
+
+def _line_in(exc: BaseException, filename: str) -> int | None:
+    """The last line of ``filename`` in the exception's traceback."""
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        return exc.lineno
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename == filename:
+            line = lineno
+    return line
+
+
+def _raise_timeout(signum: int, frame: Any) -> None:
+    raise FunctionTimeout()
+
+
+def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
+    """Call ``fn(*args)``; raise ``FunctionTimeout`` past ``timeout`` seconds.
+
+    On the main thread a timer signal interrupts the function itself; elsewhere it runs in a
+    worker thread that is abandoned (not killed) when it overruns.
+    """
+    if not timeout or timeout <= 0:
+        return fn(*args)
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        previous = signal.signal(signal.SIGALRM, _raise_timeout)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return fn(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    import contextvars
+
+    ctx = contextvars.copy_context()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(fn, *args)
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True, name="segfn-invocation")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise FunctionTimeout()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

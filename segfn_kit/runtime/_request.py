@@ -1,0 +1,165 @@
+"""The incoming webhook request, as a source function sees it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ._errors import InvalidEventPayload
+
+__all__ = ["Headers", "Request"]
+
+_UNSET: Any = object()
+
+
+class Headers(Mapping[str, str]):
+    """A read-only, case-insensitive mapping of header names to values.
+
+    Example:
+        >>> h = Headers({"Stripe-Signature": "t=1,v1=ab"})
+        >>> h.get("stripe-signature")
+        't=1,v1=ab'
+        >>> "STRIPE-SIGNATURE" in h
+        True
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None):
+        items: dict[str, tuple[str, str]] = {}
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        for name, value in pairs:
+            if isinstance(value, list | tuple):  # multi-valued headers as captured by some tools
+                value = ", ".join(str(v) for v in value)
+            key = str(name).lower()
+            if key in items:  # repeated header: join as HTTP does
+                items[key] = (items[key][0], f"{items[key][1]}, {value}")
+            else:
+                items[key] = (str(name), str(value))
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (original for original, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+class Request:
+    """One webhook request: what ``on_request(request, settings)`` receives.
+
+    Args:
+        body: the raw body as received (bytes or text). A JSON value (dict, list, ...) is
+            accepted too and serialised compactly, for hand-written payloads.
+        headers: header names to values (any case).
+        method: the HTTP method; webhooks are POSTs.
+        url: the full URL or path the request was sent to.
+        query: query parameters; read from ``url`` when not given.
+        received_at: when the request was captured (ISO 8601), if known.
+
+    Example:
+        >>> r = Request(b'{"type": "customer.created"}', {"Content-Type": "application/json"})
+        >>> r.json()["type"]
+        'customer.created'
+        >>> r.headers.get("content-type")
+        'application/json'
+    """
+
+    __slots__ = ("_json", "content", "headers", "method", "query", "received_at", "url")
+
+    def __init__(
+        self,
+        body: bytes | str | Any = b"",
+        headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        *,
+        method: str = "POST",
+        url: str = "",
+        query: Mapping[str, Any] | None = None,
+        received_at: str | None = None,
+    ):
+        self._json: Any = _UNSET
+        if isinstance(body, bytes | bytearray | memoryview):
+            self.content = bytes(body)
+        elif isinstance(body, str):
+            self.content = body.encode("utf-8", "surrogateescape")
+        elif body is None:
+            self.content = b""
+        else:
+            self._json = body
+            self.content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        self.headers = Headers(headers)
+        self.method = method.upper()
+        self.url = url
+        if query is None:
+            query = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(urlsplit(url).query).items()}
+        self.query: Mapping[str, Any] = dict(query)
+        self.received_at = received_at
+
+    def text(self) -> str:
+        """The body as text (UTF-8).
+
+        Raises:
+            InvalidEventPayload: the body is not valid UTF-8.
+        """
+        try:
+            return self.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEventPayload(
+                f"request body is not valid UTF-8 (byte {exc.start}); read it with request.content"
+            ) from None
+
+    def json(self) -> Any:
+        """The body parsed as JSON (parsed once, then cached).
+
+        Raises:
+            InvalidEventPayload: the body is empty, not JSON, or url-encoded (use ``form()``).
+        """
+        if self._json is _UNSET:
+            self._json = self._parse_json()
+        return self._json
+
+    def _parse_json(self) -> Any:
+        if not self.content.strip():
+            raise InvalidEventPayload("request body is empty; expected JSON")
+        text = self.text()
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            hint = ""
+            ctype = self.headers.get("content-type", "")
+            if "x-www-form-urlencoded" in ctype or _looks_form_encoded(text):
+                hint = "; the body is url-encoded: read it with request.form()"
+            raise InvalidEventPayload(
+                f"request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){hint}"
+            ) from None
+
+    def form(self) -> dict[str, Any]:
+        """The body parsed as ``application/x-www-form-urlencoded``.
+
+        A field sent once maps to a string, a repeated field to a list of strings.
+
+        Example:
+            >>> Request(b"From=%2B15550100&Body=hi").form()
+            {'From': '+15550100', 'Body': 'hi'}
+        """
+        parsed = parse_qs(self.text(), keep_blank_values=True)
+        return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url or '/'} {len(self.content)} bytes>"
+
+
+def _looks_form_encoded(text: str) -> bool:
+    head = text[:200]
+    return "=" in head and not head.lstrip().startswith(("{", "["))

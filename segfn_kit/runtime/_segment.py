@@ -1,0 +1,337 @@
+"""``Segment``: the emitters a source function calls, and how their events are built.
+
+Events are built the way analytics-python builds them: snake_case keyword arguments in,
+camelCase spec dictionaries out; ids stringified; ``Decimal`` to float, ``Enum`` to its
+value, dates and datetimes to ISO 8601, sets and tuples to lists. Two things differ, on
+purpose:
+
+- a ``messageId`` the function does not set is derived from the payload's content and the
+  position of the call, so a retried webhook yields the same ids and Segment deduplicates;
+- ``timestamp`` is not defaulted to "now" (Segment sets it to ``receivedAt``), so the same
+  payload always gives the same events; set it from the payload for historical imports.
+
+Keyword arguments not passed are left out of the event; values passed as ``None`` stay
+``null``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as _dt
+import decimal
+import enum
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["Collector", "Segment", "payload_digest"]
+
+_NOT_GIVEN: Any = object()
+
+# namespace of derived messageIds (a fixed, arbitrary UUID): ids are uuid5-shaped strings
+_ID_NAMESPACE = uuid.UUID("5e6f7a1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b")
+
+# snake_case keyword -> camelCase spec key
+_KEYS = {
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "group_id": "groupId",
+    "previous_id": "previousId",
+    "message_id": "messageId",
+    "event": "event",
+    "name": "name",
+    "category": "category",
+    "properties": "properties",
+    "traits": "traits",
+    "context": "context",
+    "timestamp": "timestamp",
+    "integrations": "integrations",
+}
+_ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId", "messageId"})
+
+
+def payload_digest(content: bytes, parsed: Any = _NOT_GIVEN) -> str:
+    """A digest of a payload's content, independent of how it was stored.
+
+    JSON bodies are digested in canonical form (sorted keys, no whitespace), so the same
+    event pretty-printed in one archive and compact in another gives the same digest.
+    Other bodies are digested as raw bytes.
+
+    Example:
+        >>> payload_digest(b'{"b": 1, "a": 2}') == payload_digest(b'{"a":2,"b":1}')
+        True
+    """
+    if parsed is _NOT_GIVEN:
+        try:
+            parsed = json.loads(content)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return hashlib.sha256(content).hexdigest()
+    try:
+        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return hashlib.sha256(content).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Collector:
+    """What one invocation emitted: spec events, Objects, and normalisation problems.
+
+    ``digest`` is called at most once, when the first event without a ``messageId`` needs one.
+    """
+
+    __slots__ = ("_digest", "_digest_fn", "events", "objects", "problems")
+
+    def __init__(self, digest: Callable[[], str] | str):
+        self.events: list[dict[str, Any]] = []
+        self.objects: list[dict[str, Any]] = []
+        self.problems: list[dict[str, Any]] = []
+        if isinstance(digest, str):
+            self._digest: str | None = digest
+            self._digest_fn: Callable[[], str] | None = None
+        else:
+            self._digest, self._digest_fn = None, digest
+
+    def message_id(self, position: int) -> str:
+        if self._digest is None:
+            assert self._digest_fn is not None
+            self._digest = self._digest_fn()
+        return str(uuid.uuid5(_ID_NAMESPACE, f"{self._digest}:{position}"))
+
+
+_current: contextvars.ContextVar[Collector | None] = contextvars.ContextVar(
+    "segfn_collector", default=None
+)
+
+
+def _collector() -> Collector:
+    collector = _current.get()
+    if collector is None:
+        raise RuntimeError(
+            "Segment.* was called outside a function invocation; "
+            "run the function with segfn_kit.run(...) or the exported handler"
+        )
+    return collector
+
+
+def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[str, int]) -> Any:
+    """Normalise one value as analytics-python does; record what cannot be sent."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {
+            str(k): _clean(v, f"{path}.{k}", problems, where) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_clean(v, f"{path}[{i}]", problems, where) for i, v in enumerate(value)]
+    if isinstance(value, set | frozenset):
+        try:
+            items = sorted(value)
+        except TypeError:
+            items = list(value)
+        return [_clean(v, f"{path}[{i}]", problems, where) for i, v in enumerate(items)]
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, enum.Enum):
+        return _clean(value.value, path, problems, where)
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return value.isoformat()
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return _clean(dict(value), path, problems, where)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    problems.append(
+        {
+            **where,
+            "field": path,
+            "code": "not_serialisable",
+            "message": (
+                f"{path} is a {type(value).__name__}, which JSON cannot carry; "
+                f"it was sent as its text {str(value)[:60]!r}. Convert it to a str, number, "
+                "bool, list or dict in the function."
+            ),
+        }
+    )
+    return str(value)
+
+
+class _Segment:
+    """The ``Segment`` object a function file imports: ``Segment.track(...)`` and friends.
+
+    Example:
+        >>> from segfn_kit.runtime import Segment
+        >>> Segment.track  # doctest: +ELLIPSIS
+        <bound method _Segment.track of <Segment>>
+    """
+
+    def __repr__(self) -> str:
+        return "<Segment>"
+
+    def _emit(self, kind: str, spec: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> None:
+        collector = _collector()
+        index = len(collector.events)
+        msg: dict[str, Any] = {"type": kind}
+        if spec is not None:  # a JavaScript-style call: Segment.track({"userId": ..., ...})
+            if not isinstance(spec, Mapping):
+                raise TypeError(f"Segment.{kind}() takes keyword arguments or one dict of spec fields")
+            msg.update(spec)
+            msg["type"] = kind
+        for key, value in kwargs.items():
+            if value is _NOT_GIVEN:
+                continue
+            camel = _KEYS.get(key)
+            if camel is None:
+                raise TypeError(
+                    f"Segment.{kind}() got an unexpected keyword argument {key!r}; "
+                    f"expected one of: {', '.join(sorted(_KEYS))}"
+                )
+            msg[camel] = value
+        for key in _ID_KEYS & msg.keys():
+            value = msg[key]
+            if value is not None and not isinstance(value, str):
+                msg[key] = str(value)
+        if "messageId" not in msg:
+            msg["messageId"] = collector.message_id(index)
+        for key in ("properties", "traits", "context", "integrations", "timestamp"):
+            if key in msg and msg[key] is not None:
+                msg[key] = _clean(msg[key], key, collector.problems, {"event_index": index})
+        collector.events.append(msg)
+
+    def identify(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        user_id: Any = _NOT_GIVEN,
+        traits: Any = _NOT_GIVEN,
+        context: Any = _NOT_GIVEN,
+        timestamp: Any = _NOT_GIVEN,
+        anonymous_id: Any = _NOT_GIVEN,
+        integrations: Any = _NOT_GIVEN,
+        message_id: Any = _NOT_GIVEN,
+    ) -> None:
+        """Emit an identify: who the user is (``user_id`` or ``anonymous_id``, and ``traits``)."""
+        self._emit("identify", spec, dict(user_id=user_id, traits=traits, context=context,
+                   timestamp=timestamp, anonymous_id=anonymous_id,
+                   integrations=integrations, message_id=message_id))
+
+    def track(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        user_id: Any = _NOT_GIVEN,
+        event: Any = _NOT_GIVEN,
+        properties: Any = _NOT_GIVEN,
+        context: Any = _NOT_GIVEN,
+        timestamp: Any = _NOT_GIVEN,
+        anonymous_id: Any = _NOT_GIVEN,
+        integrations: Any = _NOT_GIVEN,
+        message_id: Any = _NOT_GIVEN,
+    ) -> None:
+        """Emit a track: something the user did (``event`` name and ``properties``)."""
+        self._emit("track", spec, dict(user_id=user_id, event=event, properties=properties,
+                   context=context, timestamp=timestamp, anonymous_id=anonymous_id,
+                   integrations=integrations, message_id=message_id))
+
+    def group(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        user_id: Any = _NOT_GIVEN,
+        group_id: Any = _NOT_GIVEN,
+        traits: Any = _NOT_GIVEN,
+        context: Any = _NOT_GIVEN,
+        timestamp: Any = _NOT_GIVEN,
+        anonymous_id: Any = _NOT_GIVEN,
+        integrations: Any = _NOT_GIVEN,
+        message_id: Any = _NOT_GIVEN,
+    ) -> None:
+        """Emit a group: the user belongs to ``group_id`` (an account, a company)."""
+        self._emit("group", spec, dict(user_id=user_id, group_id=group_id, traits=traits,
+                   context=context, timestamp=timestamp, anonymous_id=anonymous_id,
+                   integrations=integrations, message_id=message_id))
+
+    def page(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        user_id: Any = _NOT_GIVEN,
+        category: Any = _NOT_GIVEN,
+        name: Any = _NOT_GIVEN,
+        properties: Any = _NOT_GIVEN,
+        context: Any = _NOT_GIVEN,
+        timestamp: Any = _NOT_GIVEN,
+        anonymous_id: Any = _NOT_GIVEN,
+        integrations: Any = _NOT_GIVEN,
+        message_id: Any = _NOT_GIVEN,
+    ) -> None:
+        """Emit a page view."""
+        self._emit("page", spec, dict(user_id=user_id, category=category, name=name,
+                   properties=properties, context=context, timestamp=timestamp,
+                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id))
+
+    def screen(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        user_id: Any = _NOT_GIVEN,
+        category: Any = _NOT_GIVEN,
+        name: Any = _NOT_GIVEN,
+        properties: Any = _NOT_GIVEN,
+        context: Any = _NOT_GIVEN,
+        timestamp: Any = _NOT_GIVEN,
+        anonymous_id: Any = _NOT_GIVEN,
+        integrations: Any = _NOT_GIVEN,
+        message_id: Any = _NOT_GIVEN,
+    ) -> None:
+        """Emit a mobile screen view."""
+        self._emit("screen", spec, dict(user_id=user_id, category=category, name=name,
+                   properties=properties, context=context, timestamp=timestamp,
+                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id))
+
+    def alias(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        previous_id: Any = _NOT_GIVEN,
+        user_id: Any = _NOT_GIVEN,
+        context: Any = _NOT_GIVEN,
+        timestamp: Any = _NOT_GIVEN,
+        anonymous_id: Any = _NOT_GIVEN,
+        integrations: Any = _NOT_GIVEN,
+        message_id: Any = _NOT_GIVEN,
+    ) -> None:
+        """Emit an alias: ``previous_id`` and ``user_id`` are the same person."""
+        self._emit("alias", spec, dict(previous_id=previous_id, user_id=user_id, context=context,
+                   timestamp=timestamp, anonymous_id=anonymous_id,
+                   integrations=integrations, message_id=message_id))
+
+    def set(self, *, collection: Any, id: Any, properties: Any = _NOT_GIVEN) -> None:
+        """Upsert an object into a warehouse collection (Segment's Objects API).
+
+        Args:
+            collection: the collection (table) name, lower case, e.g. ``"rooms"``.
+            id: the object's id.
+            properties: the object's fields.
+        """
+        collector = _collector()
+        obj: dict[str, Any] = {
+            "collection": collection,
+            "id": None if id is None else str(id),
+            "properties": {} if properties is _NOT_GIVEN else properties,
+        }
+        if obj["properties"] is not None:
+            obj["properties"] = _clean(
+                obj["properties"], "properties", collector.problems, {"object_index": len(collector.objects)}
+            )
+        collector.objects.append(obj)
+
+
+Segment = _Segment()
