@@ -58,8 +58,10 @@ regen: install ## regenerate the golden files of exported handlers
 	$(PY) -m tests.golden.regen
 
 .PHONY: lock
-lock: $(UV) ## refresh uv.lock after changing pyproject.toml
+lock: $(UV) ## refresh uv.lock and environment.yml after changing pyproject.toml
 	$(UV) lock
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	$(PY) -m tests.test_environment --write
 
 .PHONY: clean
 clean: ## remove the environments and build output
