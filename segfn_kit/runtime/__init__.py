@@ -15,6 +15,7 @@ This package ships inside every exported handler: it imports only the standard l
 
 from __future__ import annotations
 
+from ._delivery import DeliveryError, DeliveryReport, TrackingClient, UndeliverableEvent
 from ._errors import (
     FUNCTION_ERRORS,
     DropEvent,
@@ -38,6 +39,8 @@ __all__ = [
     "FUNCTION_ERRORS",
     "MASK",
     "SCHEMES",
+    "DeliveryError",
+    "DeliveryReport",
     "DropEvent",
     "EventNotSupported",
     "Function",
@@ -53,6 +56,8 @@ __all__ = [
     "Segment",
     "Settings",
     "SignatureCheck",
+    "TrackingClient",
+    "UndeliverableEvent",
     "ValidationError",
     "declared_settings",
     "mask_text",

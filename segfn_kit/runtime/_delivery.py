@@ -1,0 +1,654 @@
+"""``TrackingClient``: deliver spec events to the Segment Tracking API without losing any.
+
+What it does that analytics-python does not:
+
+- an event over 32 KB (or one JSON cannot carry, such as ``NaN``) is an error naming its
+  ``messageId`` before anything is sent, never a line in a log and a silent drop;
+- batches are packed close to the ``/v1/batch`` limits (500 KB and 2,500 events, room kept
+  for ``sentAt``) instead of 100 messages per upload, so fewer requests carry the same events;
+- every event keeps its ``messageId`` across retries, so Segment deduplicates a batch that
+  was accepted but whose answer was lost; events without one get an id derived from their
+  content, once, before the first attempt;
+- one time budget covers the whole call; what is not accepted within it goes to a
+  dead-letter file (JSON Lines) and the call raises ``DeliveryError``, so a webhook handler
+  answers 5xx and the sender retries.
+
+Errors::
+
+    DeliveryError            not every event was accepted within the time budget
+    └── UndeliverableEvent   an event can never be accepted (over 32 KB, not JSON); nothing sent
+
+The write key goes only into the ``Authorization`` header: it never appears in a log line,
+an exception message, a dead-letter file or ``repr(client)``.
+
+httpx is imported when the first request is sent, so ``import segfn_kit.runtime`` stays light.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as _dt
+import email.utils
+import gzip
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
+    "MAX_EVENT_BYTES",
+    "DeliveryError",
+    "DeliveryReport",
+    "TrackingClient",
+    "UndeliverableEvent",
+    "encode_event",
+]
+
+logger = logging.getLogger("segfn_kit.delivery")
+
+MAX_EVENT_BYTES = 32 * 1024
+"""Segment's limit for one event (analytics-python's ``MAX_MSG_SIZE = 32 << 10``)."""
+MAX_BATCH_BYTES = 500_000
+"""Segment's ``/v1/batch`` limit, read as 500,000 bytes (the stricter reading of "500 KB"),
+for the whole uncompressed body including ``sentAt``."""
+MAX_BATCH_EVENTS = 2_500
+"""Segment answers 200 to a larger batch but drops the events past 2,500."""
+
+DEFAULT_HOST = "https://api.segment.io"
+
+_PREFIX = b'{"batch":['
+# sentAt is always 24 characters: 2026-11-26T13:40:00.123Z
+_SUFFIX_LEN = len(b'],"sentAt":"') + 24 + len(b'"}')
+_GZIP_MIN_BYTES = 1024
+# retried: rate limited, and server errors (Segment's own guidance and analytics-python's)
+_RETRY_STATUSES = frozenset({429}) | frozenset(range(500, 600))
+# the key itself is wrong: every later batch would fail the same way
+_AUTH_STATUSES = frozenset({401, 403})
+_ID_NAMESPACE = uuid.UUID("0b7f5e2a-6c1d-4c38-9a57-3e2d8f4b1a60")
+
+
+class DeliveryError(Exception):
+    """Not every event was accepted by the Tracking API within the time budget.
+
+    Attributes:
+        report: the ``DeliveryReport`` of the call: what was accepted, what went to the
+            dead-letter file and why.
+    """
+
+    def __init__(self, message: str, report: DeliveryReport | None = None):
+        super().__init__(message)
+        self.report = report if report is not None else DeliveryReport()
+
+
+class UndeliverableEvent(DeliveryError):
+    """An event the Tracking API can never accept; raised before anything is sent.
+
+    Attributes:
+        problems: ``(messageId, reason)`` for each such event.
+
+    Example:
+        >>> client = TrackingClient("KEY")
+        >>> big = {"type": "track", "messageId": "m-1", "event": "x", "properties": {"blob": "a" * 40000}}
+        >>> try:
+        ...     client.check([big])
+        ... except UndeliverableEvent as exc:
+        ...     print(exc.problems[0][0])
+        m-1
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], report: DeliveryReport | None = None):
+        shown = "; ".join(f"messageId {mid!r}: {why}" for mid, why in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(
+            f"{len(problems)} event(s) cannot be delivered, nothing was sent: {shown}{more}",
+            report,
+        )
+        self.problems = problems
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery did (reports add up with ``+``).
+
+    Attributes:
+        events: events handed to the client.
+        accepted: events the Tracking API accepted (2xx).
+        batches: ``/v1/batch`` bodies the events were packed into.
+        requests: HTTP requests sent, retries included.
+        retries: requests that were repeats of an earlier one.
+        bytes: body bytes sent on the wire (after gzip), retries included.
+        dead_letter_ids: messageIds of the events not accepted (written to the dead-letter
+            file when one is set).
+        statuses: HTTP status (or ``"connection"`` / ``"timeout"``) -> count of answers.
+        elapsed: seconds spent.
+    """
+
+    events: int = 0
+    accepted: int = 0
+    batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    dead_letter_ids: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def dead_letters(self) -> int:
+        """How many events were not accepted."""
+        return len(self.dead_letter_ids)
+
+    @property
+    def ok(self) -> bool:
+        """Every event was accepted."""
+        return self.accepted == self.events and not self.dead_letter_ids
+
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        statuses = dict(self.statuses)
+        for key, count in other.statuses.items():
+            statuses[key] = statuses.get(key, 0) + count
+        return DeliveryReport(
+            events=self.events + other.events,
+            accepted=self.accepted + other.accepted,
+            batches=self.batches + other.batches,
+            requests=self.requests + other.requests,
+            retries=self.retries + other.retries,
+            bytes=self.bytes + other.bytes,
+            dead_letter_ids=[*self.dead_letter_ids, *other.dead_letter_ids],
+            statuses=statuses,
+            elapsed=self.elapsed + other.elapsed,
+        )
+
+    def summary(self) -> str:
+        """One line for logs and command output."""
+        return (
+            f"{self.accepted}/{self.events} events accepted in {self.batches} batches, "
+            f"{self.requests} requests ({self.retries} retries), {self.bytes} bytes, "
+            f"{self.dead_letters} dead letters"
+        )
+
+    def _count(self, status: str) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+def encode_event(event: Mapping[str, Any]) -> tuple[str, bytes]:
+    """Serialise one event as sent, returning its ``messageId`` and compact JSON bytes.
+
+    An event without a ``messageId`` gets one derived from its content, so encoding the
+    same event again (a retry, a replay) gives the same id.
+
+    Raises:
+        UndeliverableEvent: the event is over 32 KB or holds something JSON cannot carry.
+
+    Example:
+        >>> mid, data = encode_event({"type": "track", "messageId": "m-1", "event": "Paid"})
+        >>> mid, data
+        ('m-1', b'{"type":"track","messageId":"m-1","event":"Paid"}')
+    """
+    msg = event if isinstance(event, dict) else dict(event)
+    message_id = msg.get("messageId")
+    try:
+        if not isinstance(message_id, str) or not message_id:
+            canonical = json.dumps(msg, sort_keys=True, separators=(",", ":"), allow_nan=False)
+            message_id = str(uuid.uuid5(_ID_NAMESPACE, hashlib.sha256(canonical.encode()).hexdigest()))
+            msg = {**msg, "messageId": message_id}
+        data = _dumps(msg)
+    except (TypeError, ValueError, RecursionError) as exc:
+        mid = message_id if isinstance(message_id, str) and message_id else "<none>"
+        raise UndeliverableEvent(
+            [(mid, f"not JSON-serialisable ({type(exc).__name__}: {str(exc)[:120]}); "
+                   "convert NaN, infinities and objects to plain values in the function")]
+        ) from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise UndeliverableEvent(
+            [(message_id, f"{len(data):,} bytes, over Segment's {MAX_EVENT_BYTES:,}-byte limit per "
+                          "event; send less in properties/traits (large blobs belong elsewhere)")]
+        )
+    return message_id, data
+
+
+def _dumps(msg: Mapping[str, Any]) -> bytes:
+    text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: escape them so the body stays valid UTF-8
+        return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+@dataclass
+class _Batch:
+    ids: list[str]
+    parts: list[bytes]
+    size: int  # body size without the suffix
+
+    def body(self) -> bytes:
+        now = _dt.datetime.now(_dt.UTC)
+        sent_at = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+        return b"".join((_PREFIX, b",".join(self.parts), b'],"sentAt":"', sent_at.encode(), b'"}'))
+
+
+@dataclass
+class _Step:
+    """One thing for the I/O driver to do: post ``body``, or sleep ``sleep`` seconds."""
+
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float = 0.0
+    sleep: float | None = None
+
+
+@dataclass
+class _Attempt:
+    """What one answer means: done, retry after ``delay``, or give up with ``reason``."""
+
+    accepted: bool = False
+    retry: bool = False
+    delay: float | None = None
+    reason: str = ""
+    status: str = ""
+    stop_all: bool = False
+
+
+class TrackingClient:
+    """Deliver spec events to the Tracking API's ``/v1/batch``, or to the local sink.
+
+    Args:
+        write_key: the source's write key (sent as the Basic auth user, empty password).
+        host: the API host: ``https://api.segment.io``, ``https://events.eu1.segmentapis.com``
+            for EU workspaces, or a local sink's URL.
+        budget: seconds the whole ``send`` may take, retries and waits included.
+        timeout: seconds for one request (never more than what is left of the budget).
+        dead_letter: a JSON Lines file to append the events not accepted within the budget;
+            ``None`` keeps only their messageIds in the report.
+        gzip: compress bodies: ``None`` when it helps (bodies over 1 KB that shrink),
+            ``True`` always, ``False`` never.
+        max_batch_bytes: body size limit per batch (at most 500,000).
+        max_batch_events: events per batch (at most 2,500).
+        backoff: first retry delay ceiling in seconds; doubles each retry (full jitter).
+        max_backoff: ceiling of one retry delay.
+        rng: a ``random.Random`` for the jitter (seed it for repeatable tests).
+        transport: an httpx transport (tests); the sync and async clients share it only if
+            it supports both.
+
+    Example:
+        >>> client = TrackingClient("KEY", host="http://127.0.0.1:9", budget=0.5)
+        >>> client
+        <TrackingClient http://127.0.0.1:9 budget=0.5s>
+        >>> client.send([]).events
+        0
+    """
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str = DEFAULT_HOST,
+        *,
+        budget: float = 30.0,
+        timeout: float = 10.0,
+        dead_letter: str | os.PathLike[str] | None = None,
+        gzip: bool | None = None,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        max_batch_events: int = MAX_BATCH_EVENTS,
+        backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        rng: random.Random | None = None,
+        transport: Any = None,
+    ):
+        if not isinstance(write_key, str) or not write_key:
+            raise ValueError("write_key is empty: set the source's write key (SEGMENT_WRITE_KEY)")
+        if not 0 < max_batch_bytes <= MAX_BATCH_BYTES:
+            raise ValueError(f"max_batch_bytes must be between 1 and {MAX_BATCH_BYTES}")
+        if not 0 < max_batch_events <= MAX_BATCH_EVENTS:
+            raise ValueError(f"max_batch_events must be between 1 and {MAX_BATCH_EVENTS}")
+        if max_batch_bytes < len(_PREFIX) + _SUFFIX_LEN + MAX_EVENT_BYTES:
+            raise ValueError("max_batch_bytes must leave room for one 32 KB event")
+        self.host = host.rstrip("/")
+        self.url = self.host + "/v1/batch"
+        self.budget = budget
+        self.timeout = timeout
+        self.dead_letter = Path(dead_letter) if dead_letter is not None else None
+        self.gzip = gzip
+        self.max_batch_bytes = max_batch_bytes
+        self.max_batch_events = max_batch_events
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._rng = rng or random.Random()
+        self._transport = transport
+        self._secrets = (write_key, base64.b64encode(f"{write_key}:".encode()).decode())
+        self._headers = {
+            "Authorization": "Basic " + self._secrets[1],
+            "Content-Type": "application/json",
+            "User-Agent": "segfn-kit-delivery",
+        }
+        self._lock = threading.Lock()
+        self._sync: httpx.Client | None = None
+        self._async: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<TrackingClient {self.host} budget={self.budget:g}s>"
+
+    # -- packing -----------------------------------------------------------------------
+    def check(self, events: Iterable[Mapping[str, Any]]) -> list[tuple[str, bytes]]:
+        """Encode every event, raising one error that names all the undeliverable ones.
+
+        Raises:
+            UndeliverableEvent: some event is over 32 KB or not JSON; ``problems`` lists them.
+        """
+        encoded: list[tuple[str, bytes]] = []
+        problems: list[tuple[str, str]] = []
+        for event in events:
+            try:
+                encoded.append(encode_event(event))
+            except UndeliverableEvent as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise UndeliverableEvent(problems, DeliveryReport(events=len(encoded) + len(problems)))
+        return encoded
+
+    def _pack(self, encoded: list[tuple[str, bytes]]) -> list[_Batch]:
+        """Pack events in order into as few batches as the limits allow."""
+        limit = self.max_batch_bytes - _SUFFIX_LEN
+        batches: list[_Batch] = []
+        current = _Batch([], [], len(_PREFIX))
+        for message_id, data in encoded:
+            extra = len(data) + (1 if current.parts else 0)
+            if current.parts and (current.size + extra > limit or len(current.parts) >= self.max_batch_events):
+                batches.append(current)
+                current = _Batch([], [], len(_PREFIX))
+                extra = len(data)
+            current.ids.append(message_id)
+            current.parts.append(data)
+            current.size += extra
+        if current.parts:
+            batches.append(current)
+        return batches
+
+    def _encode_body(self, batch: _Batch) -> tuple[bytes, dict[str, str]]:
+        body = batch.body()
+        headers = dict(self._headers)
+        if self.gzip is not False and (self.gzip or len(body) >= _GZIP_MIN_BYTES):
+            # level 5: most of level 9's gain at a fraction of its time on JSON
+            packed = gzip.compress(body, compresslevel=5, mtime=0)
+            if self.gzip or len(packed) < len(body):
+                headers["Content-Encoding"] = "gzip"
+                body = packed
+        return body, headers
+
+    # -- answers -----------------------------------------------------------------------
+    def _judge(self, response: httpx.Response | None, error: BaseException | None) -> _Attempt:
+        import httpx
+
+        if error is not None:
+            kind = "timeout" if isinstance(error, httpx.TimeoutException) else "connection"
+            return _Attempt(retry=True, status=kind, reason=f"{kind} error ({type(error).__name__})")
+        assert response is not None
+        status = response.status_code
+        if 200 <= status < 300:
+            return _Attempt(accepted=True, status=str(status))
+        detail = self._mask(response.text[:200].strip())
+        if status in _RETRY_STATUSES:
+            return _Attempt(
+                retry=True,
+                delay=_retry_after(response.headers.get("Retry-After")) if status == 429 else None,
+                status=str(status),
+                reason=f"HTTP {status}" + (f": {detail}" if detail else ""),
+            )
+        reason = f"rejected with HTTP {status}" + (f": {detail}" if detail else "")
+        if status in _AUTH_STATUSES:
+            reason += " (the write key was refused: check SEGMENT_WRITE_KEY and the host)"
+        return _Attempt(status=str(status), reason=reason, stop_all=status in _AUTH_STATUSES)
+
+    def _delay(self, retry: int, retry_after: float | None) -> float:
+        # full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): spreads the
+        # retries of many handlers that failed together instead of synchronising them
+        ceiling = min(self.max_backoff, self.backoff * (2 ** min(retry, 30)))
+        jitter = self._rng.uniform(0, ceiling)
+        return max(retry_after, jitter) if retry_after is not None else jitter
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "••••••")
+        return text
+
+    # -- dead letters ------------------------------------------------------------------
+    def _bury(self, batch: _Batch, reason: str, attempts: int, report: DeliveryReport) -> None:
+        report.dead_letter_ids.extend(batch.ids)
+        logger.warning(
+            "%d event(s) not delivered to %s after %d attempt(s): %s%s",
+            len(batch.ids), self.host, attempts, reason,
+            f"; written to {self.dead_letter}" if self.dead_letter else "",
+        )
+        if self.dead_letter is None:
+            return
+        failed_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+        head = json.dumps({"reason": reason, "attempts": attempts, "failed_at": failed_at, "host": self.host})
+        lines = [
+            b"".join((head[:-1].encode(), b',"messageId":', json.dumps(mid).encode(), b',"event":', data, b"}\n"))
+            for mid, data in zip(batch.ids, batch.parts, strict=True)
+        ]
+        with self._lock:
+            self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.dead_letter, "ab") as fh:
+                fh.writelines(lines)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    # -- clients -----------------------------------------------------------------------
+    def _sync_client(self) -> httpx.Client:
+        with self._lock:
+            if self._sync is None:
+                import httpx
+
+                self._sync = httpx.Client(transport=self._transport, follow_redirects=False)
+            return self._sync
+
+    def _async_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async_loop is not loop:
+            import httpx
+
+            # an AsyncClient belongs to the loop it first ran on (a new loop needs a new one)
+            self._async = httpx.AsyncClient(transport=self._transport, follow_redirects=False)
+            self._async_loop = loop
+        return self._async
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def _deliver(self, events: Iterable[Mapping[str, Any]]) -> Generator[_Step, Any, DeliveryReport]:
+        """The delivery itself, without I/O: yields what to do and gets back what happened.
+
+        ``send`` and ``asend`` drive this one generator with blocking and asyncio I/O, so the
+        two cannot drift apart. A short loop rather than tenacity or backoff: the runtime ships
+        inside exported packages and stays standard library + httpx, and what is needed here
+        (one deadline shared by every batch, ``Retry-After`` taking precedence over the
+        jittered delay, a dead letter when the budget is spent) is a dozen lines either way.
+        """
+        start = time.monotonic()
+        deadline = start + self.budget
+        encoded = self.check(events)
+        report = DeliveryReport(events=len(encoded))
+        batches = self._pack(encoded)
+        report.batches = len(batches)
+        stop_reason = ""
+        for batch in batches:
+            if stop_reason:
+                self._bury(batch, stop_reason, 0, report)
+                continue
+            attempts = 0
+            last = _Attempt(reason="not sent")
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._bury(batch, f"time budget of {self.budget:g} s spent (last: {last.reason})",
+                               attempts, report)
+                    break
+                body, headers = self._encode_body(batch)
+                answer = yield _Step(body=body, headers=headers, timeout=min(self.timeout, remaining))
+                attempts += 1
+                report.requests += 1
+                report.retries += int(attempts > 1)
+                report.bytes += len(body)
+                last = self._judge(*answer)
+                report._count(last.status)
+                if last.accepted:
+                    report.accepted += len(batch.ids)
+                    break
+                if not last.retry:
+                    self._bury(batch, last.reason, attempts, report)
+                    if last.stop_all:
+                        stop_reason = last.reason + "; not sent"
+                    break
+                delay = self._delay(attempts - 1, last.delay)
+                if time.monotonic() + delay >= deadline:
+                    self._bury(batch, f"{last.reason}; no time left in the {self.budget:g} s budget to retry",
+                               attempts, report)
+                    break
+                logger.info("batch of %d event(s) to %s: %s; retry %d in %.2f s",
+                            len(batch.ids), self.host, last.reason, attempts, delay)
+                yield _Step(sleep=delay)
+        report.elapsed = time.monotonic() - start
+        if report.dead_letter_ids:
+            raise DeliveryError(
+                f"{report.dead_letters} of {report.events} event(s) were not accepted by {self.host} "
+                f"within {self.budget:g} s ({report.summary()})",
+                report,
+            )
+        return report
+
+    def send(self, events: Iterable[Mapping[str, Any]]) -> DeliveryReport:
+        """Deliver ``events`` and return what happened; blocks until done or out of budget.
+
+        Raises:
+            UndeliverableEvent: an event is over 32 KB or not JSON (nothing was sent).
+            DeliveryError: some events were not accepted within the budget; they are in the
+                dead-letter file and ``exc.report`` says what happened.
+
+        Example:
+            >>> from segfn_kit._sink import running_sink
+            >>> with running_sink(write_key="KEY") as url:
+            ...     TrackingClient("KEY", host=url).send([{"type": "track", "userId": "u1", "event": "Paid"}]).accepted
+            1
+        """
+        steps = self._deliver(events)
+        answer: Any = None
+        errors = _transport_errors()
+        try:
+            while True:
+                step = steps.send(answer)
+                if step.sleep is not None:
+                    time.sleep(step.sleep)
+                    answer = None
+                    continue
+                try:
+                    response = self._sync_client().post(
+                        self.url, content=step.body, headers=step.headers, timeout=step.timeout
+                    )
+                    answer = (response, None)
+                except errors as exc:
+                    answer = (None, exc)
+        except StopIteration as done:
+            report: DeliveryReport = done.value
+            return report
+
+    async def asend(self, events: Iterable[Mapping[str, Any]]) -> DeliveryReport:
+        """``send`` for asyncio code (an ASGI handler): same packing, retries and budget.
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(TrackingClient("KEY").asend([])).events
+            0
+        """
+        steps = self._deliver(events)
+        answer: Any = None
+        errors = _transport_errors()
+        try:
+            while True:
+                step = steps.send(answer)
+                if step.sleep is not None:
+                    await asyncio.sleep(step.sleep)
+                    answer = None
+                    continue
+                try:
+                    response = await self._async_client().post(
+                        self.url, content=step.body, headers=step.headers, timeout=step.timeout
+                    )
+                    answer = (response, None)
+                except errors as exc:
+                    answer = (None, exc)
+        except StopIteration as done:
+            report: DeliveryReport = done.value
+            return report
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pools (the client can still be used afterwards)."""
+        with self._lock:
+            if self._sync is not None:
+                self._sync.close()
+                self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the async connection pool."""
+        if self._async is not None:
+            client, self._async, self._async_loop = self._async, None, None
+            await client.aclose()
+
+    def __enter__(self) -> TrackingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> TrackingClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+        self.close()
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth a retry: the request may not have arrived, or its answer was lost.
+
+    ``UnsupportedProtocol`` and invalid URLs are configuration mistakes and propagate.
+    """
+    import httpx
+
+    return (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.UTC)
+        seconds = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
