@@ -294,6 +294,14 @@ class Function:
     def __repr__(self) -> str:
         return f"<Function {self.kind} {self.filename}>"
 
+    # A loaded function holds its module, which cannot be copied; pandas deep-copies a
+    # frame's attrs on every operation, and the result frame keeps its Function there.
+    def __copy__(self) -> Function:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Function:
+        return self
+
 
 def _line_in(exc: BaseException, filename: str) -> int | None:
     """The last line of ``filename`` in the exception's traceback."""

@@ -1,0 +1,794 @@
+"""Run a function over payloads: the result frame, the diff of two runs, coverage, JSON Lines.
+
+:func:`run` is what the notebook preview, ``segfn run`` and the tests all call. It loads
+the function once, turns each payload into a request, runs the handler with a time limit,
+checks every emitted event against the Segment spec and returns one row per payload:
+
+=================== ==========================================================================
+column              meaning
+=================== ==========================================================================
+``outcome``         ``ok``, one of the five Segment errors by name, or ``error``
+``events``          spec events that would be sent (empty unless ``ok``)
+``objects``         ``Segment.set`` records (empty unless ``ok``)
+``error``           ``ErrorName: message`` (secrets masked), ``None`` when ok
+``error_line``      the function file's line that raised
+``issues``          spec violations of the events, as dicts
+``duration``        seconds in the handler
+``event_type``      the incoming event type
+``discarded_events`` events emitted before an error (Segment does not send them)
+``logs``            what the function printed (secrets masked)
+=================== ==========================================================================
+
+Bad input never stops a run: a function that does not load, a payload that is not JSON,
+missing required settings each give rows with outcome ``error`` and a message saying what
+to fix, and every other payload still runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import io
+import json
+import math
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import pandas as pd
+
+from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
+from segfn_kit.runtime._request import _UNSET
+from segfn_kit.spec import validate as validate_event
+from segfn_kit.spec import validate_object
+
+if TYPE_CHECKING:
+    from segfn_kit.runtime import Settings
+
+__all__ = ["COLUMNS", "JSONL_KEYS", "SettingsFileError", "coverage", "diff", "read_settings", "run", "to_jsonl"]
+
+COLUMNS = (
+    "outcome",
+    "events",
+    "objects",
+    "error",
+    "error_line",
+    "issues",
+    "duration",
+    "event_type",
+    "discarded_events",
+    "logs",
+)
+"""The result frame's columns for source functions, in order (index: ``payload_id``)."""
+
+JSONL_KEYS = ("payload_id", "outcome", "events", "objects", "error", "issues")
+"""Contract 3: the keys of every ``--jsonl`` line (destinations add ``requests``)."""
+
+# a progress bar appears by itself from this many payloads on
+_PROGRESS_FROM = 1000
+
+FunctionLike = Function | str | os.PathLike[str]
+PayloadsLike = Any  # paths, a payload frame, or a list of envelopes / bodies / Requests
+
+
+class SettingsFileError(ValueError):
+    """A settings file is missing, not JSON, or not a flat object of names to values."""
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a settings file: a flat JSON object of setting names to values.
+
+    Raises:
+        SettingsFileError: the file is unreadable, not JSON, or not a flat object; the
+            message names the file and the fix (it never shows a value).
+
+    Example:
+        >>> import json, tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        ...     json.dump({"apiKey": "k"}, f)
+        >>> read_settings(f.name)
+        {'apiKey': 'k'}
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsFileError(f"settings file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsFileError(f"cannot read settings file {p}: {exc}") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsFileError(
+            f"settings file {p} is not valid JSON ({exc.msg} at line {exc.lineno} column "
+            f'{exc.colno}); write a flat object such as {{"apiKey": "...", "subdomain": "acme"}}'
+        ) from None
+    if not isinstance(values, dict):
+        raise SettingsFileError(
+            f"settings file {p} holds a JSON {type(values).__name__}; write a flat object of "
+            'setting names to values, such as {"apiKey": "...", "subdomain": "acme"}'
+        )
+    nested = [k for k, v in values.items() if isinstance(v, dict) and not _is_string_map(v)]
+    if nested:
+        raise SettingsFileError(
+            f"settings file {p}: {', '.join(nested)} hold nested objects; settings are flat "
+            "(a value is a string, number, boolean, list of strings or map of strings)"
+        )
+    return values
+
+
+def _is_string_map(value: dict[str, Any]) -> bool:
+    return all(isinstance(v, str) for v in value.values())
+
+
+def _load_function(function: FunctionLike) -> Function:
+    if isinstance(function, Function):
+        return function
+    if isinstance(function, os.PathLike):
+        return Function.from_file(function)
+    if isinstance(function, str):
+        looks_like_source = "\n" in function or ("def " in function and not function.endswith(".py"))
+        if looks_like_source:
+            return Function.from_source(function)
+        return Function.from_file(function)
+    raise TypeError(
+        f"function must be a Function, a file path or source text, not {type(function).__name__}"
+    )
+
+
+@dataclass(slots=True)
+class _Item:
+    """One payload ready to run: a request, or why there is none."""
+
+    payload_id: str
+    request: Request | None
+    error: str | None
+    event_type: str | None
+
+
+def _event_type_of(body: Any) -> str | None:
+    if isinstance(body, dict):
+        for key in ("type", "topic", "event_type", "event"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _request_from_envelope(env: Mapping[str, Any]) -> Request:
+    body: Any = env.get("body")
+    if body is None and isinstance(env.get("body_base64"), str):
+        body = base64.b64decode(env["body_base64"])
+    url = env.get("url") or env.get("path") or ""
+    query = env.get("query")
+    return Request(
+        body,
+        env.get("headers") or {},
+        method=str(env.get("method") or "POST"),
+        url=str(url),
+        query=query if isinstance(query, Mapping) else None,
+        received_at=env.get("received_at"),
+    )
+
+
+def _items_from_list(payloads: Sequence[Any]) -> Iterator[_Item]:
+    for n, payload in enumerate(payloads, start=1):
+        pid = f"#{n}"
+        if isinstance(payload, Request):
+            body = payload._json if payload._json is not _UNSET else None
+            yield _Item(pid, payload, None, _event_type_of(body))
+        elif isinstance(payload, dict) and "headers" in payload and ("body" in payload or "body_base64" in payload):
+            try:
+                request = _request_from_envelope(payload)
+            except (TypeError, ValueError) as exc:
+                yield _Item(pid, None, f"PayloadError: payload {pid} is not a usable capture envelope ({exc})", None)
+                continue
+            yield _Item(pid, request, None, _event_type_of(payload.get("body")))
+        elif isinstance(payload, bytes | bytearray):
+            yield _Item(pid, Request(bytes(payload)), None, None)
+        else:  # a bare JSON body
+            yield _Item(
+                pid, Request(payload, {"Content-Type": "application/json"}), None, _event_type_of(payload)
+            )
+
+
+_ROW_COLUMNS = ("method", "url", "path", "query", "headers", "received_at", "raw", "body", "error", "event_type")
+
+
+def _items_from_frame(frame: pd.DataFrame) -> Iterator[_Item]:
+    to_request = _row_reader()
+    columns = [c for c in _ROW_COLUMNS if c in frame.columns]
+    ids = [str(i) for i in frame.index]
+    records = cast(
+        list[dict[str, Any]], frame[columns].to_dict("records") if columns else [{} for _ in ids]
+    )
+    for pid, row in zip(ids, records, strict=True):
+        event_type = row.get("event_type")
+        event_type = None if _missing(event_type) else str(event_type)
+        error = row.get("error")
+        if not _missing(error) and error:
+            yield _Item(pid, None, f"PayloadError: {error}", event_type)
+            continue
+        try:
+            request = to_request(row)
+        except Exception as exc:  # a row the loader could not make sense of
+            yield _Item(pid, None, f"PayloadError: {type(exc).__name__}: {exc}", event_type)
+            continue
+        if event_type is None:
+            event_type = _event_type_of(row.get("body"))
+        yield _Item(pid, request, None, event_type)
+
+
+def _row_reader() -> Callable[[Mapping[str, Any]], Request]:
+    try:
+        from segfn_kit._payloads import request_from_row
+    except ImportError:  # the payload loader is optional for in-memory frames
+        return _request_from_row
+    return request_from_row
+
+
+def _request_from_row(row: Mapping[str, Any]) -> Request:
+    raw = row.get("raw")
+    body: Any = raw if isinstance(raw, str) else row.get("body")
+    query = row.get("query")
+    return Request(
+        body,
+        row.get("headers") if isinstance(row.get("headers"), Mapping) else {},
+        method=str(row.get("method") or "POST"),
+        url=str(row.get("url") or row.get("path") or ""),
+        query=query if isinstance(query, Mapping) else None,
+        received_at=None if _missing(row.get("received_at")) else row.get("received_at"),
+    )
+
+
+def _is_pathish(value: Any) -> bool:
+    return isinstance(value, str | os.PathLike)
+
+
+def _payload_items(payloads: PayloadsLike) -> list[_Item]:
+    """Turn any accepted ``payloads`` argument into items, in order."""
+    if isinstance(payloads, pd.DataFrame):
+        return list(_items_from_frame(payloads))
+    if _is_pathish(payloads):
+        payloads = [payloads]
+    if isinstance(payloads, Mapping):
+        return list(_items_from_list([payloads]))
+    if isinstance(payloads, Iterable):
+        payloads = list(payloads)
+        if payloads and all(_is_pathish(p) for p in payloads):
+            return list(_items_from_frame(_load_paths(payloads)))
+        return list(_items_from_list(payloads))
+    raise TypeError(
+        "payloads must be file or folder paths, a payload frame from load_payloads(), "
+        f"or a list of capture envelopes or JSON bodies, not {type(payloads).__name__}"
+    )
+
+
+def _load_paths(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+    try:
+        from segfn_kit._payloads import load_payloads
+    except ImportError:
+        return _read_envelopes(paths)
+    return load_payloads(*paths)
+
+
+def _read_envelopes(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Capture envelopes and bare JSON bodies only: what runs need before the full loader."""
+    rows: list[dict[str, Any]] = []
+    for arg in paths:
+        root = Path(arg)
+        files = sorted(p for p in root.rglob("*.json") if p.is_file()) if root.is_dir() else [root]
+        for file in files:
+            pid = f"{root.name}/{file.relative_to(root).as_posix()}" if root.is_dir() else file.name
+            row: dict[str, Any] = {"payload_id": pid, "source": str(file), "error": None}
+            try:
+                data = json.loads(file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                row["error"] = f"cannot read {file}: {exc.strerror}"
+            except (ValueError, UnicodeDecodeError) as exc:
+                row["error"] = f"{file} is not valid JSON ({exc}); fix the file or capture it again"
+            else:
+                if isinstance(data, dict) and "headers" in data and "body" in data:
+                    row.update(data)
+                    row["raw"] = data["body"] if isinstance(data["body"], str) else None
+                else:
+                    row["body"] = data
+                    row["headers"] = {"Content-Type": "application/json"}
+            rows.append(row)
+    return pd.DataFrame(rows).set_index("payload_id")
+
+
+# -- running -----------------------------------------------------------------------------
+
+def _issues_of(events: list[dict[str, Any]], objects: list[dict[str, Any]], problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    issues: list[dict[str, Any]] = []
+    for problem in problems:
+        if "object_index" in problem:
+            issues.append({
+                "event_index": None,
+                "field": f"objects[{problem['object_index']}].{problem.get('field', '')}",
+                "code": problem.get("code", "problem"),
+                "message": problem.get("message", ""),
+            })
+        else:
+            issues.append({
+                "event_index": problem.get("event_index"),
+                "field": problem.get("field", ""),
+                "code": problem.get("code", "problem"),
+                "message": problem.get("message", ""),
+            })
+    for index, event in enumerate(events):
+        for issue in validate_event(event, index=index):
+            issues.append(issue.to_dict())
+    for index, obj in enumerate(objects):
+        for issue in validate_object(obj, index=index):
+            issues.append(issue.to_dict())
+    return issues
+
+
+def _progress(items: list[_Item], progress: bool | None, desc: str) -> Iterable[_Item]:
+    show = progress if progress is not None else len(items) >= _PROGRESS_FROM
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    # bound to the stream of the moment, before the run captures the function's output
+    return tqdm(items, total=len(items), desc=desc, unit="payload", file=sys.stderr)  # type: ignore[no-any-return]
+
+
+def _frame(ids: list[str], columns: dict[str, list[Any]], function: Function | None, kind: str) -> pd.DataFrame:
+    data = {
+        name: pd.Series(values, dtype="float64" if name == "duration" else object, index=ids)
+        for name, values in columns.items()
+    }
+    frame = pd.DataFrame(data, index=pd.Index(ids, name="payload_id", dtype=object))
+    frame.attrs["function"] = function
+    frame.attrs["kind"] = kind
+    return frame
+
+
+def _error_frame(items: list[_Item], message: str, line: int | None, function: Function | None) -> pd.DataFrame:
+    n = len(items)
+    columns: dict[str, list[Any]] = {
+        "outcome": ["error"] * n,
+        "events": [[] for _ in items],
+        "objects": [[] for _ in items],
+        "error": [message] * n,
+        "error_line": [line] * n,
+        "issues": [[] for _ in items],
+        "duration": [0.0] * n,
+        "event_type": [i.event_type for i in items],
+        "discarded_events": [[] for _ in items],
+        "logs": [""] * n,
+    }
+    return _frame([i.payload_id for i in items], columns, function, function.kind if function else "source")
+
+
+def run(
+    function: FunctionLike,
+    payloads: PayloadsLike,
+    settings: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    timeout: float | None = 5.0,
+    progress: bool | None = None,
+    validate: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    """Run a function over payloads and return the result frame (one row per payload).
+
+    Args:
+        function: a ``runtime.Function``, the path of a function file, or its source text.
+        payloads: file or folder paths, a payload frame from ``load_payloads``, or a list of
+            capture envelopes (``{"headers", "body", ...}``), bare JSON bodies or ``Request``
+            objects (ids ``#1``, ``#2``, ...). For a destination function: spec events.
+        settings: setting names to values, or the path of a settings file (flat JSON).
+        timeout: seconds each invocation may take (Segment's limit is 5); ``None`` for none.
+        progress: show a progress bar; by default only from 1,000 payloads on.
+        validate: check emitted events against the Segment spec (``issues`` column).
+        **options: passed on to destination runs (scripted responses and the like).
+
+    Returns:
+        The result frame, indexed by ``payload_id``; ``attrs["function"]`` holds the loaded
+        function and ``attrs["kind"]`` is ``"source"`` or ``"destination"``.
+
+    Raises:
+        SettingsFileError: ``settings`` names a file that is not a flat JSON object.
+
+    Example:
+        >>> results = run('''
+        ... from segfn_kit.runtime import Segment, EventNotSupported
+        ... def on_request(request, settings):
+        ...     body = request.json()
+        ...     if body["type"] != "customer.created":
+        ...         raise EventNotSupported(body["type"])
+        ...     Segment.identify(user_id=body["data"]["object"]["id"])
+        ... ''', [{"type": "customer.created", "data": {"object": {"id": "cus_1"}}},
+        ...       {"type": "invoice.voided"}])
+        >>> results["outcome"].tolist()
+        ['ok', 'EventNotSupported']
+        >>> results.loc["#1", "events"][0]["userId"]
+        'cus_1'
+    """
+    values: Mapping[str, Any] | None
+    if isinstance(settings, str | os.PathLike):
+        values = read_settings(settings)
+    else:
+        values = settings
+    try:
+        fn = _load_function(function)
+    except FunctionLoadError as exc:
+        return _error_frame(_payload_items(payloads), f"FunctionLoadError: {exc}", exc.line, None)
+    if fn.kind == "destination":
+        # the one place destination runs start; that module loads only when needed
+        from segfn_kit._destination import run_destination
+
+        result: pd.DataFrame = run_destination(
+            fn, payloads, values, timeout=timeout, progress=progress, validate=validate, **options
+        )
+        return result
+    if options:
+        raise TypeError(f"run() got options only destination functions take: {', '.join(sorted(options))}")
+    items = _payload_items(payloads)
+    missing = fn.missing_settings(values)
+    if missing:
+        names = ", ".join(missing)
+        example = ", ".join(f"{n!r}: ..." for n in missing)
+        return _error_frame(
+            items,
+            f"SettingsError: required setting{'s' if len(missing) > 1 else ''} {names} "
+            f"missing (declared in SETTINGS of {fn.filename}); pass settings={{{example}}} "
+            "or --settings FILE",
+            None,
+            fn,
+        )
+    return _run_source(fn, items, fn.settings(values), timeout, progress, validate)
+
+
+def _run_source(
+    fn: Function,
+    items: list[_Item],
+    settings: Settings,
+    timeout: float | None,
+    progress: bool | None,
+    validate: bool,
+) -> pd.DataFrame:
+    outcome: list[str] = []
+    events: list[list[dict[str, Any]]] = []
+    objects: list[list[dict[str, Any]]] = []
+    error: list[str | None] = []
+    error_line: list[int | None] = []
+    issues: list[list[dict[str, Any]]] = []
+    duration: list[float] = []
+    discarded: list[list[dict[str, Any]]] = []
+    logs: list[str] = []
+    secrets = settings.secret_values()
+    on_request = fn.on_request
+    buffer = io.StringIO()
+    rows = _progress(items, progress, "running")
+    saved = sys.stdout, sys.stderr
+    # what the function prints is the row's log; swapping the streams once for the whole
+    # loop (not per payload) keeps the cost out of the hot path
+    sys.stdout = sys.stderr = buffer
+    try:
+        for item in rows:
+            if item.request is None:
+                outcome.append("error")
+                events.append([])
+                objects.append([])
+                error.append(item.error)
+                error_line.append(None)
+                issues.append([])
+                duration.append(0.0)
+                discarded.append([])
+                logs.append("")
+                continue
+            inv = on_request(item.request, settings, timeout=timeout)
+            if buffer.tell():
+                text = buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                logs.append(mask_text(text, secrets) if secrets else text)
+            else:
+                logs.append("")
+            outcome.append(inv.outcome)
+            error.append(inv.error)
+            error_line.append(inv.error_line)
+            duration.append(inv.duration)
+            if inv.outcome == "ok":
+                events.append(inv.events)
+                objects.append(inv.objects)
+                discarded.append([])
+                if validate:
+                    issues.append(_issues_of(inv.events, inv.objects, inv.problems))
+                else:
+                    issues.append(_issues_of([], [], inv.problems))
+            else:
+                events.append([])
+                objects.append([])
+                discarded.append(inv.events)
+                issues.append([])
+    finally:
+        sys.stdout, sys.stderr = saved
+    columns: dict[str, list[Any]] = {
+        "outcome": outcome,
+        "events": events,
+        "objects": objects,
+        "error": error,
+        "error_line": error_line,
+        "issues": issues,
+        "duration": duration,
+        "event_type": [i.event_type for i in items],
+        "discarded_events": discarded,
+        "logs": logs,
+    }
+    return _frame([i.payload_id for i in items], columns, fn, "source")
+
+
+# -- diff --------------------------------------------------------------------------------
+
+_COMPARED = ("outcome", "events", "objects", "error")
+
+
+def _view(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    view = {k: row.get(k) for k in _COMPARED if k in row}
+    if "requests" in row:
+        view["requests"] = row["requests"]
+    return view
+
+
+def _dump(view: dict[str, Any] | None) -> list[str]:
+    if view is None:
+        return []
+    return json.dumps(view, indent=1, sort_keys=True, ensure_ascii=False, default=str).splitlines()
+
+
+def diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """The payloads whose results changed between two runs, with a readable diff each.
+
+    Outcome, events, objects, error (and requests, for destinations) are compared;
+    durations, logs and issues are not.
+
+    Returns:
+        A frame indexed by ``payload_id`` with columns ``change`` (``added``, ``removed``,
+        ``outcome``, ``events``, ``objects``, ``error``, ``requests``: the first that
+        differs), ``outcome_before``, ``outcome_after``, ``events_before``,
+        ``events_after`` (counts) and ``diff`` (a unified diff of the JSON).
+
+    Example:
+        >>> fn = '''
+        ... from segfn_kit.runtime import Segment
+        ... def on_request(request, settings):
+        ...     Segment.track(user_id="u1", event=request.json()["name"])
+        ... '''
+        >>> a = run(fn, [{"name": "A"}, {"name": "B"}])
+        >>> b = run(fn.replace('event=', 'event="X" or '), [{"name": "A"}, {"name": "B"}])
+        >>> diff(a, b)["change"].tolist()
+        ['events', 'events']
+    """
+    ids = list(dict.fromkeys([*map(str, before.index), *map(str, after.index)]))
+    b_rows = {str(k): {str(c): x for c, x in v.items()} for k, v in before.to_dict("index").items()}
+    a_rows = {str(k): {str(c): x for c, x in v.items()} for k, v in after.to_dict("index").items()}
+    rows: list[dict[str, Any]] = []
+    for pid in ids:
+        old, new = b_rows.get(pid), a_rows.get(pid)
+        vo, vn = _view(old), _view(new)
+        if vo == vn:
+            continue
+        if vo is None:
+            change = "added"
+        elif vn is None:
+            change = "removed"
+        else:
+            change = next(k for k in (*_COMPARED, "requests") if vo.get(k) != vn.get(k))
+        text = "\n".join(
+            difflib.unified_diff(_dump(vo), _dump(vn), f"before/{pid}", f"after/{pid}", lineterm="", n=2)
+        )
+        rows.append({
+            "payload_id": pid,
+            "change": change,
+            "outcome_before": None if old is None else old.get("outcome"),
+            "outcome_after": None if new is None else new.get("outcome"),
+            "events_before": 0 if old is None else len(old.get("events") or []),
+            "events_after": 0 if new is None else len(new.get("events") or []),
+            "diff": text,
+        })
+    columns = ["change", "outcome_before", "outcome_after", "events_before", "events_after", "diff"]
+    frame = pd.DataFrame(rows, columns=["payload_id", *columns], dtype=object)
+    frame[["events_before", "events_after"]] = frame[["events_before", "events_after"]].astype("int64")
+    return frame.set_index("payload_id")
+
+
+# -- coverage ----------------------------------------------------------------------------
+
+
+def _leaves(value: Any, path: str, out: dict[str, list[Any]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _leaves(v, f"{path}.{k}" if path else str(k), out)
+    elif isinstance(value, list):
+        for v in value:
+            _leaves(v, f"{path}[]", out)
+    elif value is not None and value != "":
+        out.setdefault(path, []).append(value)
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    # booleans match booleans only; 5 and 5.0 match; strings match strings
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return ("str", str(value))
+
+
+def _event_values(events: list[dict[str, Any]], objects: list[dict[str, Any]]) -> set[tuple[str, Any]]:
+    found: dict[str, list[Any]] = {}
+    for record in (*events, *objects):
+        _leaves(record, "", found)
+    keys = {_key(v) for values in found.values() for v in values}
+    # a Unix time in the payload reaches the event as an ISO 8601 timestamp
+    for record in events:
+        stamp = record.get("timestamp")
+        if isinstance(stamp, str):
+            try:
+                seconds = pd.Timestamp(stamp).timestamp()
+            except (ValueError, TypeError):
+                continue
+            keys.add(("number", int(seconds)))
+    return keys
+
+
+def _bodies(payloads: PayloadsLike) -> dict[str, Any]:
+    bodies: dict[str, Any] = {}
+    for item in _payload_items(payloads):
+        if item.request is None:
+            continue
+        try:
+            bodies[item.payload_id] = item.request.json()
+        except Exception:  # bodies that are not JSON have no fields to follow
+            continue
+    return bodies
+
+
+def coverage(results: pd.DataFrame, payloads: PayloadsLike) -> dict[str, pd.DataFrame]:
+    """What a run left out: incoming event types never mapped, payload fields never used.
+
+    A body field counts as used when its value appears among the values of the events
+    (or objects) its own payload produced; Unix times count when they reappear as the
+    event's ISO 8601 timestamp. Only payloads with outcome ``ok`` are followed for fields.
+
+    Args:
+        results: a result frame from :func:`run`.
+        payloads: the payloads it ran over (same argument as for :func:`run`).
+
+    Returns:
+        ``{"event_types": ..., "unmapped_types": ..., "unused_fields": ...}``:
+        per incoming event type the count of payloads per outcome; the types with no
+        ``ok`` outcome; and the body fields (dot paths, ``[]`` for list items) that never
+        reached an event, with how many mapped payloads carried them and an example value.
+
+    Example:
+        >>> fn = '''
+        ... from segfn_kit.runtime import Segment
+        ... def on_request(request, settings):
+        ...     body = request.json()
+        ...     Segment.track(user_id=body["id"], event="Seen")
+        ... '''
+        >>> payloads = [{"type": "seen", "id": "u1", "color": "red"}]
+        >>> coverage(run(fn, payloads), payloads)["unused_fields"].index.tolist()
+        ['color', 'type']
+    """
+    types = results["event_type"].map(lambda t: "(unknown)" if _missing(t) else str(t))
+    table = pd.crosstab(types, results["outcome"]).rename_axis(index="event_type", columns=None)
+    if "ok" not in table.columns:
+        table["ok"] = 0
+    table.insert(0, "payloads", table.sum(axis=1))
+    unmapped = table[table["ok"] == 0]
+    bodies = _bodies(payloads)
+    seen: Counter[str] = Counter()
+    used: set[str] = set()
+    examples: dict[str, Any] = {}
+    for pid, row in results[results["outcome"] == "ok"].iterrows():
+        body = bodies.get(str(pid))
+        if body is None:
+            continue
+        values = _event_values(row["events"], row["objects"])
+        fields: dict[str, list[Any]] = {}
+        _leaves(body, "", fields)
+        for path, found in fields.items():
+            seen[path] += 1
+            examples.setdefault(path, found[0])
+            if any(_key(v) in values for v in found):
+                used.add(path)
+    unused = [
+        {"field": path, "payloads": count, "example": examples[path]}
+        for path, count in sorted(seen.items())
+        if path not in used
+    ]
+    unused_frame = pd.DataFrame(unused, columns=["field", "payloads", "example"]).set_index("field")
+    return {
+        "event_types": table.sort_values("payloads", ascending=False, kind="stable"),
+        "unmapped_types": unmapped.sort_values("payloads", ascending=False, kind="stable"),
+        "unused_fields": unused_frame,
+    }
+
+
+# -- JSON Lines (contract 3) -------------------------------------------------------------
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _line(record: dict[str, Any]) -> str:
+    try:
+        return json.dumps(record, ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:  # NaN or infinity somewhere: JSON has no such numbers
+        return json.dumps(_json_safe(record), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def _records(results: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    keys = list(JSONL_KEYS[1:])
+    if "requests" in results.columns:
+        keys.append("requests")
+    present = [k for k in keys if k in results.columns]
+    for pid, *values in results[present].itertuples(index=True, name=None):
+        record: dict[str, Any] = {"payload_id": str(pid)}
+        row = dict(zip(present, values, strict=True))
+        for key in keys:
+            value = row.get(key)
+            if key in ("events", "objects", "issues", "requests"):
+                record[key] = list(value) if isinstance(value, list | tuple) else []
+            else:
+                record[key] = None if _missing(value) else value
+        yield record
+
+
+def to_jsonl(results: pd.DataFrame, file: str | os.PathLike[str] | IO[str] | None = None) -> str | None:
+    """Write a result frame as JSON Lines (contract 3), one object per payload.
+
+    Each line has exactly ``payload_id``, ``outcome``, ``events``, ``objects``, ``error``,
+    ``issues`` (destination runs add ``requests``). Integers keep every digit, even above
+    2**53; NaN and infinities, which JSON cannot carry, are written as ``null``.
+
+    Args:
+        results: a result frame from :func:`run`.
+        file: a path or a text stream to write to; ``None`` to return the text.
+
+    Returns:
+        The text when ``file`` is ``None``, else ``None``.
+
+    Example:
+        >>> fn = 'from segfn_kit.runtime import Segment\\ndef on_request(r, s):\\n    Segment.track(user_id="u", event="E")'
+        >>> line = to_jsonl(run(fn, [{}])).splitlines()[0]
+        >>> list(json.loads(line))
+        ['payload_id', 'outcome', 'events', 'objects', 'error', 'issues']
+    """
+    lines = (_line(r) + "\n" for r in _records(results))
+    if file is None:
+        return "".join(lines)
+    if isinstance(file, str | os.PathLike):
+        with open(file, "w", encoding="utf-8") as fh:
+            fh.writelines(lines)
+    else:
+        file.writelines(lines)
+    return None
