@@ -144,6 +144,13 @@ def _rows_from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
             {"payload_id": str(pid), **{c: row.get(c) for c in EVENT_COLUMNS}}
             for pid, row in zip(frame.index, frame.to_dict("records"), strict=True)
         ]
+    if "events" not in frame.columns and "body" in frame.columns:
+        # a payload frame (load_payloads) of captured events: each body is one event
+        return [
+            _row(str(pid), row.get("body"), str(row.get("source") or "payloads"),
+                 int(row.get("position") or 0), error=row.get("error") or None)
+            for pid, row in zip(frame.index, frame.to_dict("records"), strict=True)
+        ]
     if "events" not in frame.columns:
         raise ValueError(
             "the frame has no 'events' column: pass the result frame of run(source_function, "

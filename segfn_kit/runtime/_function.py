@@ -231,7 +231,7 @@ class Function:
                 else f"event type {kind!r} is not a Segment event type"
             )
             return Invocation(outcome="EventNotSupported", error=f"EventNotSupported: {reason}")
-        return self._invoke(handler, (copy.deepcopy(dict(event)), settings), Collector(""), settings, timeout)
+        return self._invoke(_sync(handler), (copy.deepcopy(dict(event)), settings), Collector(""), settings, timeout)
 
     def on_batch(
         self,
@@ -245,7 +245,7 @@ class Function:
         if handler is None:
             return Invocation(outcome="EventNotSupported", error="EventNotSupported: no on_batch handler")
         settings = settings if isinstance(settings, Settings) else self.settings(settings)
-        return self._invoke(handler, (copy.deepcopy([dict(e) for e in events]), settings), Collector(""), settings, timeout)
+        return self._invoke(_sync(handler), (copy.deepcopy([dict(e) for e in events]), settings), Collector(""), settings, timeout)
 
     def _invoke(
         self,
@@ -301,6 +301,44 @@ class Function:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Function:
         return self
+
+
+def _sync(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """An ``async def`` destination handler as a plain call (Segment's handlers are async).
+
+    The coroutine runs on its own event loop, in a worker thread when this thread already
+    runs one (a notebook kernel), with the caller's context so previews still see it.
+    """
+    import inspect
+
+    if not inspect.iscoroutinefunction(handler):
+        return handler
+
+    def call(*args: Any) -> Any:
+        import asyncio
+        import contextvars
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(handler(*args))
+        ctx = contextvars.copy_context()
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = ctx.run(asyncio.run, handler(*args))
+            except BaseException as exc:
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, daemon=True, name="segfn-async-handler")
+        worker.start()
+        worker.join()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    return call
 
 
 def _line_in(exc: BaseException, filename: str) -> int | None:

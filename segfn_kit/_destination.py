@@ -1,0 +1,529 @@
+"""Run a destination (or insert) function over spec events: one result row per event.
+
+Each event goes to its handler (``on_track`` for a track, ...) with every httpx request
+answered from a ``Responses`` script and recorded. What Segment would do next is simulated,
+not slept through:
+
+- ``RetryError`` or a timeout: the event is tried again on Segment's retry schedule
+  (``RetryPolicy``); the script answers the later attempts (a status sequence runs on
+  across attempts), and the row lists every attempt with its delay;
+- ``DropEvent``: filtered on purpose; the other errors: discarded.
+
+``final`` says where the event ended: ``delivered``, ``dropped`` (``DropEvent``),
+``discarded`` (unsupported, rejected, or failed), or ``retries exhausted``.
+
+With ``batch=True`` events go to ``on_batch`` in groups (input order kept); it may return
+one ``{"status": ...}`` per event, and only the failed ones are retried. Without an
+``on_batch`` handler the single-event handlers are used, as in Segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import email.utils
+import functools
+import io
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segfn_kit._events import is_event_frame, sample_events
+from segfn_kit._http import EventRecord, Interception, Responses
+from segfn_kit.runtime import (
+    DEFAULT_TIMEOUT,
+    DESTINATION_HANDLERS,
+    Function,
+    Invocation,
+    Settings,
+    mask_text,
+)
+
+__all__ = ["RESULT_COLUMNS", "RetryPolicy", "run_destination"]
+
+RESULT_COLUMNS = [
+    "outcome", "events", "objects", "error", "error_line", "issues", "duration", "event_type",
+    "discarded_events", "logs", "requests", "returned", "attempts", "final", "payload",
+]
+MAX_BATCH = 400  # Segment's largest batch on request
+_RETRYABLE_STATUS = "RetryError"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Segment's retry of a destination event, simulated.
+
+    Segment retries destination functions for up to 4 hours with growing waits; its exact
+    schedule is not published, so the simulation uses exponential backoff from
+    ``first_delay`` (doubling, capped at ``max_delay``) while the total wait stays within
+    ``give_up_after``. A ``Retry-After`` header on the last 429 lengthens the next wait.
+    A function that times out on ``timeout_attempts`` attempts in a row is not tried again
+    (a hang is rarely transient, and each try costs the full time limit).
+
+    Example:
+        >>> RetryPolicy().delays()[:4]
+        [60.0, 120.0, 240.0, 480.0]
+        >>> len(RetryPolicy().delays()) + 1  # attempts in all
+        9
+    """
+
+    first_delay: float = 60.0
+    factor: float = 2.0
+    max_delay: float = 3600.0
+    give_up_after: float = 4 * 3600.0
+    max_attempts: int | None = None
+    timeout_attempts: int = 2
+
+    def delays(self) -> list[float]:
+        """The waits before each retry, in seconds (without ``Retry-After``)."""
+        out: list[float] = []
+        delay, total = self.first_delay, 0.0
+        while self.max_attempts is None or len(out) + 1 < self.max_attempts:
+            wait = min(delay, self.max_delay)
+            if total + wait > self.give_up_after or len(out) >= 1000:
+                break
+            out.append(wait)
+            total += wait
+            delay *= self.factor
+        return out
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def run_destination(
+    function: Function | str | os.PathLike[str],
+    events: Any,
+    settings: Mapping[str, Any] | Settings | str | os.PathLike[str] | None = None,
+    *,
+    responses: Responses | None = None,
+    live: bool = False,
+    strict: bool | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    batch: bool = False,
+    batch_size: int = 20,
+    retry: RetryPolicy | None = None,
+    progress: bool | None = False,
+    validate: bool = True,
+) -> pd.DataFrame:
+    """Run a destination or insert function over events; one row per event.
+
+    Args:
+        function: a loaded ``Function`` or the path of its file.
+        events: an event frame (``sample_events``), a source run's result frame, event
+            dicts, or JSON / JSON Lines paths.
+        settings: setting values (a mapping, ``Settings``, or a JSON file of them).
+        responses: the HTTP script; ``None`` answers every request ``200 {}``.
+        live: send the requests for real (announced on stderr).
+        strict: override the script's strict mode.
+        timeout: the per-invocation time limit in seconds (Segment's is 5 s).
+        batch: send events to ``on_batch`` in groups of ``batch_size`` (at most 400).
+        retry: the simulated retry schedule; ``RetryPolicy(max_attempts=1)`` turns it off.
+        progress: show a progress bar (``None``: only from 1,000 events on).
+        validate: check the input events (and the events an insert function returns)
+            against the Segment spec, in the ``issues`` column.
+
+    Returns:
+        The result frame (see ``docs/ARCHITECTURE.md``) with ``requests``, ``returned``,
+        ``attempts`` and ``final`` besides the common columns.
+
+    Example:
+        >>> fn = Function.from_source('''
+        ... import httpx
+        ... from segfn_kit.runtime import RetryError
+        ... def on_track(event, settings):
+        ...     r = httpx.post("https://api.example.com/events", json={"name": event["event"]})
+        ...     if r.status_code >= 500:
+        ...         raise RetryError(f"server said {r.status_code}")
+        ... ''')
+        >>> out = run_destination(fn, [{"type": "track", "userId": "u1", "event": "Paid"},
+        ...                            {"type": "page", "userId": "u1"}],
+        ...                       responses=Responses([500, 201]))
+        >>> out[["outcome", "final"]].values.tolist()
+        [['ok', 'delivered'], ['EventNotSupported', 'discarded']]
+        >>> [a["outcome"] for a in out["attempts"].iloc[0]]
+        ['RetryError', 'ok']
+        >>> out["requests"].iloc[0][0]["body"]
+        {'name': 'Paid'}
+    """
+    fn = function if isinstance(function, Function) else Function.from_file(function)
+    if fn.kind != "destination":
+        raise TypeError(
+            f"{fn.filename} is a source function (it defines on_request); run it over payloads "
+            "with run(function, load_payloads(...))"
+        )
+    frame = _event_frame(events)
+    values = _settings_values(settings)
+    bound = fn.settings(values)
+    secrets = bound.secret_values()
+    script = responses if responses is not None else Responses()
+    if strict is not None and strict != script.strict:
+        script = copy.copy(script)
+        script.strict = strict
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise ValueError(f"batch_size={batch_size}: Segment batches 1 to {MAX_BATCH} events")
+    policy = retry or RetryPolicy()
+    runner = _Runner(fn, bound, secrets, timeout, policy)
+
+    rows: dict[str, dict[str, Any]] = {}
+    bar = _progress(len(frame), progress if progress is not None else len(frame) >= 1000)
+    missing = fn.missing_settings(values)
+    settings_error = None
+    if missing:
+        example = ", ".join(f"{n!r}: ..." for n in missing)
+        settings_error = {
+            "outcome": "error", "final": "discarded",
+            "error": f"SettingsError: required setting(s) {', '.join(missing)} missing (declared "
+                     f"in SETTINGS of {fn.filename}); pass settings={{{example}}}",
+        }
+    with script.intercept(secrets, live=live) as http:
+        runner.http = http
+        pending: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        records: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
+        for index, entry in zip(frame.index, records, strict=True):
+            pid = str(index)
+            base = _base_row(entry, validate)
+            rejection = settings_error or _rejection(entry)
+            if rejection is not None:
+                rows[pid] = {**base, **rejection}
+                bar.update(1)
+                continue
+            event = entry["event"]
+            if batch and "on_batch" in fn.handlers:
+                pending.append((pid, event, base))
+                if len(pending) == batch_size:
+                    rows.update(runner.run_batch(pending))
+                    bar.update(len(pending))
+                    pending = []
+                continue
+            rows[pid] = runner.run_one(pid, event, base)
+            bar.update(1)
+        if pending:
+            rows.update(runner.run_batch(pending))
+            bar.update(len(pending))
+    bar.close()
+    # object columns throughout: None stays None (not NaN), lists stay lists
+    out = pd.DataFrame([rows[str(pid)] for pid in frame.index], columns=RESULT_COLUMNS,
+                       index=pd.Index([str(p) for p in frame.index], name="payload_id"),
+                       dtype=object)
+    out["duration"] = out["duration"].astype(float)
+    out.attrs.update({"function": fn, "kind": "destination", "live": live, "responses": script})
+    return out
+
+
+# -- rows ----------------------------------------------------------------------------------
+def _event_frame(events: Any) -> pd.DataFrame:
+    if is_event_frame(events):
+        return events  # type: ignore[no-any-return]
+    if isinstance(events, list | tuple) and events and all(
+        isinstance(e, str | os.PathLike) for e in events
+    ):
+        return sample_events(*events)
+    return sample_events(events)
+
+
+def _base_row(entry: Mapping[str, Any], check: bool) -> dict[str, Any]:
+    from segfn_kit.spec import validate
+
+    event = entry.get("event")
+    kind = event.get("type") if isinstance(event, Mapping) else None
+    issues: list[dict[str, Any]] = []
+    # the input event's issues carry event_index None; a returned event's carry 0
+    if check and isinstance(event, Mapping) and kind != "delete":
+        issues = [i.to_dict() for i in validate(dict(event))]
+    return {
+        "outcome": "ok", "events": [], "objects": [], "error": None, "error_line": None,
+        "issues": issues, "duration": 0.0, "event_type": kind if isinstance(kind, str) else None,
+        "discarded_events": [], "logs": "", "requests": [], "returned": None, "attempts": [],
+        "final": "delivered", "payload": entry.get("payload"),
+    }
+
+
+def _rejection(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Why this entry is not an event Segment would hand a destination, or ``None``."""
+    event = entry.get("event")
+    known = ", ".join(DESTINATION_HANDLERS)
+    if entry.get("error"):
+        reason = str(entry["error"])
+    elif not isinstance(event, Mapping):
+        reason = (f"the entry is {type(event).__name__}, not an event object; a Segment event "
+                  f"is a JSON object with a type ({known})")
+    elif "type" not in event or event["type"] in (None, ""):
+        reason = f"the event has no type; set type to one of {known}"
+    elif event["type"] not in DESTINATION_HANDLERS:
+        reason = f"type {event['type']!r} is not a Segment event type; use one of {known}"
+    elif event["type"] in ("delete", "alias") and not event.get("userId"):
+        reason = f"the {event['type']} event has no userId; Segment's {event['type']} events always carry one"
+    elif not event.get("userId") and not event.get("anonymousId"):
+        reason = ("the event has neither userId nor anonymousId; Segment only delivers events "
+                  "that carry one: add userId or anonymousId")
+    else:
+        return None
+    return {"outcome": "InvalidEventPayload", "error": f"InvalidEventPayload: {reason}",
+            "final": "discarded"}
+
+
+def _final(outcome: str, retryable: bool) -> str:
+    if outcome == "ok":
+        return "delivered"
+    if outcome == "DropEvent":
+        return "dropped"
+    if retryable:
+        return "retries exhausted"
+    return "discarded"
+
+
+class _Runner:
+    def __init__(self, fn: Function, settings: Settings, secrets: list[str],
+                 timeout: float | None, policy: RetryPolicy):
+        self.fn = fn
+        self.settings = settings
+        self.secrets = secrets
+        self.timeout = timeout
+        self.policy = policy
+        self.delays = policy.delays()
+        self.http: Interception | None = None
+
+    def _invoke(self, call: Any, rec: EventRecord) -> tuple[Invocation, str, list[str]]:
+        """One invocation with prints captured and interception problems collected."""
+        assert self.http is not None
+        seen = len(rec.violations)
+        buffer = io.StringIO()
+        token = self.http.record_for(rec)
+        try:
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                inv = call()
+        finally:
+            from segfn_kit._http import _current
+
+            _current.reset(token)
+        return inv, mask_text(buffer.getvalue(), self.secrets), rec.violations[seen:]
+
+    def _next_delay(self, attempt: int, rec: EventRecord) -> float | None:
+        """The wait before attempt ``attempt + 1``, or ``None`` when Segment gives up."""
+        if attempt > len(self.delays):
+            return None
+        delay = self.delays[attempt - 1]
+        last = next((r for r in reversed(rec.requests) if r.get("attempt") == attempt), None)
+        response = (last or {}).get("response") or {}
+        if response.get("status") == 429:
+            after = _retry_after((response.get("headers") or {}).get("retry-after"))
+            if after is not None:
+                delay = max(delay, after)
+        return delay
+
+    def run_one(self, pid: str, event: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+        rec = EventRecord(pid, event)
+        attempts: list[dict[str, Any]] = []
+        logs: list[str] = []
+        duration, delay, timeouts = 0.0, 0.0, 0
+        while True:
+            rec.attempt = len(attempts) + 1
+            inv, printed, violations = self._invoke(
+                lambda: self.fn.on_event(event, self.settings, timeout=self.timeout), rec)
+            if violations:
+                inv = _violated(inv, violations)
+            duration += inv.duration
+            if printed:
+                logs.append(printed if rec.attempt == 1 else f"[attempt {rec.attempt}]\n{printed}")
+            attempts.append({"attempt": rec.attempt, "delay_s": delay, "outcome": inv.outcome,
+                             "error": inv.error})
+            timeouts = timeouts + 1 if inv.timed_out else 0
+            if not inv.retryable or timeouts >= self.policy.timeout_attempts:
+                break
+            next_delay = self._next_delay(rec.attempt, rec)
+            if next_delay is None:
+                break
+            delay = next_delay
+        returned = inv.returned if inv.outcome == "ok" else None
+        events, issues = _inserted(returned)
+        return {
+            **base,
+            "outcome": inv.outcome,
+            "events": events,
+            "error": inv.error,
+            "error_line": inv.error_line,
+            "issues": base["issues"] + issues,
+            "duration": duration,
+            "logs": "".join(logs),
+            "requests": rec.requests,
+            "returned": returned,
+            "attempts": attempts,
+            "final": _final(inv.outcome, inv.retryable),
+        }
+
+    def run_batch(self, items: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        rec = EventRecord(items[0][0], None)
+        pending = list(range(len(items)))
+        state: dict[int, dict[str, Any]] = {
+            i: {"attempts": [], "outcome": "ok", "error": None, "error_line": None,
+                "retryable": False, "returned": None} for i in pending
+        }
+        logs: list[str] = []
+        duration, delay, timeouts, attempt = 0.0, 0.0, 0, 1
+        while True:
+            rec.attempt = attempt
+            batch_events: list[Mapping[str, Any]] = [items[i][1] for i in pending]
+            inv, printed, violations = self._invoke(
+                functools.partial(self.fn.on_batch, batch_events, self.settings, timeout=self.timeout), rec)
+            if violations:
+                inv = _violated(inv, violations)
+            duration += inv.duration
+            if printed:
+                logs.append(printed if attempt == 1 else f"[attempt {attempt}]\n{printed}")
+            for i, status in zip(pending, _statuses(inv, len(pending)), strict=True):
+                state[i].update(status)
+                state[i]["attempts"].append({"attempt": attempt, "delay_s": delay,
+                                             "outcome": status["outcome"], "error": status["error"]})
+            timeouts = timeouts + 1 if inv.timed_out else 0
+            retry = [i for i in pending if state[i]["retryable"]]
+            if not retry or timeouts >= self.policy.timeout_attempts:
+                break
+            next_delay = self._next_delay(attempt, rec)
+            if next_delay is None:
+                break
+            # only the failed events go into the next attempt, as Segment retries them
+            delay, pending, attempt = next_delay, retry, attempt + 1
+        out = {}
+        for i, (pid, _event, base) in enumerate(items):
+            s = state[i]
+            events, issues = _inserted(s["returned"] if s["outcome"] == "ok" else None)
+            out[pid] = {
+                **base, "outcome": s["outcome"], "events": events, "error": s["error"],
+                "error_line": s["error_line"], "issues": base["issues"] + issues,
+                "duration": duration, "logs": "".join(logs), "requests": rec.requests,
+                "returned": s["returned"], "attempts": s["attempts"],
+                "final": _final(s["outcome"], s["retryable"]),
+            }
+        return out
+
+
+def _inserted(returned: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An insert function's changed event (and its spec issues), when it returned one.
+
+    Only a returned event counts (a mapping with a Segment ``type``): a destination handler
+    may return anything else (an API response), which Segment ignores.
+    """
+    if not isinstance(returned, Mapping) or returned.get("type") not in DESTINATION_HANDLERS:
+        return [], []
+    from segfn_kit.spec import validate
+
+    event = dict(returned)
+    issues = [] if event.get("type") == "delete" else [i.to_dict() for i in validate(event, index=0)]
+    return [event], issues
+
+
+def _violated(inv: Invocation, violations: list[str]) -> Invocation:
+    """A strict-mode miss or a blocked connection makes the row an error, even if swallowed."""
+    message = violations[0] + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else "")
+    return Invocation(outcome="error", error=message, error_line=inv.error_line,
+                      duration=inv.duration, returned=None)
+
+
+def _statuses(inv: Invocation, n: int) -> list[dict[str, Any]]:
+    """Per-event results of one ``on_batch`` invocation over ``n`` events."""
+    if inv.outcome != "ok":
+        return [{"outcome": inv.outcome, "error": inv.error, "error_line": inv.error_line,
+                 "retryable": inv.retryable, "returned": None}] * n
+    returned = inv.returned
+    ok = {"outcome": "ok", "error": None, "error_line": None, "retryable": False}
+    if returned is None:  # nothing said: the whole batch went through
+        return [{**ok, "returned": None} for _ in range(n)]
+    problem = None
+    if not isinstance(returned, list):
+        problem = f"on_batch returned {type(returned).__name__} {_short(returned)}"
+    elif len(returned) != n:
+        problem = f"on_batch returned {len(returned)} statuses for {n} events"
+    if problem is None:
+        out: list[dict[str, Any]] = []
+        for k, item in enumerate(returned):
+            status = _status_of(item)
+            if status is None:
+                out = []
+                problem = f"on_batch status {k + 1} is {_short(item)}, not {{'status': <int>}}"
+                break
+            if isinstance(item, Mapping) and item.get("type") and "status" not in item:
+                # an insert function's on_batch returns the changed events, one per input
+                out.append({**ok, "returned": dict(item)})
+            elif 200 <= status < 300:
+                out.append({**ok, "returned": item})
+            else:
+                message = str(item.get("errormessage") or item.get("errorMessage") or "") if isinstance(item, Mapping) else ""
+                out.append({"outcome": _RETRYABLE_STATUS, "error":
+                            f"RetryError: on_batch gave status {status} for this event"
+                            + (f": {message}" if message else ""),
+                            "error_line": None, "retryable": True, "returned": item})
+        if problem is None:
+            return out
+    error = (f"error: {problem}; on_batch returns None (all delivered) or a list of one "
+             f"{{'status': <int>, 'errormessage': <str>}} per event, in input order")
+    return [{"outcome": "error", "error": error, "error_line": None, "retryable": False,
+             "returned": returned}] * n
+
+
+def _status_of(item: Any) -> int | None:
+    if isinstance(item, Mapping):
+        if item.get("type") and "status" not in item:
+            return 200
+        status = item.get("status")
+        return status if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599 else None
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _settings_values(settings: Any) -> dict[str, Any]:
+    if settings is None:
+        return {}
+    if isinstance(settings, Mapping):
+        return dict(settings)
+    path = Path(settings)
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the settings file ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: the settings file is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: settings are a flat JSON object of names to values")
+    return data
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="event", desc="events")
