@@ -26,7 +26,6 @@ to fix, and every other payload still runs.
 
 from __future__ import annotations
 
-import base64
 import difflib
 import io
 import json
@@ -34,13 +33,14 @@ import math
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
+from segfn_kit._payloads import Payload, iter_payloads, load_payloads, request_from_row
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
 from segfn_kit.runtime._request import _UNSET
 from segfn_kit.spec import validate as validate_event
@@ -166,48 +166,35 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _request_from_envelope(env: Mapping[str, Any]) -> Request:
-    body: Any = env.get("body")
-    if body is None and isinstance(env.get("body_base64"), str):
-        body = base64.b64decode(env["body_base64"])
-    url = env.get("url") or env.get("path") or ""
-    query = env.get("query")
-    return Request(
-        body,
-        env.get("headers") or {},
-        method=str(env.get("method") or "POST"),
-        url=str(url),
-        query=query if isinstance(query, Mapping) else None,
-        received_at=env.get("received_at"),
-    )
+def _item_of(payload: Payload) -> _Item:
+    if payload.error:
+        return _Item(payload.payload_id, None, f"PayloadError: {payload.error}", payload.event_type)
+    return _Item(payload.payload_id, request_from_row(payload), None, payload.event_type)
 
 
 def _items_from_list(payloads: Sequence[Any]) -> Iterator[_Item]:
+    if all(isinstance(p, Mapping) for p in payloads):
+        yield from map(_item_of, iter_payloads(*payloads))
+        return
     for n, payload in enumerate(payloads, start=1):
-        pid = f"#{n}"
+        pid = f"input{n}"
         if isinstance(payload, Request):
             body = payload._json if payload._json is not _UNSET else None
             yield _Item(pid, payload, None, _event_type_of(body))
-        elif isinstance(payload, dict) and "headers" in payload and ("body" in payload or "body_base64" in payload):
-            try:
-                request = _request_from_envelope(payload)
-            except (TypeError, ValueError) as exc:
-                yield _Item(pid, None, f"PayloadError: payload {pid} is not a usable capture envelope ({exc})", None)
-                continue
-            yield _Item(pid, request, None, _event_type_of(payload.get("body")))
         elif isinstance(payload, bytes | bytearray):
             yield _Item(pid, Request(bytes(payload)), None, None)
-        else:  # a bare JSON body
-            yield _Item(
-                pid, Request(payload, {"Content-Type": "application/json"}), None, _event_type_of(payload)
-            )
+        else:  # an envelope or a bare JSON body, read as the loader reads it
+            for loaded in iter_payloads(payload if isinstance(payload, Mapping | list) else [payload]):
+                item = _item_of(loaded)
+                item.payload_id = pid
+                yield item
+                break
 
 
 _ROW_COLUMNS = ("method", "url", "path", "query", "headers", "received_at", "raw", "body", "error", "event_type")
 
 
 def _items_from_frame(frame: pd.DataFrame) -> Iterator[_Item]:
-    to_request = _row_reader()
     columns = [c for c in _ROW_COLUMNS if c in frame.columns]
     ids = [str(i) for i in frame.index]
     records = cast(
@@ -221,7 +208,7 @@ def _items_from_frame(frame: pd.DataFrame) -> Iterator[_Item]:
             yield _Item(pid, None, f"PayloadError: {error}", event_type)
             continue
         try:
-            request = to_request(row)
+            request = request_from_row(row)
         except Exception as exc:  # a row the loader could not make sense of
             yield _Item(pid, None, f"PayloadError: {type(exc).__name__}: {exc}", event_type)
             continue
@@ -230,45 +217,33 @@ def _items_from_frame(frame: pd.DataFrame) -> Iterator[_Item]:
         yield _Item(pid, request, None, event_type)
 
 
-def _row_reader() -> Callable[[Mapping[str, Any]], Request]:
-    try:
-        from segfn_kit._payloads import request_from_row
-    except ImportError:  # the payload loader is optional for in-memory frames
-        return _request_from_row
-    return request_from_row
-
-
-def _request_from_row(row: Mapping[str, Any]) -> Request:
-    raw = row.get("raw")
-    body: Any = raw if isinstance(raw, str) else row.get("body")
-    query = row.get("query")
-    return Request(
-        body,
-        row.get("headers") if isinstance(row.get("headers"), Mapping) else {},
-        method=str(row.get("method") or "POST"),
-        url=str(row.get("url") or row.get("path") or ""),
-        query=query if isinstance(query, Mapping) else None,
-        received_at=None if _missing(row.get("received_at")) else row.get("received_at"),
-    )
-
-
 def _is_pathish(value: Any) -> bool:
     return isinstance(value, str | os.PathLike)
 
 
-def _payload_items(payloads: PayloadsLike) -> list[_Item]:
+class _Items(list[_Item]):
+    """Payload items, and the inputs that held no payload (``{"source", "reason"}``)."""
+
+    skipped: list[dict[str, str]]
+
+
+def _payload_items(payloads: PayloadsLike) -> _Items:
     """Turn any accepted ``payloads`` argument into items, in order."""
     if isinstance(payloads, pd.DataFrame):
-        return list(_items_from_frame(payloads))
+        items = _Items(_items_from_frame(payloads))
+        items.skipped = list(payloads.attrs.get("skipped") or [])
+        return items
     if _is_pathish(payloads):
         payloads = [payloads]
     if isinstance(payloads, Mapping):
-        return list(_items_from_list([payloads]))
+        payloads = [payloads]
     if isinstance(payloads, Iterable):
         payloads = list(payloads)
         if payloads and all(_is_pathish(p) for p in payloads):
-            return list(_items_from_frame(_load_paths(payloads)))
-        return list(_items_from_list(payloads))
+            return _payload_items(_load_paths(payloads))
+        items = _Items(_items_from_list(payloads))
+        items.skipped = []
+        return items
     raise TypeError(
         "payloads must be file or folder paths, a payload frame from load_payloads(), "
         f"or a list of capture envelopes or JSON bodies, not {type(payloads).__name__}"
@@ -276,37 +251,8 @@ def _payload_items(payloads: PayloadsLike) -> list[_Item]:
 
 
 def _load_paths(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
-    try:
-        from segfn_kit._payloads import load_payloads
-    except ImportError:
-        return _read_envelopes(paths)
-    return load_payloads(*paths)
-
-
-def _read_envelopes(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
-    """Capture envelopes and bare JSON bodies only: what runs need before the full loader."""
-    rows: list[dict[str, Any]] = []
-    for arg in paths:
-        root = Path(arg)
-        files = sorted(p for p in root.rglob("*.json") if p.is_file()) if root.is_dir() else [root]
-        for file in files:
-            pid = f"{root.name}/{file.relative_to(root).as_posix()}" if root.is_dir() else file.name
-            row: dict[str, Any] = {"payload_id": pid, "source": str(file), "error": None}
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except OSError as exc:
-                row["error"] = f"cannot read {file}: {exc.strerror}"
-            except (ValueError, UnicodeDecodeError) as exc:
-                row["error"] = f"{file} is not valid JSON ({exc}); fix the file or capture it again"
-            else:
-                if isinstance(data, dict) and "headers" in data and "body" in data:
-                    row.update(data)
-                    row["raw"] = data["body"] if isinstance(data["body"], str) else None
-                else:
-                    row["body"] = data
-                    row["headers"] = {"Content-Type": "application/json"}
-            rows.append(row)
-    return pd.DataFrame(rows).set_index("payload_id")
+    # the body fields are not needed to run, and flattening them is most of a load's cost
+    return load_payloads(*paths, flatten_body=False)
 
 
 # -- running -----------------------------------------------------------------------------
@@ -347,7 +293,10 @@ def _progress(items: list[_Item], progress: bool | None, desc: str) -> Iterable[
     return tqdm(items, total=len(items), desc=desc, unit="payload", file=sys.stderr)  # type: ignore[no-any-return]
 
 
-def _frame(ids: list[str], columns: dict[str, list[Any]], function: Function | None, kind: str) -> pd.DataFrame:
+def _frame(
+    items: _Items, columns: dict[str, list[Any]], function: Function | None, kind: str
+) -> pd.DataFrame:
+    ids = [i.payload_id for i in items]
     data = {
         name: pd.Series(values, dtype="float64" if name == "duration" else object, index=ids)
         for name, values in columns.items()
@@ -355,10 +304,11 @@ def _frame(ids: list[str], columns: dict[str, list[Any]], function: Function | N
     frame = pd.DataFrame(data, index=pd.Index(ids, name="payload_id", dtype=object))
     frame.attrs["function"] = function
     frame.attrs["kind"] = kind
+    frame.attrs["skipped"] = items.skipped
     return frame
 
 
-def _error_frame(items: list[_Item], message: str, line: int | None, function: Function | None) -> pd.DataFrame:
+def _error_frame(items: _Items, message: str, line: int | None, function: Function | None) -> pd.DataFrame:
     n = len(items)
     columns: dict[str, list[Any]] = {
         "outcome": ["error"] * n,
@@ -372,7 +322,7 @@ def _error_frame(items: list[_Item], message: str, line: int | None, function: F
         "discarded_events": [[] for _ in items],
         "logs": [""] * n,
     }
-    return _frame([i.payload_id for i in items], columns, function, function.kind if function else "source")
+    return _frame(items, columns, function, function.kind if function else "source")
 
 
 def run(
@@ -391,7 +341,7 @@ def run(
         function: a ``runtime.Function``, the path of a function file, or its source text.
         payloads: file or folder paths, a payload frame from ``load_payloads``, or a list of
             capture envelopes (``{"headers", "body", ...}``), bare JSON bodies or ``Request``
-            objects (ids ``#1``, ``#2``, ...). For a destination function: spec events.
+            objects (ids ``input1``, ``input2``, ...). For a destination function: spec events.
         settings: setting names to values, or the path of a settings file (flat JSON).
         timeout: seconds each invocation may take (Segment's limit is 5); ``None`` for none.
         progress: show a progress bar; by default only from 1,000 payloads on.
@@ -417,7 +367,7 @@ def run(
         ...       {"type": "invoice.voided"}])
         >>> results["outcome"].tolist()
         ['ok', 'EventNotSupported']
-        >>> results.loc["#1", "events"][0]["userId"]
+        >>> results.loc["input1", "events"][0]["userId"]
         'cus_1'
     """
     values: Mapping[str, Any] | None
@@ -457,7 +407,7 @@ def run(
 
 def _run_source(
     fn: Function,
-    items: list[_Item],
+    items: _Items,
     settings: Settings,
     timeout: float | None,
     progress: bool | None,
@@ -532,7 +482,7 @@ def _run_source(
         "discarded_events": discarded,
         "logs": logs,
     }
-    return _frame([i.payload_id for i in items], columns, fn, "source")
+    return _frame(items, columns, fn, "source")
 
 
 # -- diff --------------------------------------------------------------------------------
