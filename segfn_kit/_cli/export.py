@@ -1,0 +1,70 @@
+"""``segfn export``: write a deployable handler package from a function file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+HELP = """\
+Write a folder that runs FUNCTION where segfn_kit is not installed: on AWS Lambda (API
+Gateway or Function URL), under any ASGI server (uvicorn handler:app) or from a shell
+(python -m handler). It holds the function file verbatim, the runtime it imports,
+handler.py, requirements.txt, a README with deploy steps, build_zip.py, and tests/ built
+from the payloads the function was previewed on: its approved outputs
+(<stem>.approved.jsonl next to the function file, or --approved), or else what it does now
+over --payloads. The package reads its configuration from the environment only
+(SEGMENT_WRITE_KEY, SEGMENT_API_HOST, SEGFN_SETTINGS, SEGFN_SIGNATURE, ...); secret settings
+are never written into it.
+
+Examples:
+  segfn export stripe_source.py --out build/stripe_source --payloads sample_payloads/stripe
+  segfn export zendesk_destination.py --out build/zendesk --payloads events/ --settings zendesk.json
+  cd build/stripe_source && python -m pytest      # the package's own tests
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export", help="write a deployable handler package (Lambda, ASGI, command line)",
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("function", metavar="FUNCTION", help="the function file (.py)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write (replaced if it holds an earlier export; otherwise must be empty)")
+    p.add_argument("--payloads", nargs="+", default=[], metavar="PATH",
+                   help="payload files or folders (Segment event files for a destination) to build the tests from")
+    p.add_argument("--approved", default=None, metavar="FILE",
+                   help="approved outputs (default: <stem>.approved.jsonl next to FUNCTION, when present)")
+    p.add_argument("--settings", default=None, metavar="FILE",
+                   help="settings as a JSON object; secret ones become placeholders in the tests")
+    p.add_argument("--requirement", action="append", default=[], metavar="SPEC", dest="requirements",
+                   help="an extra requirement for an import beyond the standard library and httpx (repeatable)")
+    p.add_argument("--zip", action="store_true", help="also build dist/lambda.zip with httpx vendored")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from segfn_kit._export import ExportError, export
+
+    try:
+        package = export(
+            args.function,
+            args.out,
+            payloads=args.payloads or None,
+            approved=args.approved,
+            settings=args.settings,
+            requirements=args.requirements,
+            lambda_zip=args.zip,
+        )
+    except ExportError as exc:
+        print(f"segfn export: {exc}", file=sys.stderr)
+        return 1
+    import json
+
+    manifest = json.loads((package / "export.json").read_text(encoding="utf-8"))
+    print(f"wrote {package}: {manifest['kind']} function {manifest['source']}, {manifest['cases']} test cases")
+    if args.zip:
+        print(f"Lambda zip: {package / 'dist' / 'lambda.zip'} (handler: handler.lambda_handler)")
+    print(f"test it: cd {package} && python -m pytest")
+    return 0
