@@ -471,7 +471,7 @@ class TrackingClient:
 
     # -- delivery ----------------------------------------------------------------------
 
-    def _deliver(self, events: Iterable[Mapping[str, Any]]) -> Generator[_Step, Any, DeliveryReport]:
+    def _deliver(self, encoded: list[tuple[str, bytes]]) -> Generator[_Step, Any, DeliveryReport]:
         """The delivery itself, without I/O: yields what to do and gets back what happened.
 
         ``send`` and ``asend`` drive this one generator with blocking and asyncio I/O, so the
@@ -482,7 +482,6 @@ class TrackingClient:
         """
         start = time.monotonic()
         deadline = start + self.budget
-        encoded = self.check(events)
         report = DeliveryReport(events=len(encoded))
         batches = self._pack(encoded)
         report.batches = len(batches)
@@ -546,7 +545,20 @@ class TrackingClient:
             ...     TrackingClient("KEY", host=url).send([{"type": "track", "userId": "u1", "event": "Paid"}]).accepted
             1
         """
-        steps = self._deliver(events)
+        return self.send_encoded(self.check(events))
+
+    def send_encoded(self, encoded: list[tuple[str, bytes]]) -> DeliveryReport:
+        """``send`` for events already checked: ``(messageId, bytes)`` from ``check``.
+
+        Callers that need each event's size before sending (to cut a stream into batches)
+        use this to avoid serialising every event twice.
+
+        Example:
+            >>> client = TrackingClient("KEY")
+            >>> client.send_encoded(client.check([])).events
+            0
+        """
+        steps = self._deliver(encoded)
         answer: Any = None
         errors = _transport_errors()
         try:
@@ -575,7 +587,7 @@ class TrackingClient:
             >>> asyncio.run(TrackingClient("KEY").asend([])).events
             0
         """
-        steps = self._deliver(events)
+        steps = self._deliver(self.check(events))
         answer: Any = None
         errors = _transport_errors()
         try:

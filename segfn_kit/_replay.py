@@ -1,0 +1,470 @@
+"""Replay archived webhooks through a source function and deliver the events.
+
+A year of Stripe events, say, in JSON Lines (gzip or not), folders of captures, or any
+format ``iter_payloads`` reads. Payloads stream one at a time, the function runs on the
+main thread while a second thread delivers the previous chunk, so memory stays flat
+whatever the size of the archive.
+
+Exactly once, in effect:
+
+- events keep the messageIds the function derives from each payload's content, so the same
+  payload replayed twice gives the same ids and Segment deduplicates them;
+- a checkpoint file records, after each delivered chunk, how far the stream was accepted
+  (written atomically: a temporary file renamed over the old one). Run the same command
+  again after an interruption and accepted payloads are skipped; payloads whose events went
+  to the dead-letter file are tried again. A hard kill can leave one chunk accepted but not
+  yet recorded: it is sent again under the same messageIds, which Segment deduplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from segfn_kit.runtime import Function
+from segfn_kit.runtime._delivery import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    DeliveryError,
+    DeliveryReport,
+    TrackingClient,
+    UndeliverableEvent,
+)
+
+__all__ = ["ReplayError", "ReplaySummary", "replay"]
+
+# a chunk (the unit of a checkpoint) holds this many batches' worth of events: enough for the
+# client to pack full batches across payload boundaries, small enough that little is re-sent
+_CHUNK_BATCHES = 4
+_CHECKPOINT_VERSION = 1
+
+
+class ReplayError(Exception):
+    """A replay cannot start or go on: bad arguments, a checkpoint of another replay."""
+
+
+@dataclasses.dataclass
+class ReplaySummary:
+    """What a replay did.
+
+    Attributes:
+        payloads: payloads read in this run (resumed ones included).
+        resumed: payloads skipped because a checkpoint said they were accepted earlier.
+        events: events the function emitted for the payloads run now.
+        outcomes: outcome (``ok``, ``EventNotSupported``, ..., ``error``, ``unloadable``,
+            ``undeliverable``) -> payload count.
+        delivery: the Tracking API side (batches, requests, retries, bytes, dead letters).
+        undeliverable: messageIds of events over 32 KB or not JSON (in the dead-letter file).
+        failed_payloads: payload ids whose events were not all accepted (tried again on resume).
+        elapsed: seconds.
+        interrupted: the replay was stopped before the end (Ctrl-C).
+        mode: ``deliver``, ``dry-run`` or ``out``.
+    """
+
+    payloads: int = 0
+    resumed: int = 0
+    events: int = 0
+    outcomes: dict[str, int] = dataclasses.field(default_factory=dict)
+    delivery: DeliveryReport = dataclasses.field(default_factory=DeliveryReport)
+    undeliverable: list[str] = dataclasses.field(default_factory=list)
+    failed_payloads: list[str] = dataclasses.field(default_factory=list)
+    elapsed: float = 0.0
+    interrupted: bool = False
+    mode: str = "deliver"
+
+    @property
+    def events_per_second(self) -> float:
+        """Events emitted per second of wall time."""
+        return self.events / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Nothing was left undelivered (function outcomes other than ok are not failures)."""
+        return not (self.failed_payloads or self.undeliverable or self.interrupted
+                    or self.delivery.dead_letter_ids)
+
+    def __str__(self) -> str:
+        d = self.delivery
+        lines = [
+            f"payloads      {self.payloads:,} read, {self.resumed:,} skipped (accepted in an earlier run)",
+            f"events        {self.events:,} emitted, {d.accepted:,} accepted"
+            + (f" ({self.events_per_second:,.0f} events/s)" if self.elapsed else ""),
+            "outcomes      " + (", ".join(f"{k} {v:,}" for k, v in sorted(self.outcomes.items())) or "none"),
+        ]
+        if self.mode == "deliver":
+            lines += [
+                f"batches       {d.batches:,} in {d.requests:,} requests ({d.retries:,} retries), {d.bytes:,} bytes sent",
+                f"dead letters  {d.dead_letters + len(self.undeliverable):,} events"
+                + (f" ({len(self.undeliverable):,} undeliverable: over 32 KB or not JSON)" if self.undeliverable else ""),
+            ]
+        if self.failed_payloads:
+            lines.append(f"not accepted  {len(self.failed_payloads):,} payloads (run again to retry them)")
+        if self.interrupted:
+            lines.append("interrupted   run the same command again to resume")
+        lines.append(f"time          {self.elapsed:.1f} s")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class _Chunk:
+    first: int  # stream index of its first payload
+    last: int  # stream index of its last payload
+    payload_ids: list[str]
+    events: list[tuple[str, bytes]]
+    owners: list[int]  # index into payload_ids for each event
+    size: int = 0
+
+
+class _Checkpoint:
+    """How far a replay got: the first ``done`` payloads of the stream are settled, except
+    those in ``retry`` (their events were not accepted)."""
+
+    def __init__(self, path: Path, key: str):
+        self.path = path
+        self.key = key
+        self.done = 0
+        self.last_id: str | None = None
+        self.retry: set[str] = set()
+
+    @classmethod
+    def load(cls, path: Path, key: str) -> _Checkpoint:
+        cp = cls(path, key)
+        if not path.exists():
+            return cp
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") != _CHECKPOINT_VERSION:
+                raise ValueError("unknown version")
+            if data["key"] != key:
+                raise ReplayError(
+                    f"{path} is the checkpoint of another replay (a different function, settings or "
+                    "archives); delete it or pass another --checkpoint file"
+                )
+            cp.done = int(data["done"])
+            cp.last_id = data.get("last_id")
+            cp.retry = set(data.get("retry", []))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ReplayError(f"{path}: not a readable replay checkpoint ({exc}); delete it to start over") from None
+        return cp
+
+    def save(self) -> None:
+        data = {"version": _CHECKPOINT_VERSION, "key": self.key, "done": self.done,
+                "last_id": self.last_id, "retry": sorted(self.retry)}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+def _load_settings(settings: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
+    if settings is None:
+        return {}
+    if isinstance(settings, Mapping):
+        return dict(settings)
+    path = Path(settings)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read the settings file ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ReplayError(f"{path}: the settings file is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ReplayError(f"{path}: the settings file must hold a JSON object of names to values")
+    return value
+
+
+def _replay_key(function: Function, settings: Mapping[str, Any], paths: tuple[Any, ...]) -> str:
+    # the checkpoint belongs to one function text, one set of settings and one list of inputs;
+    # settings are hashed (never stored), so secrets do not reach the checkpoint file
+    h = hashlib.sha256()
+    h.update(function.source.encode("utf-8", "surrogatepass"))
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for p in paths:
+        h.update(b"\0" + str(Path(p).resolve() if not isinstance(p, Mapping | list) else p).encode())
+    return h.hexdigest()
+
+
+def replay(
+    function: Function | str | os.PathLike[str],
+    *paths: str | os.PathLike[str],
+    to: str | None = None,
+    write_key: str | None = None,
+    dry_run: bool = False,
+    out: str | os.PathLike[str] | TextIO | None = None,
+    settings: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    dead_letter: str | os.PathLike[str] | None = None,
+    budget: float = 120.0,
+    progress: bool = False,
+    client: TrackingClient | None = None,
+) -> ReplaySummary:
+    """Run a source function over archived payloads and deliver (or write) the events.
+
+    Args:
+        function: the source function (a file path or a loaded ``Function``).
+        *paths: archives: files (JSON Lines, JSON, HAR, ... ; ``.gz`` too), folders, globs.
+        to: the Tracking API host (default ``$SEGMENT_API_HOST``, else https://api.segment.io).
+        write_key: the source's write key (default ``$SEGMENT_WRITE_KEY``).
+        dry_run: run the function and count, but send and write nothing.
+        out: write the events as JSON Lines (one event per line) to this file instead of
+            sending them.
+        settings: the function's settings (a mapping or a JSON file).
+        checkpoint: a file recording what was accepted, to resume without duplicates.
+        dead_letter: JSON Lines file for events that could not be delivered (default:
+            ``<checkpoint>.dead.jsonl``, or ``segfn-replay.dead.jsonl``).
+        budget: seconds each chunk of events may take to be accepted, retries included.
+        progress: show a progress bar (on stderr).
+        client: a ``TrackingClient`` to use instead of one built from ``to`` and ``write_key``.
+
+    Returns:
+        A ``ReplaySummary``; print it for the table the command line shows.
+
+    Raises:
+        ReplayError: bad arguments, a missing write key, or a checkpoint of another replay.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> tmp = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (tmp / "fn.py").write_text(
+        ...     "from segfn_kit.runtime import Segment\\n"
+        ...     "def on_request(request, settings):\\n"
+        ...     "    body = request.json()\\n"
+        ...     "    Segment.track(user_id=body['user'], event='Paid')\\n")
+        >>> _ = (tmp / "archive.jsonl").write_text('{"user": "u1"}\\n{"user": "u2"}\\n')
+        >>> summary = replay(tmp / "fn.py", tmp / "archive.jsonl", dry_run=True)
+        >>> summary.payloads, summary.events, summary.outcomes
+        (2, 2, {'ok': 2})
+    """
+    from segfn_kit._payloads import iter_payloads
+
+    started = time.monotonic()
+    if not paths:
+        raise ReplayError("no archives given: name at least one file or folder of payloads")
+    if dry_run and out is not None:
+        raise ReplayError("choose one of dry_run and out")
+    fn = function if isinstance(function, Function) else Function.from_file(function)
+    if fn.kind != "source":
+        raise ReplayError(f"{fn.filename} is a destination function; replay runs source functions (on_request)")
+    values = _load_settings(settings)
+    missing = fn.missing_settings(values)
+    if missing:
+        raise ReplayError(f"required setting(s) missing: {', '.join(missing)}; pass them with --settings FILE")
+    fn_settings = fn.settings(values)
+    mode = "dry-run" if dry_run else "out" if out is not None else "deliver"
+    summary = ReplaySummary(mode=mode)
+
+    cp: _Checkpoint | None = None
+    sender: _Sender | None = None
+    writer: TextIO | None = None
+    with contextlib.ExitStack() as stack:
+        if mode == "deliver":
+            if client is None:
+                key = write_key or os.environ.get("SEGMENT_WRITE_KEY")
+                if not key:
+                    raise ReplayError("no write key: set SEGMENT_WRITE_KEY (or use --dry-run / --out FILE)")
+                host = to or os.environ.get("SEGMENT_API_HOST") or "https://api.segment.io"
+                if dead_letter is None:
+                    dead_letter = f"{checkpoint}.dead.jsonl" if checkpoint else "segfn-replay.dead.jsonl"
+                client = TrackingClient(key, host, budget=budget, timeout=min(30.0, budget),
+                                        dead_letter=dead_letter)
+                stack.callback(client.close)
+            if checkpoint is not None:
+                cp = _Checkpoint.load(Path(checkpoint), _replay_key(fn, values, paths))
+            sender = _Sender(client, cp, summary)
+            stack.callback(sender.close)
+        elif mode == "out":
+            if isinstance(out, str | os.PathLike):
+                writer = stack.enter_context(open(out, "w", encoding="utf-8"))
+            else:
+                writer = out
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = stack.enter_context(tqdm(unit=" payloads", file=sys.stderr, dynamic_ncols=True,
+                                           desc="replay", mininterval=0.5))
+        outcomes: Counter[str] = Counter()
+        assert client is not None or mode != "deliver"
+        limit_bytes = (client.max_batch_bytes if client else MAX_BATCH_BYTES) * _CHUNK_BATCHES
+        limit_events = (client.max_batch_events if client else MAX_BATCH_EVENTS) * _CHUNK_BATCHES
+        chunk: _Chunk | None = None
+        try:
+            for index, payload in enumerate(iter_payloads(*paths)):
+                summary.payloads += 1
+                if bar is not None:
+                    bar.update(1)
+                if cp is not None and index < cp.done and payload.payload_id not in cp.retry:
+                    summary.resumed += 1
+                    if index == cp.done - 1 and cp.last_id is not None and payload.payload_id != cp.last_id:
+                        raise ReplayError(
+                            f"the archives changed since the checkpoint {cp.path} was written (payload "
+                            f"{index + 1} is {payload.payload_id}, the checkpoint says {cp.last_id}); "
+                            "delete the checkpoint to start over"
+                        )
+                    continue
+                events = _run_one(fn, payload, fn_settings, outcomes)
+                summary.events += len(events)
+                if mode == "dry-run":
+                    continue
+                if mode == "out":
+                    assert writer is not None
+                    for event in events:
+                        writer.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+                    continue
+                assert sender is not None and client is not None
+                try:
+                    encoded = client.check(events)
+                except UndeliverableEvent as exc:
+                    outcomes["undeliverable"] += 1
+                    outcomes["ok"] -= 1
+                    sender.bury_undeliverable(payload.payload_id, events, exc)
+                    encoded = []
+                size = sum(len(data) + 1 for _, data in encoded)
+                if chunk is not None and chunk.events and (
+                    chunk.size + size > limit_bytes or len(chunk.events) + len(encoded) > limit_events
+                ):
+                    sender.put(chunk)
+                    chunk = None
+                if chunk is None:
+                    chunk = _Chunk(index, index, [], [], [])
+                chunk.last = index
+                chunk.owners.extend([len(chunk.payload_ids)] * len(encoded))
+                chunk.payload_ids.append(payload.payload_id)
+                chunk.events.extend(encoded)
+                chunk.size += size
+            if chunk is not None and sender is not None:
+                sender.put(chunk)
+                chunk = None
+            if sender is not None:
+                sender.finish()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            if sender is not None:
+                # what is already handed over is delivered and checkpointed; the rest waits
+                sender.finish()
+        summary.outcomes = {k: v for k, v in sorted(outcomes.items()) if v}
+    summary.elapsed = time.monotonic() - started
+    return summary
+
+
+def _run_one(fn: Function, payload: Any, settings: Any, outcomes: Counter[str]) -> list[dict[str, Any]]:
+    if payload.error:
+        outcomes["unloadable"] += 1
+        return []
+    invocation = fn.on_request(payload.request(), settings)
+    outcomes[invocation.outcome] += 1
+    return invocation.events if invocation.outcome == "ok" else []
+
+
+class _Sender:
+    """Delivers chunks on a background thread, in order, and advances the checkpoint."""
+
+    def __init__(self, client: TrackingClient, cp: _Checkpoint | None, summary: ReplaySummary):
+        self.client = client
+        self.cp = cp
+        self.summary = summary
+        self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="segfn-replay-sender", daemon=True)
+        self._thread.start()
+        self._finished = False
+
+    def put(self, chunk: _Chunk) -> None:
+        self._raise()
+        while True:
+            try:
+                self._queue.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                self._raise()
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def close(self) -> None:
+        if not self._finished:
+            self._finished = True
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+            self._thread.join(timeout=5)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def bury_undeliverable(self, payload_id: str, events: list[dict[str, Any]], exc: UndeliverableEvent) -> None:
+        """Write a payload's undeliverable events to the dead-letter file, with the reason."""
+        bad = {mid: why for mid, why in exc.problems}
+        with self._lock:
+            self.summary.undeliverable.extend(bad)
+        print(f"segfn replay: payload {payload_id}: {exc}", file=sys.stderr)
+        path = self.client.dead_letter
+        if path is None:
+            return
+        lines = []
+        for event in events:
+            mid = event.get("messageId")
+            if mid in bad:
+                try:
+                    text = json.dumps(event, ensure_ascii=False)
+                except (TypeError, ValueError):
+                    text = json.dumps(repr(event))
+                lines.append(json.dumps({"reason": bad[mid], "payload_id": payload_id, "messageId": mid})[:-1]
+                             + f',"event":{text}}}\n')
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.writelines(lines)
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self._deliver(chunk)
+            except BaseException as exc:
+                self._error = exc
+
+    def _deliver(self, chunk: _Chunk) -> None:
+        failed_ids: set[str] = set()
+        if chunk.events:
+            try:
+                report = self.client.send_encoded(chunk.events)
+            except DeliveryError as exc:
+                report = exc.report
+                dead = set(report.dead_letter_ids)
+                failed_ids = {chunk.payload_ids[o] for (mid, _), o in zip(chunk.events, chunk.owners, strict=True)
+                              if mid in dead}
+            with self._lock:
+                self.summary.delivery = self.summary.delivery + report
+        with self._lock:
+            self.summary.failed_payloads.extend(sorted(failed_ids))
+        cp = self.cp
+        if cp is not None:
+            cp.retry -= set(chunk.payload_ids)
+            cp.retry |= failed_ids
+            if chunk.last + 1 >= cp.done:
+                cp.done = chunk.last + 1
+                cp.last_id = chunk.payload_ids[-1]
+            cp.save()
