@@ -71,8 +71,8 @@ __all__ = [
 ]
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
-FAULT_KINDS = ("500", "429", "drop", "slow", "lost")
-"""``500`` and ``429`` (with ``Retry-After``) answer at once without storing; ``drop`` closes
+FAULT_KINDS = ("500", "429", "400", "drop", "slow", "lost")
+"""``500``, ``429`` (with ``Retry-After``) and ``400`` answer at once without storing; ``drop`` closes
 the connection without an answer and stores nothing; ``slow`` answers normally after
 ``delay`` seconds; ``lost`` stores the events and then drops the connection, so the sender
 never learns they were accepted (its retry is a duplicate that Segment deduplicates)."""
@@ -177,6 +177,9 @@ class SinkStore:
                 seq INTEGER PRIMARY KEY, message_id TEXT, type TEXT, endpoint TEXT,
                 received_at TEXT, duplicate INTEGER NOT NULL, event TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS message_ids (message_id TEXT PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS requests (
+                seq INTEGER PRIMARY KEY, endpoint TEXT, status INTEGER, fault TEXT, events INTEGER,
+                body_bytes INTEGER, wire_bytes INTEGER, content_encoding TEXT, received_at TEXT);
             CREATE TABLE IF NOT EXISTS dropped (
                 seq INTEGER PRIMARY KEY, message_id TEXT, reason TEXT, received_at TEXT,
                 event TEXT NOT NULL);
@@ -218,6 +221,15 @@ class SinkStore:
                 [(e.get("messageId") if isinstance(e, dict) else None, reason, received_at,
                   json.dumps(e, ensure_ascii=False)) for e in events],
             )
+
+    def log_request(self, endpoint: str, status: int, fault: str | None, events: int,
+                    body_bytes: int, wire_bytes: int, content_encoding: str | None) -> None:
+        """Record one request (what ``read_sink(store, requests=True)`` shows)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO requests (endpoint, status, fault, events, body_bytes, wire_bytes, "
+                "content_encoding, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (endpoint, status, fault, events, body_bytes, wire_bytes, content_encoding, _now()))
 
     def counts(self) -> dict[str, int]:
         """Events stored, unique messageIds, duplicates, dropped."""
@@ -286,14 +298,17 @@ class Sink:
             self._count(f"fault_{fault}")
         if fault == "slow":
             await asyncio.sleep(self.faults.delay)
-            fault = None
-        if fault in ("500", "429", "drop"):
-            await _drain(receive)
+        if fault in ("500", "429", "400", "drop"):
+            wire = await _drain(receive)
+            endpoint = str(scope["path"]).rsplit("/", 1)[-1]
+            encoding = _header_of(scope, b"content-encoding")
+            self.store.log_request(endpoint, 0 if fault == "drop" else int(fault), fault, 0, 0, wire, encoding)
             if fault == "drop":
                 await _drop_connection(send)
                 return
             headers = {"Retry-After": f"{self.faults.retry_after:g}"} if fault == "429" else {}
-            message = "injected fault: server error" if fault == "500" else "injected fault: rate limited"
+            message = {"500": "injected fault: server error", "429": "injected fault: rate limited",
+                       "400": "injected fault: bad request"}[fault]
             self._count(f"status_{fault}")
             response = JSONResponse({"success": False, "message": message}, int(fault), headers)
             await response(scope, receive, send)
@@ -306,20 +321,24 @@ class Sink:
         kind = request.url.path.rsplit("/", 1)[-1]
         state = request.scope.get("state", {})
         lost = state.get("segfn_fault") == "lost"
+        info = _Info()
         try:
-            status, body = await self._accept(request, kind)
+            status, body = await self._accept(request, kind, info)
         except _Reject as exc:
             status, body = exc.status, {"success": False, "message": exc.message}
+        self.store.log_request(kind, 0 if lost and status == 200 else status, state.get("segfn_fault"),
+                               info.events, info.body_bytes, info.wire_bytes,
+                               request.headers.get("content-encoding"))
         if lost and status == 200:
             return _DropResponse(state["segfn_send"])
         self._count(f"status_{status}")
         return JSONResponse(body, status)
 
-    async def _accept(self, request: Request, kind: str) -> tuple[int, dict[str, Any]]:
+    async def _accept(self, request: Request, kind: str, info: _Info) -> tuple[int, dict[str, Any]]:
         header_key = _basic_user(request.headers.get("authorization"))
         if header_key is not None and not self._key_ok(header_key):
             raise _Reject(401, "invalid write key")
-        raw = await _read_body(request)
+        raw = await _read_body(request, info)
         try:
             payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -349,6 +368,7 @@ class Sink:
             _check_event(payload)
             events = [_received(payload, kind, payload.get("sentAt"), received_at)]
         stored, duplicates = self.store.add(events, kind, received_at)
+        info.events = stored
         self._count("events", stored)
         self._count("duplicates", duplicates)
         return 200, {"success": True}
@@ -407,16 +427,36 @@ async def _drop_connection(send: Send) -> None:
         await asyncio.sleep(0)
 
 
-async def _drain(receive: Receive) -> None:
+@dataclass
+class _Info:
+    """What one request carried, for the ``requests`` table."""
+
+    events: int = 0
+    body_bytes: int = 0
+    wire_bytes: int = 0
+
+
+def _header_of(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _drain(receive: Receive) -> int:
+    """Read and discard a request body (bounded); returns its size."""
+    size = 0
     more = True
-    while more:
+    while more and size <= _MAX_BODY:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            break
+        size += len(message.get("body", b""))
         more = bool(message.get("more_body"))
+    return size
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, info: _Info) -> bytes:
     encoding = request.headers.get("content-encoding", "").strip().lower()
     chunks: list[bytes] = []
     size = 0
@@ -424,6 +464,7 @@ async def _read_body(request: Request) -> bytes:
     if encoding not in ("", "identity", "gzip"):
         raise _Reject(400, f"unsupported Content-Encoding {encoding!r}: send gzip or nothing")
     async for chunk in request.stream():
+        info.wire_bytes += len(chunk)
         if inflater is not None:
             try:
                 chunk = inflater.decompress(chunk, _MAX_BODY + 1 - size)
@@ -433,6 +474,7 @@ async def _read_body(request: Request) -> bytes:
         if size > _MAX_BODY:
             raise _Reject(400, f"body over {_MAX_BODY:,} bytes")
         chunks.append(chunk)
+        info.body_bytes = size
     if inflater is not None and not inflater.eof:
         raise _Reject(400, "the gzip body is truncated")
     return b"".join(chunks)
@@ -616,13 +658,18 @@ def _read_url(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 # -- reading it --------------------------------------------------------------------------
-def read_sink(store: str | os.PathLike[str], *, unique: bool = False, dropped: bool = False) -> pd.DataFrame:
+def read_sink(
+    store: str | os.PathLike[str], *, unique: bool = False, dropped: bool = False, requests: bool = False
+) -> pd.DataFrame:
     """The events a sink stored, as a DataFrame (one row per accepted event, in arrival order).
 
     Args:
         store: the sink's SQLite file (``segfn sink --store FILE``).
         unique: keep only the first copy of each messageId (what Segment would keep).
         dropped: read the events answered 200 but dropped (past 2,500 in a batch) instead.
+        requests: read the requests instead: ``endpoint``, ``status`` (0: connection dropped),
+            ``fault``, ``events`` stored, ``body_bytes`` (decompressed), ``wire_bytes``,
+            ``content_encoding``, ``received_at``.
 
     Columns: ``message_id``, ``type``, ``event`` (track name), ``user_id``,
     ``anonymous_id``, ``timestamp``, ``received_at``, ``endpoint``, ``duplicate`` (its
@@ -648,6 +695,11 @@ def read_sink(store: str | os.PathLike[str], *, unique: bool = False, dropped: b
         raise FileNotFoundError(f"{path}: no sink store there; start one with 'segfn sink --store {path}'")
     uri = f"file:{path.resolve()}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        if requests:
+            columns = ["endpoint", "status", "fault", "events", "body_bytes", "wire_bytes",
+                       "content_encoding", "received_at"]
+            rows = db.execute(f"SELECT {', '.join(columns)} FROM requests ORDER BY seq").fetchall()
+            return pd.DataFrame(rows, columns=columns)
         if dropped:
             rows = db.execute("SELECT message_id, reason, received_at, event FROM dropped ORDER BY seq").fetchall()
             return pd.DataFrame(
