@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = json.loads((package / "export.json").read_text(encoding="utf-8"))
     print(f"wrote {package}: {manifest['kind']} function {manifest['source']}, {manifest['cases']} test cases")
+    for item in manifest.get("skipped", []):
+        print(f"  not a test case: {item['input']}: {item['reason']}", file=sys.stderr)
     if args.zip:
         print(f"Lambda zip: {package / 'dist' / 'lambda.zip'} (handler: handler.lambda_handler)")
     print(f"test it: cd {package} && python -m pytest")

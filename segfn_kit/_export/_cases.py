@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import json
+import os
 import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -34,24 +34,22 @@ def _recorder() -> types.ModuleType:
 
 
 def approved_cases(path: Path, kind: str) -> list[dict[str, Any]]:
-    """Cases from an approved-outputs file, one per line, in file order."""
-    cases: list[dict[str, Any]] = []
+    """Cases from an approved-outputs file (read by ``load_approved``), in file order."""
+    from segfn_kit._approve import ApprovedOutputError, load_approved
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ExportError(f"cannot read the approved outputs {path.name}: {exc.strerror}") from None
+        records = load_approved(path)
+    except ApprovedOutputError as exc:
+        raise ExportError(str(exc)) from None
     key = "payload" if kind == "source" else "event"
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise ExportError(f"{path.name}, line {number}: not JSON ({exc})") from None
-        if not isinstance(record, dict) or key not in record or "outcome" not in record:
-            raise ExportError(f"{path.name}, line {number}: expected an object with {key!r} and 'outcome'")
+    cases: list[dict[str, Any]] = []
+    for number, record in enumerate(records, 1):
+        if key not in record:
+            raise ExportError(
+                f"{path.name}, entry {number}: no {key!r}; approve the {kind} function's run again"
+            )
         case = {
-            "payload_id": str(record.get("payload_id", f"{path.name}#{number}")),
+            "payload_id": str(record["payload_id"]),
             key: record[key],
             "outcome": record["outcome"],
             "events": record.get("events") or [],
@@ -67,20 +65,6 @@ def approved_cases(path: Path, kind: str) -> list[dict[str, Any]]:
     return cases
 
 
-def _envelopes(paths: Iterable[str | Path]) -> list[tuple[str, dict[str, Any]]]:
-    """(payload_id, capture envelope) of each payload the payload loader reads."""
-    from segfn_kit._payloads import iter_payloads
-
-    out: list[tuple[str, dict[str, Any]]] = []
-    for payload in iter_payloads(*[str(p) for p in paths]):
-        if payload.error is not None:  # not a payload (the loader says why); nothing to test
-            continue
-        envelope = payload.to_envelope()
-        envelope.pop("received_at", None)
-        out.append((payload.payload_id, envelope))
-    return out
-
-
 def request_of(envelope: Mapping[str, Any]) -> Request:
     """A runtime request from a capture envelope (the same rule as the generated tests)."""
     body: Any = base64.b64decode(envelope["body_base64"]) if "body_base64" in envelope else envelope.get("body")
@@ -93,61 +77,64 @@ def request_of(envelope: Mapping[str, Any]) -> Request:
     )
 
 
-def source_cases(function: Function, paths: Iterable[str | Path], settings: Settings) -> list[dict[str, Any]]:
-    """Run a source function over payload files; each payload and its output is a case."""
-    cases = []
-    for payload_id, envelope in _envelopes(paths):
+def source_cases(
+    function: Function, paths: Iterable[str | os.PathLike[str]], settings: Settings
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Run a source function over payload files; each payload and its output is a case.
+
+    Returns:
+        The cases, and ``{"input", "reason"}`` for each input that is not a payload.
+    """
+    from segfn_kit._payloads import iter_payloads
+
+    cases: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for payload in iter_payloads(*[str(p) for p in paths], on_skip=lambda s: skipped.append(
+        {"input": Path(s.source).name, "reason": s.reason}
+    )):
+        if payload.error is not None:  # not a payload (the loader says why): nothing to test
+            skipped.append({"input": payload.payload_id, "reason": payload.error})
+            continue
+        envelope = payload.to_envelope()
+        envelope.pop("received_at", None)
         inv = function.on_request(request_of(envelope), settings)
         cases.append({
-            "payload_id": payload_id,
+            "payload_id": payload.payload_id,
             "payload": envelope,
             "outcome": "timeout" if inv.timed_out else inv.outcome,
             "events": inv.events,
             "objects": inv.objects,
         })
-    return cases
+    return cases, skipped
 
 
-def _read_events(path: Path, arg: Path) -> list[tuple[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    name = arg.name if path == arg else f"{arg.name}/{path.relative_to(arg).as_posix()}"
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return [(f"{name}#{n}", json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if isinstance(doc, dict) and isinstance(doc.get("batch"), list):
-        doc = doc["batch"]
-    if isinstance(doc, list):
-        return [(f"{name}#{n}", item) for n, item in enumerate(doc, 1)]
-    return [(name, doc)]
+def destination_cases(
+    function: Function, paths: Iterable[str | os.PathLike[str]], settings: Settings
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Run a destination function over Segment event files, recording its HTTP requests.
 
-
-def destination_cases(function: Function, paths: Iterable[str | Path], settings: Settings) -> list[dict[str, Any]]:
-    """Run a destination function over event files, recording the HTTP requests it makes.
-
-    Event files hold one spec event, a JSON array or ``{"batch": [...]}`` of them, or
-    JSON Lines; folders are read recursively (``*.json``, ``*.jsonl``), in name order.
+    Events are read by ``sample_events`` (JSON, JSON Lines, arrays, ``{"batch": [...]}``,
+    folders). Entries that are not events are reported, not tested.
     """
+    from segfn_kit._events import sample_events
+
     recorder = _recorder()
-    cases = []
-    for arg in (Path(p) for p in paths):
-        files = sorted(p for p in arg.rglob("*") if p.suffix in (".json", ".jsonl")) if arg.is_dir() else [arg]
-        for path in files:
-            try:
-                events = _read_events(path, arg)
-            except (OSError, ValueError) as exc:
-                raise ExportError(f"{path.name}: cannot read Segment events ({exc})") from None
-            for event_id, event in events:
-                if not isinstance(event, dict):
-                    raise ExportError(f"{event_id}: not a JSON object, so not a Segment event")
-                with recorder.record_http() as calls:
-                    inv = function.on_event(event, settings)
-                cases.append({
-                    "payload_id": event_id,
-                    "event": event,
-                    "outcome": "timeout" if inv.timed_out else inv.outcome,
-                    "events": inv.events,
-                    "objects": inv.objects,
-                    "requests": list(calls),
-                })
-    return cases
+    frame = sample_events(*[Path(p) for p in paths])
+    cases: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for event_id, row in frame.iterrows():
+        event = row["event"]
+        if row.get("error") or not isinstance(event, dict):
+            skipped.append({"input": str(event_id), "reason": str(row.get("error") or "not a JSON object")})
+            continue
+        with recorder.record_http() as calls:
+            inv = function.on_event(event, settings)
+        cases.append({
+            "payload_id": str(event_id),
+            "event": event,
+            "outcome": "timeout" if inv.timed_out else inv.outcome,
+            "events": inv.events,
+            "objects": inv.objects,
+            "requests": list(calls),
+        })
+    return cases, skipped

@@ -48,7 +48,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # noqa: S701 - the output is Python, Markdown and INI, never HTML
+        autoescape=False,  # the output is Python, Markdown and INI, never HTML
     )
 
 
@@ -187,6 +187,7 @@ def export(
     )
     if approved is not None and approved_path is not None and not approved_path.is_file():
         raise ExportError(f"no approved outputs at {approved_path.name}")
+    skipped: list[dict[str, str]] = []
     if approved_path is not None and approved_path.is_file():
         cases = approved_cases(approved_path, fn.kind)
     else:
@@ -197,7 +198,14 @@ def export(
                 "(--payloads) or approve its outputs first"
             )
         run = source_cases if fn.kind == "source" else destination_cases
-        cases = run(fn, paths, run_settings)
+        try:
+            cases, skipped = run(fn, paths, run_settings)
+        except FileNotFoundError as exc:
+            raise ExportError(f"no such payload file or folder: {exc.filename or exc}") from None
+        for item in skipped:  # where the inputs live is no part of the package
+            for given in paths:
+                for form in (str(Path(given).resolve()), str(given)):
+                    item["reason"] = item["reason"].replace(form, Path(given).name)
     if not cases:
         raise ExportError("the payloads given hold no payload to test the function with")
 
@@ -252,6 +260,7 @@ def export(
                      for n in setting_names},
         "requirements": context["requirements"],
         "cases": len(cases),
+        "skipped": skipped,
     }
     files[MANIFEST] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
