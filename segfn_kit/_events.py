@@ -191,13 +191,14 @@ def _rows_from_file(path: Path, name: str) -> list[dict[str, Any]]:
     stripped = text.strip()
     if not stripped:
         return [_row(name, None, source, 0, error=f"{path}: the file is empty")]
-    try:
-        whole = json.loads(stripped)
-    except ValueError:
-        whole = None
-        lines = True
-    else:
-        lines = False
+    # JSON Lines files are read line by line even with one line, so ids never shift
+    lines = path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
+    whole: Any = None
+    if not lines:
+        try:
+            whole = json.loads(stripped)
+        except ValueError:
+            lines = True  # a .json file holding JSON Lines
     if not lines:
         if isinstance(whole, Mapping) and isinstance(whole.get("batch"), list):
             whole = whole["batch"]  # a Tracking API /v1/batch body
