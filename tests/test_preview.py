@@ -15,7 +15,15 @@ import pandas as pd
 import pytest
 
 from segfn_kit._payloads import load_payloads
-from segfn_kit._preview import EventView, ResultView, RunSummary, Workbench, filter_ids, preview, summarize
+from segfn_kit._preview import (
+    EventView,
+    ResultView,
+    RunSummary,
+    Workbench,
+    filter_ids,
+    preview,
+    summarize,
+)
 from segfn_kit._run import run
 from segfn_kit.runtime import MASK
 
