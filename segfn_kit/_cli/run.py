@@ -171,8 +171,8 @@ def print_table(results: Any, file: Any = None) -> None:
     w_rest = max(width - w_id - w_out - w_iss - 6, 30)
     fmt = f"{{:<{w_id}}}  {{:<{w_out}}}  {{:>{w_iss}}}  {{}}"
     print(fmt.format(*headers), file=out)
-    for pid, outcome, issues, what in rows:
-        print(fmt.format(_cut(pid, w_id), outcome, issues, _cut(what, w_rest)), file=out)
+    for pid, outcome, n_issues, what in rows:
+        print(fmt.format(_cut(pid, w_id), outcome, n_issues, _cut(what, w_rest)), file=out)
     for pid, row in results.iterrows():
         for issue in row["issues"]:
             where = "" if issue.get("event_index") is None else f"events[{issue['event_index']}]."
@@ -180,10 +180,11 @@ def print_table(results: Any, file: Any = None) -> None:
     counts = results["outcome"].value_counts()
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())
     n_events = sum(len(e) for e in results["events"])
-    n_issues = sum(len(i) for i in results["issues"])
+    total_issues = sum(len(i) for i in results["issues"])
     print(
         f"\n{len(results)} payload{'s' if len(results) != 1 else ''}: {summary or 'none'}; "
-        f"{n_events} event{'s' if n_events != 1 else ''}, {n_issues} issue{'s' if n_issues != 1 else ''}",
+        f"{n_events} event{'s' if n_events != 1 else ''}, "
+        f"{total_issues} issue{'s' if total_issues != 1 else ''}",
         file=out,
     )
     skipped = results.attrs.get("skipped") or []

@@ -71,9 +71,9 @@ def sign(scheme: str, secret: str, body: bytes, *, timestamp: int | None = None)
     if scheme == "shopify":
         return {"X-Shopify-Hmac-Sha256": base64.b64encode(_hmac(secret, body)).decode()}
     if scheme == "zendesk":
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        digest = base64.b64encode(_hmac(secret, ts.encode() + body)).decode()
-        return {"X-Zendesk-Webhook-Signature": digest, "X-Zendesk-Webhook-Signature-Timestamp": ts}
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        digest = base64.b64encode(_hmac(secret, stamp.encode() + body)).decode()
+        return {"X-Zendesk-Webhook-Signature": digest, "X-Zendesk-Webhook-Signature-Timestamp": stamp}
     if scheme == "hmac-sha256":
         return {"X-Signature": _hmac(secret, body).hex()}
     raise ValueError(f"unknown signature scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
@@ -139,12 +139,12 @@ def verify_signature(
         return _compare(scheme, base64.b64encode(_hmac(secret, body)).decode(), given)
     if scheme == "zendesk":
         given = h.get("X-Zendesk-Webhook-Signature")
-        ts = h.get("X-Zendesk-Webhook-Signature-Timestamp")
-        if not given or ts is None:
+        stamp = h.get("X-Zendesk-Webhook-Signature-Timestamp")
+        if not given or stamp is None:
             return SignatureCheck(
                 scheme, False, "missing header X-Zendesk-Webhook-Signature or its -Timestamp"
             )
-        return _compare(scheme, base64.b64encode(_hmac(secret, ts.encode() + body)).decode(), given)
+        return _compare(scheme, base64.b64encode(_hmac(secret, stamp.encode() + body)).decode(), given)
     if scheme == "hmac-sha256":
         given = h.get("X-Signature")
         if not given:
