@@ -1,0 +1,191 @@
+"""The local Tracking API sink: auth, Segment's limits, storage, faults, command line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from segfn_kit._sink import FAULT_KINDS, Faults, read_sink, running_sink
+
+KEY = "wk_sink_test_8d2f"
+AUTH = (KEY, "")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "sink.sqlite3"
+
+
+@pytest.fixture
+def url(store: Path) -> Iterator[str]:
+    with running_sink(write_key=KEY, store=store) as address:
+        yield address
+
+
+def event(i: int, **extra: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": f"u{i}", "event": "Signed Up", "messageId": f"m{i}", **extra}
+
+
+def test_basic_auth_or_write_key_in_body(url: str, store: Path) -> None:
+    assert httpx.post(url + "/v1/track", json=event(1)).status_code == 401
+    assert httpx.post(url + "/v1/track", json=event(1), auth=("nope", "")).status_code == 401
+    assert httpx.post(url + "/v1/track", json={**event(2), "writeKey": "nope"}).status_code == 401
+    ok = httpx.post(url + "/v1/track", json=event(3), auth=AUTH)
+    assert ok.status_code == 200 and ok.json() == {"success": True}
+    assert httpx.post(url + "/v1/track", json={**event(4), "writeKey": KEY}).status_code == 200
+    stored = read_sink(store)
+    assert stored["message_id"].tolist() == ["m3", "m4"]
+    assert all("writeKey" not in p for p in stored["payload"])  # the key is never stored
+
+
+@pytest.mark.parametrize("kind", ["track", "identify", "page", "screen", "group", "alias"])
+def test_single_call_endpoints_set_the_type(url: str, store: Path, kind: str) -> None:
+    r = httpx.post(f"{url}/v1/{kind}", json={"userId": "u1", "messageId": f"m-{kind}"}, auth=AUTH)
+    assert r.status_code == 200
+    stored = read_sink(store)
+    assert stored[["type", "endpoint", "message_id"]].values.tolist() == [[kind, kind, f"m-{kind}"]]
+    assert stored["payload"][0]["receivedAt"].endswith("Z")
+
+
+@pytest.mark.parametrize("endpoint", ["batch", "import"])
+def test_batch_and_import_store_every_event_with_sent_at(url: str, store: Path, endpoint: str) -> None:
+    body = {"batch": [event(i) for i in range(3)], "sentAt": "2026-11-26T13:40:00.000Z"}
+    assert httpx.post(f"{url}/v1/{endpoint}", json=body, auth=AUTH).status_code == 200
+    stored = read_sink(store)
+    assert stored["message_id"].tolist() == ["m0", "m1", "m2"]
+    assert {p["sentAt"] for p in stored["payload"]} == {"2026-11-26T13:40:00.000Z"}
+
+
+def test_invalid_json_and_bodies_are_400(url: str, store: Path) -> None:
+    headers = {"Content-Type": "application/json"}
+    cases = [
+        (b'{"batch": [', {}),
+        (b"\xff\xfe not utf-8", {}),
+        (b"[1, 2]", {}),
+        (b'{"batch": {"not": "a list"}}', {}),
+        (b'{"batch": [1]}', {}),
+        (b"this is not gzip", {"Content-Encoding": "gzip"}),
+        (gzip.compress(b'{"batch": []}')[:-6], {"Content-Encoding": "gzip"}),
+        (b"{}", {"Content-Encoding": "br"}),
+    ]
+    for body, extra in cases:
+        r = httpx.post(url + "/v1/batch", content=body, headers={**headers, **extra}, auth=AUTH)
+        assert r.status_code == 400, body
+        assert r.json()["success"] is False and r.json()["message"]
+    assert read_sink(store).empty
+
+
+def test_gzip_bodies_are_accepted(url: str, store: Path) -> None:
+    body = gzip.compress(json.dumps({"batch": [event(i) for i in range(50)]}).encode())
+    r = httpx.post(url + "/v1/batch", content=body, auth=AUTH,
+                   headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert len(read_sink(store)) == 50
+    requests = read_sink(store, requests=True)
+    assert requests["wire_bytes"][0] == len(body) and requests["body_bytes"][0] > len(body)
+
+
+def test_event_over_32_kb_is_400_naming_it(url: str, store: Path) -> None:
+    big = event(1, properties={"blob": "x" * 33_000})
+    r = httpx.post(url + "/v1/batch", json={"batch": [event(0), big]}, auth=AUTH)
+    assert r.status_code == 400 and "'m1'" in r.json()["message"]
+    assert httpx.post(url + "/v1/track", json=big, auth=AUTH).status_code == 400
+    assert read_sink(store).empty  # the batch is refused whole
+
+
+def test_batch_over_500_kb_is_400(url: str, store: Path) -> None:
+    events = [event(i, properties={"pad": "y" * 20_000}) for i in range(26)]
+    r = httpx.post(url + "/v1/batch", json={"batch": events}, auth=AUTH)
+    assert r.status_code == 400 and "500,000" in r.json()["message"]
+    assert read_sink(store).empty
+
+
+def test_over_2500_events_answers_200_but_drops_the_rest(url: str, store: Path) -> None:
+    r = httpx.post(url + "/v1/batch", json={"batch": [event(i) for i in range(2_600)]}, auth=AUTH)
+    assert r.status_code == 200
+    assert len(read_sink(store)) == 2_500
+    dropped = read_sink(store, dropped=True)
+    assert dropped["message_id"].tolist() == [f"m{i}" for i in range(2_500, 2_600)]
+    assert httpx.get(url + "/__stats").json()["dropped"] == 100
+
+
+def test_duplicates_are_kept_and_marked(url: str, store: Path) -> None:
+    for _ in range(2):
+        assert httpx.post(url + "/v1/batch", json={"batch": [event(1), event(2)]}, auth=AUTH).status_code == 200
+    stored = read_sink(store)
+    assert stored["duplicate"].tolist() == [False, False, True, True]
+    assert read_sink(store, unique=True)["message_id"].tolist() == ["m1", "m2"]
+    stats = httpx.get(url + "/__stats").json()
+    assert (stats["stored"], stats["unique"], stats["duplicates"]) == (4, 2, 2)
+
+
+def test_faults_on_command(url: str, store: Path) -> None:
+    r = httpx.post(url + "/__faults", json={"script": ["500", "429", "drop", "slow"], "retry_after": 7, "delay": 0.2})
+    assert r.status_code == 200 and r.json()["script"] == ["500", "429", "drop", "slow"]
+    body = {"batch": [event(1)]}
+    assert httpx.post(url + "/v1/batch", json=body, auth=AUTH).status_code == 500
+    limited = httpx.post(url + "/v1/batch", json=body, auth=AUTH)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(url + "/v1/batch", json=body, auth=AUTH)
+    assert httpx.post(url + "/v1/batch", json=body, auth=AUTH).status_code == 200  # slow, then answered
+    assert read_sink(store)["message_id"].tolist() == ["m1"]
+    requests = read_sink(store, requests=True)
+    assert requests["fault"].tolist() == ["500", "429", "drop", "slow"]
+    assert requests["status"].tolist() == [500, 429, 0, 200]
+    stats = httpx.get(url + "/__stats").json()
+    assert {k: stats[k] for k in ("fault_500", "fault_429", "fault_drop", "fault_slow")} == dict.fromkeys(
+        ("fault_500", "fault_429", "fault_drop", "fault_slow"), 1)
+
+
+def test_fail_rate_is_seeded_and_close_to_the_share() -> None:
+    a = Faults(fail_rate=0.3, seed=11)
+    b = Faults(fail_rate=0.3, seed=11)
+    first = [a.choose() for _ in range(2_000)]
+    assert first == [b.choose() for _ in range(2_000)]
+    failed = [f for f in first if f is not None]
+    assert 500 < len(failed) < 700
+    assert set(failed) == {"500", "429", "drop"}
+
+
+def test_bad_fault_settings_are_refused(url: str) -> None:
+    r = httpx.post(url + "/__faults", json={"fail_rate": 2})
+    assert r.status_code == 400 and "fail_rate" in r.json()["error"]
+    r = httpx.post(url + "/__faults", json={"mix": {"teapot": 1}})
+    assert r.status_code == 400 and "teapot" in r.json()["error"]
+    assert httpx.get(url + "/__faults").json()["fail_rate"] == 0.0
+    with pytest.raises(ValueError, match="KIND=NUMBER"):
+        Faults.parse_mix("500=lots")
+    assert set(FAULT_KINDS) >= {"500", "429", "drop", "slow"}
+
+
+def test_read_sink_names_a_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="segfn sink --store"):
+        read_sink(tmp_path / "absent.sqlite3")
+
+
+def test_command_line_sink_in_a_process(store: Path) -> None:
+    faults = Faults(script=["429"], retry_after=0.1)
+    with running_sink(write_key=KEY, store=store, faults=faults, process=True) as address:
+        assert httpx.post(address + "/v1/track", json=event(1), auth=AUTH).status_code == 429
+        assert httpx.post(address + "/v1/track", json=event(1), auth=AUTH).status_code == 200
+        assert httpx.post(address + "/v1/track", json=event(2), auth=("other", "")).status_code == 401
+    assert read_sink(store)["message_id"].tolist() == ["m1"]
+
+
+def test_command_line_help_and_bad_mix() -> None:
+    env = {**os.environ, "SEGMENT_WRITE_KEY": KEY}
+    out = subprocess.run([sys.executable, "-m", "segfn_kit", "sink", "--help"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "--fail-rate" in out.stdout and "/__faults" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "segfn_kit", "sink", "--port", "0", "--fail-rate", "0.5",
+                          "--fail-mix", "500=1,teapot=2"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "teapot" in bad.stderr and KEY not in bad.stderr
