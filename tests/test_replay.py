@@ -1,0 +1,164 @@
+"""Replay of archives through a source function: dry run, out file, delivery, resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from segfn_kit import run
+from segfn_kit._replay import ReplayError, replay
+from segfn_kit._sink import read_sink, running_sink
+from segfn_kit.runtime import TrackingClient
+from tests._archives import expected_events, write_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+STRIPE = ROOT / "segfn_kit" / "examples" / "stripe_source.py"
+KEY = "wk_replay_test_41c7"
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    return write_archive(tmp_path / "archive" / "2025-01.jsonl.gz", 400)
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    store = tmp_path / "sink.sqlite3"
+    with running_sink(write_key=KEY, store=store) as url:
+        yield url, store
+
+
+def test_dry_run_counts_outcomes_and_sends_nothing(archive: Path) -> None:
+    summary = replay(STRIPE, archive, dry_run=True)
+    assert (summary.payloads, summary.events) == (400, expected_events(400))
+    assert summary.outcomes == {"EventNotSupported": 100, "ok": 300}
+    assert summary.delivery.requests == 0 and summary.mode == "dry-run"
+
+
+def test_out_writes_the_events_run_would_emit(archive: Path, tmp_path: Path, samples_dir: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    replay(STRIPE, archive, out=out)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = [e for events in run(STRIPE, archive)["events"] for e in events]
+    assert written == expected and len(written) == expected_events(400)
+    buffer = io.StringIO()
+    replay(STRIPE, samples_dir / "stripe", out=buffer)
+    assert buffer.getvalue().count("\n") > 5
+
+
+def test_delivers_every_event_once(archive: Path, sink: tuple[str, Path], tmp_path: Path) -> None:
+    url, store = sink
+    summary = replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=tmp_path / "ckpt.json")
+    assert summary.ok and summary.delivery.accepted == expected_events(400)
+    stored = read_sink(store)
+    assert len(stored) == expected_events(400) and stored["message_id"].is_unique
+    assert stored["event"].value_counts().to_dict() == {"Customer Created": 100, "Invoice Paid": 100,
+                                                        "Charge Succeeded": 100}
+    assert "400 read" in str(summary) and "dead letters  0" in str(summary)
+
+
+def test_second_run_resumes_without_sending_again(archive: Path, sink: tuple[str, Path], tmp_path: Path) -> None:
+    url, store = sink
+    ckpt = tmp_path / "ckpt.json"
+    replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    again = replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    assert (again.resumed, again.events, again.delivery.requests) == (400, 0, 0)
+    assert len(read_sink(store)) == expected_events(400)
+
+
+def test_undelivered_payloads_are_retried_on_resume(archive: Path, sink: tuple[str, Path], tmp_path: Path) -> None:
+    url, store = sink
+    ckpt = tmp_path / "ckpt.json"
+    httpx.post(url + "/__faults", json={"fail_rate": 1.0, "mix": {"500": 1}})
+    with TrackingClient(KEY, host=url, budget=0.3, backoff=0.05, dead_letter=tmp_path / "dead.jsonl") as client:
+        failed = replay(STRIPE, archive, checkpoint=ckpt, client=client)
+    assert not failed.ok and failed.delivery.dead_letters == expected_events(400)
+    assert len(failed.failed_payloads) == 300  # the 100 unmapped payloads had nothing to send
+    assert "not accepted  300 payloads" in str(failed)
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == expected_events(400)
+    assert json.loads(ckpt.read_text())["done"] == 400
+    httpx.post(url + "/__faults", json={"fail_rate": 0.0})
+    resumed = replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    assert resumed.ok and resumed.resumed == 100 and resumed.events == expected_events(400)
+    assert json.loads(ckpt.read_text())["retry"] == []
+    assert len(read_sink(store)) == expected_events(400)
+
+
+def test_checkpoint_of_another_replay_is_refused(archive: Path, tmp_path: Path, sink: tuple[str, Path]) -> None:
+    url, _ = sink
+    ckpt = tmp_path / "ckpt.json"
+    replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    other = write_archive(tmp_path / "other.jsonl", 10)
+    with pytest.raises(ReplayError, match="another replay"):
+        replay(STRIPE, other, to=url, write_key=KEY, checkpoint=ckpt)
+    ckpt.write_text("{not json")
+    with pytest.raises(ReplayError, match="delete it"):
+        replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+
+
+def test_oversize_event_goes_to_dead_letters_and_the_rest_is_delivered(tmp_path: Path, sink: tuple[str, Path]) -> None:
+    url, store = sink
+    fn = tmp_path / "fn.py"
+    fn.write_text(
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    body = request.json()\n"
+        "    Segment.track(user_id=body['user'], event='Note', properties={'text': body['text']})\n"
+    )
+    payloads = tmp_path / "notes.jsonl"
+    payloads.write_text("\n".join(json.dumps({"user": f"u{i}", "text": "z" * (40_000 if i == 2 else 10)})
+                                  for i in range(5)) + "\n")
+    dead = tmp_path / "dead.jsonl"
+    summary = replay(fn, payloads, to=url, write_key=KEY, dead_letter=dead)
+    assert summary.outcomes == {"ok": 4, "undeliverable": 1} and len(summary.undeliverable) == 1
+    assert not summary.ok
+    line = json.loads(dead.read_text())
+    assert line["payload_id"] == "notes.jsonl#3" and "32,768" in line["reason"]
+    assert line["messageId"] == summary.undeliverable[0]
+    assert read_sink(store)["user_id"].tolist() == ["u0", "u1", "u3", "u4"]
+
+
+def test_folders_plain_and_gzip_files(tmp_path: Path) -> None:
+    folder = tmp_path / "archive"
+    write_archive(folder / "a.jsonl", 30)
+    write_archive(folder / "nested" / "b.jsonl.gz", 30, start=30)
+    summary = replay(STRIPE, folder, dry_run=True)
+    assert summary.payloads == 60 and summary.events == expected_events(60)
+
+
+def test_mistakes_are_clear(archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEGMENT_WRITE_KEY", raising=False)
+    with pytest.raises(ReplayError, match="SEGMENT_WRITE_KEY"):
+        replay(STRIPE, archive, to="http://127.0.0.1:9")
+    with pytest.raises(ReplayError, match="no archives"):
+        replay(STRIPE, dry_run=True)
+    destination = ROOT / "segfn_kit" / "examples" / "zendesk_destination.py"
+    with pytest.raises(ReplayError, match="destination function"):
+        replay(destination, archive, dry_run=True)
+    settings = tmp_path / "settings.json"
+    settings.write_text("[1]")
+    with pytest.raises(ReplayError, match="JSON object"):
+        replay(STRIPE, archive, dry_run=True, settings=settings)
+
+
+def test_command_line_replay_to_the_sink(archive: Path, tmp_path: Path, sink: tuple[str, Path]) -> None:
+    url, store = sink
+    env = {**os.environ, "SEGMENT_WRITE_KEY": KEY, "SEGMENT_API_HOST": url}
+    cmd = [sys.executable, "-m", "segfn_kit", "replay", str(STRIPE), str(archive), "--checkpoint", str(tmp_path / "c")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "400 read" in out.stdout and f"{expected_events(400):,} accepted" in out.stdout
+    assert KEY not in out.stdout + out.stderr
+    assert len(read_sink(store)) == expected_events(400)
+    missing = subprocess.run([*cmd[:5], "--dry-run", str(tmp_path / "absent.jsonl")], capture_output=True,
+                             text=True, env=env, cwd=tmp_path)
+    assert missing.returncode == 2 and "absent.jsonl" in missing.stderr
+
