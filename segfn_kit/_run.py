@@ -145,12 +145,22 @@ def _load_function(function: FunctionLike) -> Function:
 
 @dataclass(slots=True)
 class _Item:
-    """One payload ready to run: a request, or why there is none."""
+    """One payload ready to run, or why it cannot run.
+
+    ``source`` is a ``Request``, a loader ``Payload`` or a payload-frame row; the request is
+    made only when the payload runs, so a run never holds every parsed body at once (which
+    would also make each garbage collection walk all of them).
+    """
 
     payload_id: str
-    request: Request | None
+    source: Any
     error: str | None
     event_type: str | None
+
+    def request(self) -> Request:
+        if isinstance(self.source, Request):
+            return self.source
+        return request_from_row(self.source)
 
 
 def _event_type_of(body: Any) -> str | None:
@@ -169,7 +179,7 @@ def _missing(value: Any) -> bool:
 def _item_of(payload: Payload) -> _Item:
     if payload.error:
         return _Item(payload.payload_id, None, f"PayloadError: {payload.error}", payload.event_type)
-    return _Item(payload.payload_id, request_from_row(payload), None, payload.event_type)
+    return _Item(payload.payload_id, payload, None, payload.event_type)
 
 
 def _items_from_list(payloads: Sequence[Any]) -> Iterator[_Item]:
@@ -207,14 +217,9 @@ def _items_from_frame(frame: pd.DataFrame) -> Iterator[_Item]:
         if not _missing(error) and error:
             yield _Item(pid, None, f"PayloadError: {error}", event_type)
             continue
-        try:
-            request = request_from_row(row)
-        except Exception as exc:  # a row the loader could not make sense of
-            yield _Item(pid, None, f"PayloadError: {type(exc).__name__}: {exc}", event_type)
-            continue
         if event_type is None:
             event_type = _event_type_of(row.get("body"))
-        yield _Item(pid, request, None, event_type)
+        yield _Item(pid, row, None, event_type)
 
 
 def _is_pathish(value: Any) -> bool:
@@ -432,18 +437,24 @@ def _run_source(
     sys.stdout = sys.stderr = buffer
     try:
         for item in rows:
-            if item.request is None:
+            failure = item.error
+            if failure is None:
+                try:
+                    request = item.request()
+                except Exception as exc:  # a frame row the loader could not make sense of
+                    failure = f"PayloadError: cannot make a request of this row ({type(exc).__name__}: {exc})"
+            if failure is not None:
                 outcome.append("error")
                 events.append([])
                 objects.append([])
-                error.append(item.error)
+                error.append(failure)
                 error_line.append(None)
                 issues.append([])
                 duration.append(0.0)
                 discarded.append([])
                 logs.append("")
                 continue
-            inv = on_request(item.request, settings, timeout=timeout)
+            inv = on_request(request, settings, timeout=timeout)
             if buffer.tell():
                 text = buffer.getvalue()
                 buffer.seek(0)
@@ -604,10 +615,10 @@ def _event_values(events: list[dict[str, Any]], objects: list[dict[str, Any]]) -
 def _bodies(payloads: PayloadsLike) -> dict[str, Any]:
     bodies: dict[str, Any] = {}
     for item in _payload_items(payloads):
-        if item.request is None:
+        if item.error is not None:
             continue
         try:
-            bodies[item.payload_id] = item.request.json()
+            bodies[item.payload_id] = item.request().json()
         except Exception:  # bodies that are not JSON have no fields to follow
             continue
     return bodies
