@@ -139,6 +139,9 @@ def _short_id(value: str | None) -> str | None:
 
 Id = Annotated[str, AfterValidator(_non_blank)]
 """A non-empty string id (``userId``, ``anonymousId``, ``groupId``, ``previousId``)."""
+NumberOrId = Id | int | float
+"""``groupId`` and ``previousId``: analytics-python sends numbers as they are (it
+stringifies only ``userId`` and ``anonymousId``), and the Tracking API takes them."""
 Timestamp = Annotated[str, AfterValidator(_iso8601)]
 """An ISO 8601 date-time string."""
 MessageId = Annotated[str, AfterValidator(_non_blank), AfterValidator(_short_id)]
@@ -225,7 +228,7 @@ class Group(_Message):
     """``group``: the user belongs to an account or company."""
 
     type: Literal["group"] = "group"
-    group_id: Id
+    group_id: NumberOrId
     traits: JsonObject | None = None
 
 
@@ -233,7 +236,7 @@ class Alias(_Message):
     """``alias``: ``previousId`` and ``userId`` are the same person."""
 
     type: Literal["alias"] = "alias"
-    previous_id: Id
+    previous_id: NumberOrId
     user_id: Id  # required here, unlike the other calls
 
 
@@ -330,16 +333,6 @@ def _type_name(value: Any) -> str:
     return _TYPE_NAMES.get(type(value)) or f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
-def _get(event: Any, loc: tuple[int | str, ...]) -> Any:
-    value = event
-    for part in loc:
-        try:
-            value = value[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return value
-
-
 def _message_for(kind: str, field: str, code: str, value: Any) -> tuple[str, str]:
     """(code, message) for one pydantic error on ``field`` of a ``kind`` event."""
     if code == "missing":
@@ -372,6 +365,8 @@ def _message_for(kind: str, field: str, code: str, value: Any) -> tuple[str, str
         return "not_an_object", (
             f"{field} is {_type_name(value)}; it must be an object (dict) of names to values"
         )
+    if code == "id_type":
+        return "wrong_type", f"{field} is {_type_name(value)}; it must be a string id (or a number)"
     if code == "string_type":
         if field in _STRING_FIELDS:
             return "wrong_type", f"{field} is {_type_name(value)}; it must be a string"
@@ -380,7 +375,8 @@ def _message_for(kind: str, field: str, code: str, value: Any) -> tuple[str, str
 
 
 def _issues_from(kind: str, event: Any, exc: PydanticValidationError, index: int | None) -> list[Issue]:
-    issues: list[Issue] = []
+    # one issue per field: a union field (groupId: string or number) fails once per member
+    by_field: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False, include_context=False, include_input=False):
         loc = tuple(err["loc"])
         if loc and loc[0] == kind:  # a discriminated union puts the tag first
@@ -390,9 +386,17 @@ def _issues_from(kind: str, event: Any, exc: PydanticValidationError, index: int
         elif not loc:
             field = "event"
         else:
-            field = ".".join(str(p) for p in loc[:1])
-        value = _get(event, loc[:1])
-        code, message = _message_for(kind, field, err["type"], value)
+            field = str(loc[0])
+        by_field.setdefault(field, []).append(err["type"])
+    issues: list[Issue] = []
+    for field, types in by_field.items():
+        if len(types) == 1:
+            kind_of_error = types[0]
+        else:
+            specific = [t for t in types if not t.endswith("_type")]
+            kind_of_error = specific[0] if specific else "id_type"
+        value = event.get(field) if isinstance(event, dict) else None
+        code, message = _message_for(kind, field, kind_of_error, value)
         issues.append(Issue(index, field, code, message))
     return issues
 
@@ -547,7 +551,7 @@ def validate(event: Any, *, index: int | None = None) -> list[Issue]:
         # the id rule is a model validator, which pydantic skips when a field failed;
         # report it anyway so every problem shows at once
         if not event.get("userId") and not event.get("anonymousId") and not any(
-            i.code in ("missing_id", "empty") or i.field in ("userId", "anonymousId") for i in issues
+            i.field in ("userId", "anonymousId") for i in issues
         ) and kind != "alias":
             code, message = _message_for(kind, "userId", "missing_id", None)
             issues.insert(0, Issue(index, "userId", code, message))
