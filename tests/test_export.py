@@ -435,8 +435,7 @@ def test_failed_delivery_is_never_acknowledged(ping: types.ModuleType, clean_env
     clean_env.setenv("SEGMENT_WRITE_KEY", "wk-never-logged-5678")
     clean_env.setenv("SEGMENT_API_HOST", "http://127.0.0.1:9")
     clean_env.setenv("SEGFN_SETTINGS", json.dumps({"source": "web"}))
-    clean_env.setattr(ping, "DELIVERY_BUDGET", 1.0)
-    ping._clients.clear()
+    clean_env.setenv("SEGFN_DELIVERY_BUDGET", "1")
     response = ping.lambda_handler(v2_event(b'{"user":"u1"}', JSON), None)
     assert response["statusCode"] == 502
     assert "wk-never-logged-5678" not in response["body"]

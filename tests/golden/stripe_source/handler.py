@@ -19,6 +19,7 @@ Configuration comes from the environment only:
     SEGFN_SIGNING_SECRET    the secret those signatures are made with
     SEGFN_MAX_BODY          largest accepted body in bytes, default 524288 (512 KiB, as Segment)
     SEGFN_TIMEOUT           the function's time limit in seconds, default 5 (as Segment)
+    SEGFN_DELIVERY_BUDGET   seconds delivery may take, retries included, default 10
     SEGFN_LOG_PAYLOADS      set to 1 to add the request body to each log line (off by default)
 
 Status codes follow the function's outcome, so that a sender retries exactly what was not
@@ -68,7 +69,7 @@ DEFAULT_MAX_BODY = 512 * 1024
 DEFAULT_TIMEOUT = 5.0
 # seconds of Lambda's remaining time kept back for delivering the events and answering
 DELIVERY_RESERVE = 1.0
-# seconds delivery may take, retries included: well inside webhook senders' own timeouts
+# seconds delivery may take by default, retries included: inside webhook senders' own timeouts
 DELIVERY_BUDGET = 10.0
 
 HERE = Path(__file__).resolve().parent
@@ -111,6 +112,7 @@ class Config:
     signing_secret: str | None = None
     max_body: int = DEFAULT_MAX_BODY
     timeout: float = DEFAULT_TIMEOUT
+    delivery_budget: float = DELIVERY_BUDGET
     log_payloads: bool = False
 
     @classmethod
@@ -148,10 +150,13 @@ class Config:
         try:
             max_body = int(environ.get("SEGFN_MAX_BODY") or DEFAULT_MAX_BODY)
             timeout = float(environ.get("SEGFN_TIMEOUT") or DEFAULT_TIMEOUT)
+            budget = float(environ.get("SEGFN_DELIVERY_BUDGET") or DELIVERY_BUDGET)
         except ValueError:
-            raise ConfigError("SEGFN_MAX_BODY must be an integer and SEGFN_TIMEOUT a number") from None
-        if max_body <= 0 or timeout <= 0:
-            raise ConfigError("SEGFN_MAX_BODY and SEGFN_TIMEOUT must be positive")
+            raise ConfigError(
+                "SEGFN_MAX_BODY must be an integer, SEGFN_TIMEOUT and SEGFN_DELIVERY_BUDGET numbers"
+            ) from None
+        if max_body <= 0 or timeout <= 0 or budget <= 0:
+            raise ConfigError("SEGFN_MAX_BODY, SEGFN_TIMEOUT and SEGFN_DELIVERY_BUDGET must be positive")
         return cls(
             write_key=environ.get("SEGMENT_WRITE_KEY") or None,
             api_host=(environ.get("SEGMENT_API_HOST") or DEFAULT_API_HOST).rstrip("/"),
@@ -160,6 +165,7 @@ class Config:
             signing_secret=secret,
             max_body=max_body,
             timeout=timeout,
+            delivery_budget=budget,
             log_payloads=environ.get("SEGFN_LOG_PAYLOADS", "") in ("1", "true", "yes"),
         )
 
@@ -196,7 +202,7 @@ def current_config() -> Config:
 
 # -- delivery -------------------------------------------------------------------------------
 
-_clients: dict[tuple[str, str], TrackingClient] = {}
+_clients: dict[tuple[str, str, float], TrackingClient] = {}
 
 
 def get_client(config: Config) -> TrackingClient:
@@ -206,10 +212,10 @@ def get_client(config: Config) -> TrackingClient:
     """
     if not config.write_key:
         raise ConfigError("SEGMENT_WRITE_KEY is not set: the events cannot be delivered")
-    key = (config.write_key, config.api_host)
+    key = (config.write_key, config.api_host, config.delivery_budget)
     client = _clients.get(key)
     if client is None:
-        client = TrackingClient(config.write_key, host=config.api_host, budget=DELIVERY_BUDGET)
+        client = TrackingClient(config.write_key, host=config.api_host, budget=config.delivery_budget)
         _clients[key] = client
     return client
 
@@ -237,7 +243,7 @@ def deliver(result: HandlerResult, events: list[dict[str, Any]], config: Config,
     client = get_client(config)
     if deadline is not None:
         # Lambda answers nothing once its time is up: deliver within what is left
-        client.budget = max(0.5, min(DELIVERY_BUDGET, deadline - time.monotonic() - 0.2))
+        client.budget = max(0.5, min(config.delivery_budget, deadline - time.monotonic() - 0.2))
     try:
         report = client.send(events)
     except Exception as exc:
