@@ -13,7 +13,8 @@ Runtime errors (raised by the runtime itself, never by a function)::
 
     FunctionLoadError        the function file cannot be loaded: syntax error, import error,
                              or no handler at all
-    FunctionTimeout          an invocation ran past its time limit (Segment retries timeouts)
+    FunctionTimeout          an invocation ran past its time limit (Segment retries timeouts);
+                             a BaseException, so a function's ``except Exception`` cannot hide it
 """
 
 from __future__ import annotations
@@ -88,5 +89,9 @@ class FunctionLoadError(Exception):
         self.reason = message
 
 
-class FunctionTimeout(Exception):
-    """An invocation ran past its time limit (Segment's is 5 s; timeouts are retried)."""
+class FunctionTimeout(BaseException):
+    """An invocation ran past its time limit (Segment's is 5 s; timeouts are retried).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: it is raised inside the running
+    function, and a function's own ``except Exception:`` must not swallow it.
+    """

@@ -262,6 +262,10 @@ class Function:
         except FunctionTimeout:
             return Invocation(
                 outcome="error",
+                # what it emitted before it ran out of time is shown, never sent; copies,
+                # since an abandoned worker thread may still be appending
+                events=list(collector.events),
+                objects=list(collector.objects),
                 error=f"FunctionTimeout: the function ran past its {timeout:g} s limit (Segment retries timeouts)",
                 duration=time.perf_counter() - start,
                 timed_out=True,

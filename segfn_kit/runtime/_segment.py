@@ -49,6 +49,8 @@ _KEYS = {
     "timestamp": "timestamp",
     "integrations": "integrations",
 }
+# "userId", "UserID" -> "user_id"
+_SNAKE_BY_FOLDED = {k.replace("_", ""): k for k in _KEYS}
 _ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId", "messageId"})
 
 
@@ -117,8 +119,21 @@ def _collector() -> Collector:
 
 def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[str, int]) -> Any:
     """Normalise one value as analytics-python does; record what cannot be sent."""
-    if value is None or isinstance(value, str | bool | int | float):
+    if value is None or isinstance(value, str | bool | int):
         return value
+    if isinstance(value, float):
+        if value - value == 0:  # finite; NaN and infinities are not JSON
+            return value
+        problems.append({
+            **where,
+            "field": path,
+            "code": "not_finite",
+            "message": (
+                f"{path} is {value}, which JSON cannot carry; it was sent as null. "
+                "Check the computation, or send None (or a string) on purpose"
+            ),
+        })
+        return None
     if isinstance(value, dict):
         return {
             str(k): _clean(v, f"{path}.{k}", problems, where) for k, v in value.items()
@@ -132,7 +147,7 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
             items = list(value)
         return [_clean(v, f"{path}[{i}]", problems, where) for i, v in enumerate(items)]
     if isinstance(value, decimal.Decimal):
-        return float(value)
+        return _clean(float(value), path, problems, where)
     if isinstance(value, enum.Enum):
         return _clean(value.value, path, problems, where)
     if isinstance(value, _dt.datetime):
@@ -189,9 +204,11 @@ class _Segment:
                 continue
             camel = _KEYS.get(key)
             if camel is None:
+                meant = _SNAKE_BY_FOLDED.get(key.lower().replace("_", ""))
+                hint = f"did you mean {meant}=...? " if meant else ""
                 raise TypeError(
-                    f"Segment.{kind}() got an unexpected keyword argument {key!r}; "
-                    f"expected one of: {', '.join(sorted(_KEYS))}"
+                    f"Segment.{kind}() got an unexpected keyword argument {key!r}; {hint}"
+                    f"it takes analytics-python's keywords: {', '.join(sorted(_KEYS))}"
                 )
             msg[camel] = value
         for key in _ID_KEYS & msg.keys():
@@ -216,11 +233,12 @@ class _Segment:
         anonymous_id: Any = _NOT_GIVEN,
         integrations: Any = _NOT_GIVEN,
         message_id: Any = _NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
         """Emit an identify: who the user is (``user_id`` or ``anonymous_id``, and ``traits``)."""
         self._emit("identify", spec, dict(user_id=user_id, traits=traits, context=context,
                    timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id))
+                   integrations=integrations, message_id=message_id, **unknown))
 
     def track(
         self,
@@ -234,11 +252,12 @@ class _Segment:
         anonymous_id: Any = _NOT_GIVEN,
         integrations: Any = _NOT_GIVEN,
         message_id: Any = _NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
         """Emit a track: something the user did (``event`` name and ``properties``)."""
         self._emit("track", spec, dict(user_id=user_id, event=event, properties=properties,
                    context=context, timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id))
+                   integrations=integrations, message_id=message_id, **unknown))
 
     def group(
         self,
@@ -252,11 +271,12 @@ class _Segment:
         anonymous_id: Any = _NOT_GIVEN,
         integrations: Any = _NOT_GIVEN,
         message_id: Any = _NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
         """Emit a group: the user belongs to ``group_id`` (an account, a company)."""
         self._emit("group", spec, dict(user_id=user_id, group_id=group_id, traits=traits,
                    context=context, timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id))
+                   integrations=integrations, message_id=message_id, **unknown))
 
     def page(
         self,
@@ -271,11 +291,12 @@ class _Segment:
         anonymous_id: Any = _NOT_GIVEN,
         integrations: Any = _NOT_GIVEN,
         message_id: Any = _NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
         """Emit a page view."""
         self._emit("page", spec, dict(user_id=user_id, category=category, name=name,
                    properties=properties, context=context, timestamp=timestamp,
-                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id))
+                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id, **unknown))
 
     def screen(
         self,
@@ -290,11 +311,12 @@ class _Segment:
         anonymous_id: Any = _NOT_GIVEN,
         integrations: Any = _NOT_GIVEN,
         message_id: Any = _NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
         """Emit a mobile screen view."""
         self._emit("screen", spec, dict(user_id=user_id, category=category, name=name,
                    properties=properties, context=context, timestamp=timestamp,
-                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id))
+                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id, **unknown))
 
     def alias(
         self,
@@ -307,11 +329,12 @@ class _Segment:
         anonymous_id: Any = _NOT_GIVEN,
         integrations: Any = _NOT_GIVEN,
         message_id: Any = _NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
         """Emit an alias: ``previous_id`` and ``user_id`` are the same person."""
         self._emit("alias", spec, dict(previous_id=previous_id, user_id=user_id, context=context,
                    timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id))
+                   integrations=integrations, message_id=message_id, **unknown))
 
     def set(self, *, collection: Any, id: Any, properties: Any = _NOT_GIVEN) -> None:
         """Upsert an object into a warehouse collection (Segment's Objects API).
