@@ -30,8 +30,8 @@ from ._errors import (
 from ._function import DEFAULT_TIMEOUT, DESTINATION_HANDLERS, Function, FunctionKind, Invocation
 from ._request import Headers, Request
 from ._segment import Segment, payload_digest
-from ._signatures import SCHEMES, SignatureCheck, sign, verify_signature
 from ._settings import MASK, Settings, declared_settings, mask_text, secret_names
+from ._signatures import SCHEMES, SignatureCheck, sign, verify_signature
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._errors import FUNCTION_ERRORS, EventNotSupported, FunctionLoadError, FunctionTimeout
+from ._errors import FUNCTION_ERRORS, FunctionLoadError, FunctionTimeout
 from ._request import _UNSET, Request
 from ._segment import Collector, _current, payload_digest
 from ._settings import Settings, declared_settings, mask_text, secret_names
 
 __all__ = [
-    "DESTINATION_HANDLERS",
     "DEFAULT_TIMEOUT",
+    "DESTINATION_HANDLERS",
     "Function",
     "FunctionKind",
     "Invocation",

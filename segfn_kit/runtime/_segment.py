@@ -152,7 +152,7 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
         return _clean(value.value, path, problems, where)
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
+            value = value.replace(tzinfo=_dt.UTC)
         return value.isoformat()
     if isinstance(value, _dt.date):
         return value.isoformat()
