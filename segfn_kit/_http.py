@@ -355,10 +355,12 @@ class Interception:
             entry["answered_by"] = "live"
             return self._send_live(request, entry)
         if rule is None and self.script.strict:
+            url = _url_without_query(entry["url"])
             message = (
                 f"strict mode: no rule answers {request.method} {entry['url']}; add one, e.g. "
-                f"Responses(strict=True).add({_url_without_query(entry['url'])!r}, "
-                f"method={request.method!r}, respond=200)"
+                f"Responses(strict=True).add({url!r}, method={request.method!r}, respond=200), "
+                f'or {{"method": "{request.method}", "url": "{url}", "respond": 200}} in the '
+                "rules of a response script file"
             )
             entry["answered_by"] = "nothing (strict)"
             entry["error"] = f"UnscriptedRequest: {message}"

@@ -275,10 +275,11 @@ def on_request(request, settings):
     body = request.json()
     Segment.track(user_id=body["id"], event="Order Failed", properties={"n": body["n"]})
 '''
-    results = run(source, [{"id": "u1", "n": 1}, {"id": "u2", "n": 2}])
-    out = run(POSTER, results, {"apiKey": SECRET}, responses=Responses(201))
+    # generous limits: this test is about the hand-over, not about time
+    results = run(source, [{"id": "u1", "n": 1}, {"id": "u2", "n": 2}], timeout=60)
+    out = run(POSTER, results, {"apiKey": SECRET}, responses=Responses(201), timeout=60)
     assert out.attrs["kind"] == "destination"
-    assert out["outcome"].tolist() == ["ok", "ok"]
+    assert out["outcome"].tolist() == ["ok", "ok"], out["error"].tolist()
     assert out["payload"].tolist() == results.index.tolist()
     assert [r[0]["body"]["event"] for r in out["requests"]] == ["Order Failed", "Order Failed"]
 
@@ -289,3 +290,69 @@ def test_event_frames_from_sample_events_run_unchanged() -> None:
     assert out.index.tolist() == events.index.tolist()
     assert out["event_type"].tolist() == events["event_type"].tolist()
     assert isinstance(out, pd.DataFrame) and (out["outcome"] == "ok").sum() == 1
+
+
+# -- segfn run ---------------------------------------------------------------------------------
+def _segfn(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from segfn_kit._cli import main
+
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_jsonl_rows_of_a_destination_carry_masked_requests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    function = tmp_path / "poster.py"
+    function.write_text(POSTER)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"apiKey": SECRET}))
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(TRACK) + "\n" + json.dumps({"type": "track"}) + "\n")
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"rules": [{"method": "POST", "url": "https://api.example.com/*",
+                                             "respond": [{"status": 503}, 201]}]}))
+    code, out, err = _segfn(["run", str(function), str(events), "--settings", str(settings),
+                             "--responses", str(script), "--jsonl"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["outcome"] for r in rows] == ["ok", "InvalidEventPayload"]
+    assert set(rows[0]) == {"payload_id", "outcome", "events", "objects", "error", "issues", "requests"}
+    first = rows[0]["requests"][0]
+    assert (first["method"], first["url"]) == ("POST", "https://api.example.com/track")
+    assert first["headers"]["X-Key"] == "••••••" and first["body"] == {"event": "Order Failed", "key": "••••••"}
+    assert [r["response"]["status"] for r in rows[0]["requests"]] == [503, 201]
+    assert SECRET not in out + err
+    assert "LIVE" not in err
+
+
+def test_cli_strict_turns_unscripted_requests_into_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    function = tmp_path / "poster.py"
+    function.write_text(POSTER)
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps(TRACK))
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"apiKey": SECRET}))
+    code, out, _ = _segfn(["run", str(function), str(events), "--settings", str(settings), "--strict"], capsys)
+    assert code == 1
+    assert "UnscriptedRequest" in out
+
+
+def test_cli_refuses_destination_options_for_a_source_and_bad_scripts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "source.py"
+    source.write_text("def on_request(request, settings):\n    pass\n")
+    payload = tmp_path / "p.json"
+    payload.write_text("{}")
+    code, _, err = _segfn(["run", str(source), str(payload), "--live"], capsys)
+    assert code == 2 and "--live: only for destination functions" in err
+    function = tmp_path / "poster.py"
+    function.write_text(POSTER)
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"default": "teapot"}))
+    code, _, err = _segfn(["run", str(function), str(payload), "--responses", str(script)], capsys)
+    assert code == 2 and "unknown answer 'teapot'" in err

@@ -191,6 +191,7 @@ def test_strict_mode_refuses_unmatched_requests_with_a_hint() -> None:
     message = str(info.value)
     assert "POST https://api.example.com/other?page=2" in message
     assert "add('https://api.example.com/other', method='POST'" in message
+    assert '{"method": "POST", "url": "https://api.example.com/other", "respond": 200}' in message
     assert rec.violations == [f"UnscriptedRequest: {message}"]
 
 

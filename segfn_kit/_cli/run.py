@@ -63,7 +63,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--strict", action="store_true",
-        help="also fail on InvalidEventPayload, ValidationError, RetryError and on spec issues",
+        help="also fail on InvalidEventPayload, ValidationError, RetryError and on spec issues "
+        "(destinations: and on requests that no rule of --responses answers)",
     )
     p.add_argument(
         "--timeout", type=float, default=5.0, metavar="S",
@@ -79,12 +80,67 @@ def register(subparsers: Any) -> None:
 
 def _add_destination_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that only destination functions use (scripted responses, live requests)."""
-    # destination runs add their options here; they reach run() through _destination_options
+    group = parser.add_argument_group(
+        "destination functions",
+        "PAYLOADS are then Segment events (JSON or JSON Lines). No request leaves the machine: "
+        "every httpx request is answered from --responses (200 {} when nothing is scripted) and "
+        "--jsonl rows carry a \"requests\" list (method, url, headers with secrets masked, body). "
+        "With --strict, a request that no rule of the script answers is an error.",
+    )
+    group.add_argument(
+        "--responses", metavar="FILE",
+        help='a JSON response script: a status, a list of answers (a sequence), or {"strict": '
+        'bool, "default": ..., "rules": [{"method", "url" (* matches anything), "respond"}]}; '
+        'an answer is a status, "timeout", "connect_error" or {"status", "json", "headers", '
+        '"retry_after"}',
+    )
+    group.add_argument(
+        "--live", action="store_true",
+        help="send the requests for real (to the real APIs, with the real settings); announced on stderr",
+    )
+    group.add_argument("--batch", action="store_true", help="send events to on_batch, 20 at a time")
+
+
+def _is_destination(path: str) -> bool:
+    """Whether a function file defines destination handlers (read, not run)."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return False  # run() reports the file's problem on every row
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return "on_request" not in names and bool(names & {
+        "on_identify", "on_track", "on_page", "on_screen", "on_group", "on_alias", "on_delete", "on_batch"})
 
 
 def _destination_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword options for ``run()`` that the destination arguments ask for."""
-    return {}
+    asked = [flag for flag, on in (("--responses", args.responses), ("--live", args.live),
+                                   ("--batch", args.batch)) if on]
+    if not _is_destination(args.function):
+        if asked:
+            raise ValueError(f"{', '.join(asked)}: only for destination functions, and "
+                             f"{args.function} is not one")
+        return {}
+    from segfn_kit._http import Responses, ScriptError
+
+    options: dict[str, Any] = {"live": args.live, "batch": args.batch, "strict": args.strict or None}
+    if args.responses:
+        try:
+            options["responses"] = Responses.load(args.responses)
+        except ScriptError as exc:
+            raise ValueError(str(exc)) from None
+    return options
+
+
+def _requests_summary(row: Any) -> str:
+    """``POST https://... -> 201`` for each request a destination row made."""
+    parts = []
+    for r in row.get("requests") or []:
+        answer = (r.get("response") or {}).get("status") or (r.get("error") or "").split(":")[0]
+        parts.append(f"{r['method']} {r['url']} -> {answer}")
+    return "; ".join(parts)
 
 
 def _error(message: str) -> int:
@@ -104,7 +160,10 @@ def run_command(args: argparse.Namespace) -> int:
             settings = read_settings(args.settings)
         except SettingsFileError as exc:
             return _error(str(exc))
-    options = _destination_options(args)
+    try:
+        options = _destination_options(args)
+    except ValueError as exc:
+        return _error(str(exc))
     try:
         results = run(
             str(function),
@@ -159,7 +218,7 @@ def print_table(results: Any, file: Any = None) -> None:
         events = row["events"] if row["outcome"] == "ok" else []
         what = _events_summary(events) if events else (row["error"] or "")
         if row["outcome"] == "ok" and not events and not row["objects"]:
-            what = "(no events)"
+            what = _requests_summary(row) or "(no events)"
         if row["objects"]:
             what = f"{what}, {len(row['objects'])} object(s)" if what else f"{len(row['objects'])} object(s)"
         issues = len(row["issues"])
