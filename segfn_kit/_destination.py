@@ -44,7 +44,7 @@ from segfn_kit.runtime import (
     mask_text,
 )
 
-__all__ = ["RESULT_COLUMNS", "RetryPolicy", "run_destination"]
+__all__ = ["RESULT_COLUMNS", "RetryPolicy", "requests_frame", "run_destination"]
 
 RESULT_COLUMNS = [
     "outcome", "events", "objects", "error", "error_line", "issues", "duration", "event_type",
@@ -214,6 +214,33 @@ def run_destination(
     out["duration"] = out["duration"].astype(float)
     out.attrs.update({"function": fn, "kind": "destination", "live": live, "responses": script})
     return out
+
+
+def requests_frame(results: pd.DataFrame) -> pd.DataFrame:
+    r"""The requests of a destination run as a second frame, one row per request.
+
+    Indexed by ``payload_id`` and ``n`` (the request's number within its event), with
+    ``attempt``, ``method``, ``url``, ``status`` (``None`` when there was no answer), ``error``,
+    ``answered_by``, ``headers`` (masked) and ``body``.
+
+    Example:
+        >>> fn = Function.from_source(
+        ...     "import httpx\ndef on_track(event, settings):\n    httpx.post('https://x.example/t', json={})")
+        >>> out = run_destination(fn, [{"type": "track", "userId": "u", "event": "E"}], responses=Responses(201))
+        >>> requests_frame(out)[["method", "url", "status"]].values.tolist()
+        [['POST', 'https://x.example/t', 201]]
+    """
+    rows = []
+    for pid, requests in zip(results.index, results["requests"], strict=True):
+        for n, r in enumerate(requests if isinstance(requests, list) else [], 1):
+            rows.append({
+                "payload_id": pid, "n": n, "attempt": r.get("attempt"), "method": r.get("method"),
+                "url": r.get("url"), "status": (r.get("response") or {}).get("status"),
+                "error": r.get("error"), "answered_by": r.get("answered_by"),
+                "headers": r.get("headers"), "body": r.get("body"),
+            })
+    columns = ["payload_id", "n", "attempt", "method", "url", "status", "error", "answered_by", "headers", "body"]
+    return pd.DataFrame(rows, columns=columns, dtype=object).set_index(["payload_id", "n"])
 
 
 # -- rows ----------------------------------------------------------------------------------
