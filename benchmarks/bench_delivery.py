@@ -4,6 +4,8 @@
    Stripe webhooks), delivered for real to the local sink, against:
    - the minimum possible under the limits (500,000 bytes and 2,500 events per batch);
    - analytics-python's defaults on the same events (100 messages per upload, 475,000 bytes).
+The sink runs in its own process, as a remote Tracking API would.
+
 2. Replay throughput (payloads per second) of ``replay`` against parse-and-serialise alone
    (``json.loads`` of each archive line and ``json.dumps`` of the result: the least any replay
    does), for a dry run and for delivery to the sink.
@@ -66,7 +68,7 @@ def main() -> None:
     room = MAX_BATCH_BYTES - len(_PREFIX) - _SUFFIX_LEN
     minimum = max(math.ceil(len(events) / MAX_BATCH_EVENTS), math.ceil(sum(s + 1 for s in sizes) / room))
     baseline = analytics_python_requests(sizes)
-    with tempfile.TemporaryDirectory() as tmp, running_sink(write_key=KEY, store=Path(tmp) / "s.db") as url:
+    with tempfile.TemporaryDirectory() as tmp, running_sink(write_key=KEY, store=Path(tmp) / "s.db", process=True) as url:
         with TrackingClient(KEY, host=url) as client:
             sent = client.send(events)
     print(f"  {EVENTS:,} events, {sum(sizes) / EVENTS:.0f} bytes each on average")
@@ -91,7 +93,7 @@ def main() -> None:
 
         def deliver() -> None:
             store = Path(tmp) / f"sink{next(counter)}.db"
-            with running_sink(write_key=KEY, store=store) as url:
+            with running_sink(write_key=KEY, store=store, process=True) as url:
                 replay(STRIPE, archive, to=url, write_key=KEY, dead_letter=Path(tmp) / "dead.jsonl")
 
         full = median_time(deliver, repeats=3)
