@@ -23,7 +23,13 @@ from benchmarks._util import median_time, report
 from segfn_kit._replay import replay
 from segfn_kit._sink import running_sink
 from segfn_kit.runtime import Function, Request, TrackingClient
-from segfn_kit.runtime._delivery import _PREFIX, _SUFFIX_LEN, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, encode_event
+from segfn_kit.runtime._delivery import (
+    _PREFIX,
+    _SUFFIX_LEN,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    encode_event,
+)
 from tests._archives import iter_lines, write_archive
 
 ROOT = Path(__file__).resolve().parents[1]
