@@ -541,8 +541,8 @@ class TrackingClient:
 
         Example:
             >>> from segfn_kit._sink import running_sink
-            >>> with running_sink(write_key="KEY") as url:
-            ...     TrackingClient("KEY", host=url).send([{"type": "track", "userId": "u1", "event": "Paid"}]).accepted
+            >>> with running_sink(write_key="KEY") as url, TrackingClient("KEY", host=url) as client:
+            ...     client.send([{"type": "track", "userId": "u1", "event": "Paid"}]).accepted
             1
         """
         return self.send_encoded(self.check(events))
