@@ -133,3 +133,15 @@ def test_no_secret_anywhere_in_the_results_or_their_json_lines(zendesk: Function
     assert SETTINGS["apiToken"] not in text
     assert encoded not in text
     assert '"requests"' in (to_jsonl(out) or "")
+
+
+def test_the_notebook_saved_outputs_hold_no_secret(project_root: Path) -> None:
+    path = project_root / "notebooks" / "03_zendesk_destination_function.ipynb"
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    sources = "".join("".join(c["source"]) for c in notebook["cells"])
+    token = "zd-demo-4f9c2b7e1a6d"
+    assert f'"apiToken": "{token}"' in sources  # the token this check looks for is the notebook's
+    credential = base64.b64encode(f"agent@acme.example/token:{token}".encode()).decode()
+    outputs = json.dumps([c.get("outputs", []) for c in notebook["cells"] if c["cell_type"] == "code"])
+    assert outputs.count("Basic ••••••") >= 1  # the requests are shown, masked
+    assert token not in outputs and credential not in outputs
