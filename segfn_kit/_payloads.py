@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import glob
 import gzip
 import json
@@ -147,7 +148,7 @@ class Skip:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Payload:
     """One captured request, as read from any input format.
 
@@ -208,21 +209,38 @@ class Payload:
 # --------------------------------------------------------------------------- JSON parsing
 
 
-_LONG_DIGITS_STR = re.compile(r"[0-9]{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS_STR = re.compile(r"[0-9]{19,}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19,}")
+_BEFORE_NUMBER_STR = ":,[ \t\r\n"
+_BEFORE_NUMBER_BYTES = b":,[ \t\r\n"
 
 
-class _LongDigits:
-    """``search`` over str or bytes alike."""
+def _may_hold_long_int(data: bytes | str) -> bool:
+    """Whether the JSON text may hold an integer beyond 64 bits (19 digits or more).
 
-    @staticmethod
-    def search(data: bytes | str) -> object:
-        if isinstance(data, bytes):
-            return _LONG_DIGITS_BYTES.search(data)
-        return _LONG_DIGITS_STR.search(data)
-
-
-_LONG_DIGITS = _LongDigits()
+    orjson reads such integers as floats without a word; a run of 19 digits inside a
+    string (``"sub_0000000000000000000"``) is not one, so only runs that start where a
+    number can start count.
+    """
+    if isinstance(data, bytes):
+        if _LONG_DIGITS_BYTES.search(data) is None:  # the common case, at C speed
+            return False
+        for match in _LONG_DIGITS_BYTES.finditer(data):
+            start = match.start()
+            if data[start - 1 : start] == b"-":
+                start -= 1
+            if data[start - 1 : start] in _BEFORE_NUMBER_BYTES:  # b"" (start 0) is in it too
+                return True
+        return False
+    if _LONG_DIGITS_STR.search(data) is None:
+        return False
+    for text_match in _LONG_DIGITS_STR.finditer(data):
+        start = text_match.start()
+        if data[start - 1 : start] == "-":
+            start -= 1
+        if data[start - 1 : start] in _BEFORE_NUMBER_STR:
+            return True
+    return False
 
 
 def parse_json(data: bytes | str) -> tuple[Any, str | None]:
@@ -243,7 +261,7 @@ def parse_json(data: bytes | str) -> tuple[Any, str | None]:
     """
     # orjson turns integers beyond 64 bits into floats without a word; any run of 19
     # digits may be one, so those texts go to the standard library, which keeps them exact
-    if _LONG_DIGITS.search(data) is None:
+    if not _may_hold_long_int(data):
         try:
             return orjson.loads(data), None
         except orjson.JSONDecodeError:
@@ -296,10 +314,14 @@ def _duplicate_key(text: str) -> str | None:
 
 
 def _may_have_duplicates(value: Any, text: str) -> bool:
-    # A cheap screen before the exact (slow) check: every key in the text is a string
-    # followed by ':'; when the text has no more '":' than the parsed value has keys,
-    # no key was dropped.
-    return text.count('":') + text.count('" :') > _count_keys(value, 0)
+    # A cheap screen before the exact (slow) check. Every key is a string followed by ':'.
+    # orjson re-serialises the parsed value compactly (fast, in C) with one '":' per key
+    # it kept; when the text has as many, no key was dropped.
+    in_text = text.count('":') + text.count('" :')
+    try:
+        return in_text != orjson.dumps(value).count(b'":')
+    except orjson.JSONEncodeError:  # ints beyond 64 bits, nesting beyond 255 levels
+        return in_text > _count_keys(value, 0)
 
 
 def _count_keys(value: Any, depth: int) -> int:
@@ -851,7 +873,6 @@ class _Reader:
         source = str(path)
         opener = gzip.open if gz else open
         count = 0
-        long_digits = _LONG_DIGITS_BYTES.search
         with opener(path, "rb") as fh:
             for number, line in enumerate(fh, 1):
                 if number == 1 and line.startswith(b"\xef\xbb\xbf"):
@@ -863,7 +884,7 @@ class _Reader:
                 pid = self.unique_id(f"{base_id}#{number}")
                 raw = stripped.decode("utf-8", "surrogateescape")
                 try:
-                    if long_digits(stripped) is not None:
+                    if _may_hold_long_int(stripped):
                         raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
                     value = orjson.loads(stripped)
                     warning = None
@@ -1154,6 +1175,32 @@ def _flatten_into(out: dict[str, Any], obj: dict[str, Any], prefix: str, depth: 
             out[prefix + key] = value
 
 
+# a tree of path names: key -> (path, path + ".", child tree); shared by the rows of one
+# load, so equal paths are the same string objects and shape tuples hash and compare fast
+_PathTree = dict[str, tuple[str, str, "_PathTree"]]
+
+
+def _flatten_pairs(
+    keys: list[str],
+    values: list[Any],
+    obj: dict[str, Any],
+    prefix: str,
+    tree: _PathTree,
+    depth: int,
+) -> None:
+    # the loader's hot path: two flat lists, so rows of one shape share one key tuple
+    for key, value in obj.items():
+        entry = tree.get(key)
+        if entry is None:
+            path = prefix + key
+            entry = tree[key] = (path, path + ".", {})
+        if type(value) is dict and value and depth > 1:
+            _flatten_pairs(keys, values, value, entry[1], entry[2], depth - 1)
+        else:
+            keys.append(entry[0])
+            values.append(value)
+
+
 def load_payloads(
     *paths: PathArg | Mapping[str, Any] | list[Any],
     split_arrays: bool = False,
@@ -1187,7 +1234,6 @@ def load_payloads(
         >>> frame[["event_type", "body.data.id"]].to_dict("records")
         [{'event_type': 'customer.created', 'body.data.id': 1}]
     """
-    import pandas as pd
 
     skipped: list[dict[str, str]] = []
     stream: Iterable[Payload] = iter_payloads(
@@ -1201,56 +1247,69 @@ def load_payloads(
         from tqdm.auto import tqdm
 
         stream = tqdm(stream, desc="loading payloads", unit=" payloads")
-    ids: list[str] = []
-    columns: list[list[Any]] = [[] for _ in FRAME_COLUMNS]
-    appenders = [c.append for c in columns]
-    flats: list[dict[str, Any]] = []
-    add_flat = flats.append
-    for p in stream:
-        ids.append(p.payload_id)
-        values = (
-            p.source,
-            p.position,
-            p.format,
-            p.method,
-            p.url,
-            p.path,
-            p.query,
-            p.headers,
-            p.received_at,
-            p.content_type,
-            p.event_type,
-            p.raw,
-            p.body,
-            p.error,
-            p.warning,
-        )
-        for append, value in zip(appenders, values, strict=True):
-            append(value)
-        if flatten_body:
-            flat: dict[str, Any] = {}
-            if type(p.body) is dict:
-                _flatten_into(flat, p.body, "body.", max_depth)
-            add_flat(flat)
-    index = pd.Index(ids, name="payload_id", dtype=object)
-    # object dtype throughout: None stays None and big ints stay exact Python ints
-    # (pandas would otherwise infer str columns with NaN, or float columns)
-    data: dict[str, Any] = {}
-    for name, column in zip(FRAME_COLUMNS, columns, strict=True):
-        dtype = "int64" if name == "position" else object
-        data[name] = pd.Series(column, index=index, dtype=dtype, copy=False)
-    if flatten_body:
-        keys: dict[str, None] = {}
-        for record in flats:
-            keys.update(dict.fromkeys(record))
-        for key in keys:
-            if key in data:  # a body field literally named like a frame column: keep both
-                continue
-            data[key] = pd.Series(
-                [r.get(key) for r in flats], index=index, dtype=object, copy=False
-            )
-    frame = pd.DataFrame(data, index=index, copy=False)
+    payloads: list[Payload] = []
+    # rows grouped by the tuple of their flattened keys: payloads of one event type mostly
+    # share a shape, so each group fills its columns with one vectorised assignment
+    shapes: dict[tuple[str, ...], tuple[list[int], list[list[Any]]]] = {}
+    tree: _PathTree = {}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the loader makes no reference cycles; collections only cost time here
+    try:
+        for row, p in enumerate(stream):
+            payloads.append(p)
+            body = p.body
+            if flatten_body and type(body) is dict and body:
+                keys: list[str] = []
+                flat_values: list[Any] = []
+                _flatten_pairs(keys, flat_values, body, "body.", tree, max_depth)
+                shape = tuple(keys)
+                group = shapes.get(shape)
+                if group is None:
+                    shapes[shape] = ([row], [flat_values])
+                else:
+                    group[0].append(row)
+                    group[1].append(flat_values)
+        frame = _build_frame(payloads, shapes)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     frame.attrs["skipped"] = skipped
+    return frame
+
+
+def _build_frame(
+    payloads: list[Payload],
+    shapes: dict[tuple[str, ...], tuple[list[int], list[list[Any]]]],
+) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    n = len(payloads)
+    names = [c for c in FRAME_COLUMNS if c != "position"]
+    slot: dict[str, int] = {name: i for i, name in enumerate(names)}
+    for shape in shapes:
+        for key in shape:
+            if key not in slot:
+                slot[key] = len(slot)
+    # One 2D object block, handed to pandas without a copy. Object dtype keeps None as
+    # None and big ints as exact Python ints (pandas would infer str or float columns).
+    # np.empty fills object arrays with None.
+    block = np.empty((len(slot), n), dtype=object)
+    for name in names:
+        block[slot[name]] = np.fromiter([getattr(p, name) for p in payloads], dtype=object, count=n)
+    for shape, (rows, value_rows) in shapes.items():
+        if len(rows) == 1:
+            block[[slot[k] for k in shape], rows[0]] = np.fromiter(
+                value_rows[0], dtype=object, count=len(shape)
+            )
+            continue
+        where = np.asarray(rows, dtype=np.intp)
+        for key, column_values in zip(shape, zip(*value_rows, strict=True), strict=True):
+            block[slot[key], where] = np.fromiter(column_values, dtype=object, count=len(rows))
+    index = pd.Index([p.payload_id for p in payloads], name="payload_id", dtype=object)
+    frame = pd.DataFrame(block.T, index=index, columns=list(slot), dtype=object, copy=False)
+    positions = np.fromiter((p.position for p in payloads), dtype=np.int64, count=n)
+    frame.insert(1, "position", positions)
     return frame
 
 

@@ -1,0 +1,114 @@
+"""Loading 100,000 Stripe events from JSON Lines into a flattened payload frame.
+
+Baselines, run in the same process on the same file:
+
+- parse only: ``orjson.loads`` on every line (the least any loader must do);
+- ``pandas.json_normalize`` on the records that parse produced (the usual flattening).
+
+Peak memory is measured in a fresh subprocess (``resource.getrusage(...).ru_maxrss``), so it
+is the loader's own peak, not this process's history.
+
+Targets: at most 2.5x the parse-only time, at least 2.5x faster than json_normalize, peak
+memory under 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from benchmarks._util import median_time, report
+from segfn_kit._payloads import load_payloads
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_payloads" / "stripe"
+# used only when the samples folder holds no Stripe event (a partial checkout)
+FALLBACK = ROOT.parent / "shared" / "corpora" / "stripe-ruby-mock"
+EVENTS = 100_000
+
+
+def stripe_templates() -> list[dict[str, Any]]:
+    """The Stripe event bodies among the samples (bare bodies or inside envelopes)."""
+    for folder in (SAMPLES, FALLBACK):
+        if folder.is_dir() and any(folder.rglob("*.json")):
+            frame = load_payloads(folder)
+            bodies = [b for b in frame["body"] if isinstance(b, dict) and "type" in b]
+            if bodies:
+                return bodies
+    raise SystemExit(f"no Stripe event samples under {SAMPLES}")
+
+
+def write_jsonl(path: Path, templates: list[dict[str, Any]], count: int = EVENTS) -> int:
+    """``count`` events cycled from the templates, each with its own id and time."""
+    with path.open("wb") as fh:
+        for i in range(count):
+            event = dict(templates[i % len(templates)])
+            event["id"] = f"evt_1Bench{i:018d}"
+            event["created"] = 1_700_000_000 + i
+            # Stripe's own pretty-printed bodies carry ", " and ": " separators
+            fh.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
+    return path.stat().st_size
+
+
+def parse_only(path: Path) -> list[Any]:
+    with path.open("rb") as fh:
+        return [orjson.loads(line) for line in fh]
+
+
+def peak_memory_mb(path: Path) -> float:
+    """Peak resident memory of a fresh interpreter loading the file, in MB."""
+    code = (
+        "import resource, sys\n"
+        "from segfn_kit._payloads import load_payloads\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"frame = load_payloads({str(path)!r})\n"
+        "assert len(frame) > 0\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return int(out.stdout.strip().splitlines()[-1]) / 1024  # Linux reports KiB
+
+
+def main() -> None:
+    templates = stripe_templates()
+    with tempfile.TemporaryDirectory(prefix="segfn-bench-") as tmp:
+        path = Path(tmp) / "stripe-events.jsonl"
+        size = write_jsonl(path, templates)
+        print(f"  {EVENTS:,} Stripe events from {len(templates)} samples: {size / 1e6:.0f} MB of JSON Lines")
+
+        frame = load_payloads(path)
+        assert len(frame) == EVENTS and frame["error"].isna().all()
+        columns = sum(1 for c in frame.columns if c.startswith("body."))
+        del frame
+        gc.collect()
+
+        t_load = median_time(lambda: load_payloads(path), repeats=3)
+        t_parse = median_time(lambda: parse_only(path), repeats=3)
+        records = parse_only(path)
+        t_normalize = median_time(lambda: pd.json_normalize(records), repeats=3)
+        del records
+        gc.collect()
+
+        report("load_payloads: JSON Lines -> flattened frame", t_load, "s")
+        report(f"  ({columns} body.* columns)", float(columns), "")
+        report("baseline: orjson parse only", t_parse, "s")
+        report("baseline: pandas.json_normalize on the parsed records", t_normalize, "s")
+        report("load time / parse-only time", t_load / t_parse, "x", "<= 2.5")
+        report("json_normalize time / load time", t_normalize / t_load, "x", ">= 2.5")
+        report("peak memory of a fresh process loading the file", peak_memory_mb(path), "MB", "< 1500")
+
+
+if __name__ == "__main__":
+    main()
