@@ -142,6 +142,7 @@ def test_the_notebook_saved_outputs_hold_no_secret(project_root: Path) -> None:
     token = "zd-demo-4f9c2b7e1a6d"
     assert f'"apiToken": "{token}"' in sources  # the token this check looks for is the notebook's
     credential = base64.b64encode(f"agent@acme.example/token:{token}".encode()).decode()
-    outputs = json.dumps([c.get("outputs", []) for c in notebook["cells"] if c["cell_type"] == "code"])
+    outputs = json.dumps([c.get("outputs", []) for c in notebook["cells"] if c["cell_type"] == "code"],
+                         ensure_ascii=False)
     assert outputs.count("Basic ••••••") >= 1  # the requests are shown, masked
     assert token not in outputs and credential not in outputs
