@@ -475,7 +475,10 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
             icon = "⚠" if _items(iss) and outcome == "ok" else icons.get(category(str(outcome)), "✗")
             n = len(_items(evs))
             what = f"{n} event{'s' if n != 1 else ''}" if outcome == "ok" else str(outcome)
-            labels.append(f"{icon} {pid} · {_type_key(typ)} → {what}")
+            kind = _type_key(typ)
+            # ids named after their event type (one file per event) need not say it twice
+            where = pid if kind in pid else f"{pid} · {kind}"
+            labels.append(f"{icon} {where} → {what}")
         return labels
 
     def _draw_detail(self) -> None:
