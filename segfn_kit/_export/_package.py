@@ -158,14 +158,15 @@ def export(
     Example:
         >>> import tempfile
         >>> from segfn_kit.examples import example_path
-        >>> tmp = tempfile.mkdtemp()
-        >>> fn = Path(tmp) / "ping.py"
-        >>> _ = fn.write_text("from segfn_kit.runtime import Segment\\n"
-        ...     "def on_request(request, settings):\\n"
-        ...     "    Segment.track(user_id='u1', event='Pinged')\\n")
-        >>> package = export(fn, Path(tmp) / "ping")
-        >>> sorted(p.name for p in package.iterdir())[:4]
-        ['Makefile', 'README.md', '__main__.py', 'build_zip.py']
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> _ = (tmp / "created.json").write_text(json.dumps({"headers": {"Content-Type": "application/json"},
+        ...     "body": {"type": "customer.created", "created": 1732608060,
+        ...              "data": {"object": {"id": "cus_1", "email": "jo@example.com"}}}}))
+        >>> package = export(example_path("stripe_source"), tmp / "stripe", payloads=[tmp / "created.json"])
+        >>> sorted(p.name for p in package.iterdir())[:5]
+        ['Makefile', 'README.md', '__main__.py', 'build_zip.py', 'export.json']
+        >>> json.loads((package / "export.json").read_text())["cases"]
+        1
     """
     extra = tuple(requirements)
     source, name, folder, fn = _load_function(function, extra)

@@ -11,8 +11,10 @@ same zip.
 from __future__ import annotations
 
 import argparse
+import compileall
 import importlib.util
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -24,14 +26,6 @@ HERE = Path(__file__).resolve().parent
 # what the handler needs at run time; tests, docs and build files stay out of the zip
 INCLUDE = ("handler.py", "function.py", "segfn_kit")
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-def _files(root: Path) -> list[tuple[Path, str]]:
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            found.append((path, path.relative_to(root).as_posix()))
-    return found
 
 
 def _install_command(target: Path, platform: str | None, python_version: str | None) -> list[str]:
@@ -57,22 +51,34 @@ def _install_command(target: Path, platform: str | None, python_version: str | N
 
 
 def build(out: Path, platform: str | None = "manylinux2014_x86_64", python_version: str | None = None) -> Path:
-    """Vendor the requirements and write the zip; return its path."""
+    """Vendor the requirements, precompile, and write the zip; return its path.
+
+    Lambda's code folder is read-only, so Python cannot cache bytecode there: the zip carries
+    it, compiled as unchecked-hash ``.pyc`` files (no timestamps, so the zip repeats) when
+    this interpreter is the Lambda runtime's version.
+    """
+    here_version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     with tempfile.TemporaryDirectory() as tmp:
-        vendor = Path(tmp)
-        subprocess.run(_install_command(vendor, platform, python_version), check=True)
-        entries: dict[str, Path] = {}
-        for path, name in _files(vendor):
-            if ".dist-info/" in name and not name.endswith(("METADATA", "LICENSE", "LICENSE.md", "LICENSE.txt")):
-                continue  # RECORD and INSTALLER differ between installs
-            entries[name] = path
+        stage = Path(tmp)
+        subprocess.run(_install_command(stage, platform, python_version), check=True)
         for item in INCLUDE:
             source = HERE / item
             if source.is_dir():
-                for path, name in _files(source):
-                    entries[f"{item}/{name}"] = path
+                shutil.copytree(source, stage / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
-                entries[item] = source
+                shutil.copyfile(source, stage / item)
+        if python_version in (None, here_version):
+            # relative file names inside the bytecode: the build folder is no part of the zip
+            compileall.compile_dir(stage, quiet=2, workers=1, stripdir=str(stage),
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        entries: dict[str, Path] = {}
+        for path in sorted(stage.rglob("*")):
+            name = path.relative_to(stage).as_posix()
+            if not path.is_file():
+                continue
+            if ".dist-info/" in name and not name.endswith(("METADATA", "LICENSE", "LICENSE.md", "LICENSE.txt")):
+                continue  # RECORD and INSTALLER differ between installs
+            entries[name] = path
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name in sorted(entries):

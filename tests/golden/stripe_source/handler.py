@@ -32,7 +32,6 @@ are refused before the function runs with 405 (not POST), 413 (body over the cap
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -643,6 +642,9 @@ async def _handle_asgi(scope: Scope, receive: Receive) -> tuple[HandlerResult, b
     body = await _read_body(receive, config.max_body)
     if body is None:
         return _refuse(413, "too_large", f"body is over the {config.max_body}-byte limit"), b"", method
+    import asyncio  # here, not at the top: only the ASGI app needs it
+
+    # the function is synchronous: run it off the event loop so other requests keep flowing
     result, events = await asyncio.to_thread(prepare, method, headers, body, url, None, config, None)
     if events:
         result = await adeliver(result, events, config)

@@ -1,8 +1,8 @@
 """Zendesk destination: support-worthy Segment events become Zendesk tickets.
 
-- ``on_track``: "Order Failed", "Support Requested", "Payment Failed", "Refund Requested"
-  and "Subscription Canceled" create a ticket (requester, subject, comment body, priority,
-  tags); other track events are not supported.
+- ``on_track``: "Order Failed", "Support Requested", "Payment Failed", "Invoice Payment
+  Failed", "Refund Requested" and "Subscription Canceled" create a ticket (requester,
+  subject, comment body, priority, tags); other track events are not supported.
 - ``on_identify``: creates or updates the Zendesk user.
 - 429 (rate limit, with ``Retry-After``), 5xx and connection errors raise ``RetryError``;
   other 4xx raise ``ValidationError``; an event without an email raises ``ValidationError``.
@@ -31,6 +31,7 @@ SETTINGS = {
 SUPPORT_EVENTS = {
     "Order Failed": ("high", "order_failed"),
     "Payment Failed": ("high", "payment_failed"),
+    "Invoice Payment Failed": ("high", "invoice_payment_failed"),
     "Support Requested": ("normal", "support_requested"),
     "Refund Requested": ("normal", "refund_requested"),
     "Subscription Canceled": ("low", "subscription_canceled"),
@@ -76,7 +77,10 @@ def on_track(event: dict[str, Any], settings: Mapping[str, Any]) -> None:
     traits = (event.get("context") or {}).get("traits") or {}
     priority, tag = SUPPORT_EVENTS[name]
     details = "\n".join(f"{key}: {value}" for key, value in sorted(properties.items()) if key != "email")
-    reference = properties.get("order_id") or properties.get("topic") or event.get("messageId", "")
+    reference = next(
+        (properties[k] for k in ("order_id", "number", "invoice_id", "subscription_id", "topic") if properties.get(k)),
+        event.get("messageId", ""),
+    )
     ticket: dict[str, Any] = {
         "subject": f"{name}: {reference}".rstrip(": "),
         "comment": {"body": f"{name} for {email}.\n{details}".strip()},
