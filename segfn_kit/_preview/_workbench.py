@@ -31,8 +31,9 @@ from ._summary import ResultView, RunSummary, category, summarize
 __all__ = ["ALL", "Workbench", "filter_ids", "preview"]
 
 ALL = "(all)"
-# frames at least this long run in chunks, with a progress bar between them
-PROGRESS_THRESHOLD = 500
+# frames at least this long run in chunks, with a progress bar between them (shorter
+# ones take well under a second)
+PROGRESS_THRESHOLD = 5_000
 _CHUNKS = 20
 
 _TABS = ("Payloads", "Changes", "Coverage", "Plots", "Approve")
