@@ -52,6 +52,7 @@ __all__ = [
     "PayloadError",
     "Skip",
     "flatten",
+    "frame_from_payloads",
     "iter_payloads",
     "load_payloads",
     "parse_json",
@@ -1247,7 +1248,22 @@ def load_payloads(
         from tqdm.auto import tqdm
 
         stream = tqdm(stream, desc="loading payloads", unit=" payloads")
-    payloads: list[Payload] = []
+    frame = frame_from_payloads(stream, flatten_body=flatten_body, max_depth=max_depth)
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def frame_from_payloads(
+    payloads: Iterable[Payload], *, flatten_body: bool = True, max_depth: int = 32
+) -> pd.DataFrame:
+    """The payload frame of ``Payload`` records (what ``load_payloads`` returns).
+
+    Example:
+        >>> p = next(iter_payloads({"headers": {}, "body": {"a": {"b": 1}}}))
+        >>> frame_from_payloads([p])["body.a.b"].tolist()
+        [1]
+    """
+    rows: list[Payload] = []
     # rows grouped by the tuple of their flattened keys: payloads of one event type mostly
     # share a shape, so each group fills its columns with one vectorised assignment
     shapes: dict[tuple[str, ...], tuple[list[int], list[list[Any]]]] = {}
@@ -1255,8 +1271,8 @@ def load_payloads(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loader makes no reference cycles; collections only cost time here
     try:
-        for row, p in enumerate(stream):
-            payloads.append(p)
+        for row, p in enumerate(payloads):
+            rows.append(p)
             body = p.body
             if flatten_body and type(body) is dict and body:
                 keys: list[str] = []
@@ -1269,11 +1285,11 @@ def load_payloads(
                 else:
                     group[0].append(row)
                     group[1].append(flat_values)
-        frame = _build_frame(payloads, shapes)
+        frame = _build_frame(rows, shapes)
     finally:
         if gc_was_enabled:
             gc.enable()
-    frame.attrs["skipped"] = skipped
+    frame.attrs["skipped"] = []
     return frame
 
 
