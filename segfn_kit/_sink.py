@@ -619,24 +619,24 @@ def _sink_process(store: str | os.PathLike[str], write_key: str | None, faults: 
         cmd += ["--any-key"]
     if faults is not None:
         cmd += ["--faults-json", json.dumps(faults.as_dict())]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    try:
-        url = _read_url(proc, startup_timeout)
-        yield url
-    finally:
-        proc.terminate()
+    # stderr goes to a file, not a pipe: a pipe nobody reads would block a chatty child
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-        if proc.stderr:
-            proc.stderr.close()
+            url = _read_url(proc, startup_timeout, err)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
 
 
-def _read_url(proc: subprocess.Popen[str], timeout: float) -> str:
+def _read_url(proc: subprocess.Popen[str], timeout: float, err: Any) -> str:
     assert proc.stdout is not None
     box: dict[str, str] = {}
 
@@ -652,8 +652,9 @@ def _read_url(proc: subprocess.Popen[str], timeout: float) -> str:
     thread.join(timeout)
     if "url" not in box:
         proc.kill()
-        err = proc.stderr.read() if proc.stderr else ""
-        raise RuntimeError(f"the sink process did not start: {err[-2000:]}")
+        proc.wait()
+        err.seek(0)
+        raise RuntimeError(f"the sink process did not start: {err.read()[-2000:]}")
     return box["url"]
 
 
