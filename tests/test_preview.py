@@ -337,3 +337,38 @@ def test_reprs_without_widgets(wb: Workbench, payloads: pd.DataFrame) -> None:
 def test_bad_payloads_argument_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="payload frame"):
         preview(FUNCTION, 42)
+
+
+def test_destination_runs_show_recorded_requests_with_secrets_masked() -> None:
+    from segfn_kit._events import sample_events
+    from segfn_kit._http import Responses
+
+    source = (Path(__file__).resolve().parents[1] / "segfn_kit" / "examples" / "zendesk_destination.py").read_text()
+    token = "zd_api_token_5e6f7a8b"
+    events = sample_events([
+        {"type": "track", "userId": "u1", "event": "Order Failed",
+         "properties": {"email": "ada@example.com", "order_id": "o1"}},
+        {"type": "identify", "userId": "u2", "traits": {"email": "bob@example.com", "name": "Bob"}},
+        {"type": "page", "userId": "u3", "name": "Home"},
+    ])
+    settings = {"subdomain": "acme", "email": "ops@acme.test", "apiToken": token}
+    # the first ticket request meets a rate limit, then goes through on the retry
+    script = Responses().add("https://acme.zendesk.com/api/v2/tickets.json", method="POST",
+                             respond=[{"status": 429, "retry_after": 30}, 201])
+    wb = preview(source, events, settings, responses=script)
+    assert wb.kind == "destination"
+    assert wb.summary.counts["mapped"] == 2 and wb.summary.counts["unsupported"] == 1
+    assert wb.summary.requests == 3
+    assert wb.summary.mapping["track"] == {"POST acme.zendesk.com/api/v2/tickets.json": 2}
+    track_id, identify_id, page_id = (str(i) for i in events.index)
+    wb.picker.value = track_id
+    shown = wb.detail.value
+    assert "incoming event" in shown and "Order Failed" in shown
+    assert "HTTP requests (2)" in shown and "tickets.json" in shown and "429" in shown
+    assert "attempts" in shown and "delivered" in shown
+    wb.picker.value = identify_id
+    assert "create_or_update" in wb.detail.value
+    wb.picker.value = page_id
+    assert "no on_page handler" in wb.detail.value
+    everything = "\n".join([wb.summary_html.value, wb.snapshot_html(), *[wb.detail_html(i) for i in wb.shown_ids]])
+    assert token not in everything

@@ -55,6 +55,19 @@ def event_label(event: Mapping[str, Any]) -> str:
     return f"{kind} · {name}" if name else kind
 
 
+def request_label(request: Mapping[str, Any]) -> str:
+    """How an HTTP request a destination made is named in summaries: method, host and path.
+
+    Example:
+        >>> request_label({"method": "POST", "url": "https://acme.zendesk.com/api/v2/tickets.json?x=1"})
+        'POST acme.zendesk.com/api/v2/tickets.json'
+    """
+    from urllib.parse import urlsplit
+
+    url = urlsplit(str(request.get("url") or ""))
+    return f"{request.get('method') or '?'} {url.netloc}{url.path}"
+
+
 def _items(value: Any) -> list[Any]:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
@@ -150,11 +163,12 @@ class RunSummary:
             ) or '<span style="color:#6e7781">nothing</span>'
             outcome_html = " ".join(f"{r.outcome_badge(o)} {n}" for o, n in sorted(outs.items()))
             rows.append([r.esc(incoming), str(sum(outs.values())), outcome_html, produced_html])
-        heading = "incoming event type" if self.kind == "source" else "event"
+        heading = "incoming event type" if self.kind == "source" else "event type"
+        produced_heading = "Segment events produced" if self.kind == "source" else "HTTP requests (and events returned)"
         notes = "".join(f'<div style="color:#9a6700">{r.esc(n)}</div>' for n in self.notes)
         return (
             f'<div><div style="font-size:12px;color:#6e7781">{self.total:,} {noun}</div>{tiles}{extra}'
-            f"{notes}{r.table([heading, noun, 'outcomes', 'Segment events produced'], rows, raw_html=True)}</div>"
+            f"{notes}{r.table([heading, noun, 'outcomes', produced_heading], rows, raw_html=True)}</div>"
         )
 
 
@@ -190,7 +204,11 @@ def summarize(results: pd.DataFrame) -> RunSummary:
                 mapping[key][event_label(event)] += 1
         if _items(issues):
             with_issues += 1
-        requests += len(_items(reqs))
+        made = _items(reqs)
+        requests += len(made)
+        for request in made:
+            if isinstance(request, Mapping):
+                mapping[key][request_label(request)] += 1
     counts = {k: 0 for k in _ORDER}
     for outcome, n in outcomes.items():
         counts[category(outcome)] += n
@@ -277,8 +295,11 @@ class ResultView:
     def input_html(self) -> str:
         result = self.result
         payload = self.payload
-        if "event" in _keys(result) and isinstance(result.get("event"), Mapping):
-            return "<div><b>incoming event</b></div>" + r.json_tree(dict(result["event"]), open_depth=2)
+        incoming = payload.get("event") if payload is not None else None
+        if isinstance(incoming, Mapping):
+            # in a destination run the issues are the incoming event's own spec problems
+            issues = [i for i in _items(result.get("issues")) if isinstance(i, Mapping)]
+            return "<div><b>incoming event</b></div>" + r.event_card(incoming, issues, 0)
         if payload is None:
             return '<div style="color:#6e7781">payload not available</div>'
         parts = ["<div><b>payload body</b></div>"]
@@ -306,15 +327,31 @@ class ResultView:
             title = {"EventNotSupported": "not supported", "DropEvent": "dropped"}.get(outcome, outcome)
             parts.append(r.error_box(error, source=self.source, line=line_no, title=title))
         events = _items(result.get("events"))
+        destination = "requests" in _keys(result)
         issues = [i for i in _items(result.get("issues")) if isinstance(i, Mapping)]
-        parts.append(f"<div><b>Segment events ({len(events)})</b></div>")
-        if not events:
-            parts.append('<div style="color:#6e7781">no events</div>')
-        for index, event in enumerate(events):
-            parts.append(r.event_card(event, issues, index))
-        loose = [i for i in issues if i.get("event_index") is None]
-        for issue in loose:
-            parts.append(f'<div style="color:#cf222e">⚠ {r.esc(issue.get("message"))}</div>')
+        if destination:
+            final = result.get("final")
+            if isinstance(final, str):
+                parts.append(f"<div>in Segment: <b>{r.esc(final)}</b></div>")
+            requests = _items(result.get("requests"))
+            parts.append(f"<div><b>HTTP requests ({len(requests)})</b> (recorded, answered by the script)</div>")
+            parts.append(r.requests_list(requests))
+            attempts = [a for a in _items(result.get("attempts")) if isinstance(a, Mapping)]
+            if len(attempts) > 1 or any(a.get("outcome") != "ok" for a in attempts):
+                parts.append("<div><b>attempts</b></div>" + r.table(
+                    ["attempt", "after (s)", "outcome", "error"],
+                    [[a.get("attempt"), a.get("delay_s"), a.get("outcome"), a.get("error") or ""] for a in attempts],
+                ))
+        if events or not destination:
+            parts.append(f"<div><b>Segment events ({len(events)})</b></div>")
+            if not events:
+                parts.append('<div style="color:#6e7781">no events</div>')
+            for index, event in enumerate(events):
+                parts.append(r.event_card(event, [] if destination else issues, index))
+        if not destination:
+            loose = [i for i in issues if i.get("event_index") is None]
+            for issue in loose:
+                parts.append(f'<div style="color:#cf222e">⚠ {r.esc(issue.get("message"))}</div>')
         objects = _items(result.get("objects"))
         if objects:
             parts.append(f"<div><b>Objects ({len(objects)})</b></div>")
@@ -325,14 +362,7 @@ class ResultView:
                 f"<details><summary>{len(discarded)} event(s) emitted before the error (not sent)"
                 f"</summary>{''.join(r.event_card(e, (), -1) for e in discarded)}</details>"
             )
-        if "requests" in _keys(result):
-            requests = _items(result.get("requests"))
-            parts.append(f"<div><b>HTTP requests ({len(requests)})</b></div>")
-            parts.append(r.requests_list(requests))
-            for key in ("attempts", "final"):
-                value = result.get(key)
-                if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                    parts.append(f"<div>{key}: <b>{r.esc(value)}</b></div>")
+        if destination:
             returned = result.get("returned")
             if returned is not None and not (isinstance(returned, float) and math.isnan(returned)):
                 parts.append("<div><b>returned</b></div>" + r.json_tree(returned, open_depth=1))

@@ -141,8 +141,11 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         directory: str | os.PathLike[str] | None = None,
         progress_threshold: int = PROGRESS_THRESHOLD,
         timeout: float | None = None,
+        **run_options: Any,
     ) -> None:
         self.payloads = _as_payload_frame(payloads)
+        # passed on to run(): for destinations, responses=Responses(...), batch=True, ...
+        self.run_options: dict[str, Any] = dict(run_options)
         self.settings_values: dict[str, Any] = dict(settings or {})
         self.name = name
         self.directory = Path(directory) if directory is not None else None
@@ -370,7 +373,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
 
         assert self.function is not None
         # the workbench draws its own progress bar; tqdm's would land in the cell's stderr
-        options: dict[str, Any] = {"progress": False}
+        options: dict[str, Any] = {**self.run_options, "progress": False}
         if self.timeout is not None:
             options["timeout"] = self.timeout
         frame = self.payloads
@@ -667,7 +670,9 @@ def preview(
         settings: setting values for the function (secret ones are masked everywhere).
         **options: ``name`` (shown in the header and used for approved files), ``directory``
             (where a cell function's files are written on approve), ``timeout`` (seconds per
-            invocation), ``progress_threshold`` (payloads from which a progress bar shows).
+            invocation), ``progress_threshold`` (payloads from which a progress bar shows);
+            anything else goes to ``run`` (for destinations: ``responses=Responses(...)``,
+            ``batch=True``, ...).
 
     Returns:
         The workbench, an ipywidgets widget: display it, or read its state
