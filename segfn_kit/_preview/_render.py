@@ -351,7 +351,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, raw_html: boo
     """A small HTML table; cells are escaped unless ``raw_html``.
 
     Example:
-        >>> "<td>1</td>" in table(["a"], [[1]])
+        >>> ">1</td>" in table(["a"], [[1]])
         True
     """
     head = "".join(
