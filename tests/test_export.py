@@ -651,3 +651,42 @@ def _forget_loaded_handlers() -> Iterator[None]:
     for name in set(sys.modules) - before:
         if name.startswith("exported_handler_"):
             del sys.modules[name]
+
+
+def test_destination_rejections_match_the_preview(golden_exports: dict[str, Path]) -> None:
+    from segfn_kit._destination import _rejection
+
+    zendesk = load_handler(golden_exports["zendesk_destination"])
+    samples: list[Any] = [
+        None, [], {}, {"type": ""}, {"type": "purchase", "userId": "u"}, {"type": "alias", "anonymousId": "a"},
+        {"type": "delete"}, {"type": "track", "event": "x"}, {"type": "track", "userId": "u", "event": "x"},
+        {"type": "page", "anonymousId": "a"},
+    ]
+    for event in samples:
+        preview = _rejection({"event": event})
+        expected = preview["error"].removeprefix("InvalidEventPayload: ") if preview else None
+        assert zendesk.reject_event(event) == expected, event
+
+
+@pytest.mark.parametrize("name", sorted(regen.CASES))
+def test_approved_run_becomes_the_package_tests(name: str, tmp_path: Path, clean_venv: Path) -> None:
+    """run -> approve -> export: the package's tests pass on the approved outputs."""
+    import segfn_kit
+
+    function, inputs, settings = regen.CASES[name]
+    fn = tmp_path / function.name
+    shutil.copy(function, fn)
+    if name == "stripe_source":
+        payloads = segfn_kit.load_payloads(*map(str, inputs))
+        ids = list(payloads.index)
+    else:
+        payloads = segfn_kit.sample_events(*inputs)
+        ids = [i for i in payloads.index if isinstance(payloads.loc[i, "event"], dict)]
+    results = segfn_kit.run(str(fn), payloads, settings=settings)
+    segfn_kit.approve(results, payloads, ids=ids, settings=settings)
+    package = export(fn, tmp_path / "out", settings=settings)
+    cases = [json.loads(line) for line in (package / "tests" / "cases.jsonl").read_text().splitlines()]
+    assert [c["payload_id"] for c in cases] == [str(i) for i in ids]
+    result = subprocess.run([str(clean_venv), "-m", "pytest", "-q"], cwd=package, env=_isolated_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from segfn_kit.runtime import (
+    DESTINATION_HANDLERS,
     SCHEMES,
     DeliveryError,
     Function,
@@ -58,7 +59,7 @@ from segfn_kit.runtime import (
     verify_signature,
 )
 
-__all__ = ["FUNCTION", "Config", "HandlerResult", "app", "handle", "lambda_handler", "main"]
+__all__ = ["FUNCTION", "Config", "HandlerResult", "app", "handle", "lambda_handler", "main", "run_event"]
 
 SOURCE_NAME = "zendesk_destination.py"
 KIT_VERSION = "0.1.0"
@@ -380,6 +381,37 @@ def _destination_events(body: bytes) -> tuple[list[dict[str, Any]], HandlerResul
     return events, None
 
 
+def reject_event(event: Any) -> str | None:
+    """Why Segment would never hand this to a destination, or ``None`` when it is an event.
+
+    The same rule as the workbench's preview, so the package answers as the preview showed.
+    """
+    known = ", ".join(DESTINATION_HANDLERS)
+    if not isinstance(event, Mapping):
+        return f"the entry is {type(event).__name__}, not an event object; a Segment event is a JSON object with a type ({known})"
+    kind = event.get("type")
+    if kind in (None, ""):
+        return f"the event has no type; set type to one of {known}"
+    if kind not in DESTINATION_HANDLERS:
+        return f"type {kind!r} is not a Segment event type; use one of {known}"
+    if kind in ("delete", "alias") and not event.get("userId"):
+        return f"the {kind} event has no userId; Segment's {kind} events always carry one"
+    if not event.get("userId") and not event.get("anonymousId"):
+        return (
+            "the event has neither userId nor anonymousId; Segment only delivers events "
+            "that carry one: add userId or anonymousId"
+        )
+    return None
+
+
+def run_event(event: Any, settings: Settings, timeout: float | None = DEFAULT_TIMEOUT) -> Invocation:
+    """Run the destination handler for one event, after the preview's check that it is one."""
+    reason = reject_event(event)
+    if reason is not None:
+        return Invocation(outcome="InvalidEventPayload", error=f"InvalidEventPayload: {reason}")
+    return FUNCTION.on_event(event, settings, timeout=timeout)
+
+
 def _batch_statuses(inv: Invocation, count: int) -> list[str] | None:
     """Outcomes from ``on_batch``'s returned statuses (``None`` when it returned none)."""
     returned = inv.returned
@@ -406,29 +438,36 @@ def _run_destination(body: bytes, config: Config, deadline: float | None) -> Han
     if refused is not None:
         return refused
     details: list[dict[str, Any]] = []
-    if len(events) > 1 and "on_batch" in FUNCTION.handlers:
-        batch: list[Mapping[str, Any]] = list(events)
-        inv = FUNCTION.on_batch(batch, config.settings, timeout=_function_timeout(config, deadline))
+    rejected = [reject_event(e) for e in events]
+    valid: list[Mapping[str, Any]] = [e for e, r in zip(events, rejected) if r is None]
+    if len(valid) > 1 and "on_batch" in FUNCTION.handlers:
+        inv = FUNCTION.on_batch(valid, config.settings, timeout=_function_timeout(config, deadline))
         if inv.outcome != "ok" or inv.timed_out:
             result = _outcome_result(inv, config)
             result.events = len(events)
             return result
-        outcomes = _batch_statuses(inv, len(events))
-        if outcomes is None:
+        statuses = _batch_statuses(inv, len(valid))
+        if statuses is None:
             return HandlerResult(500, "error", len(events), "on_batch returned something other than one status per event")
-        details = [{"outcome": o, "status": _STATUS[o]} for o in outcomes]
+        outcomes = iter(statuses)
+        for reason in rejected:
+            if reason is None:
+                outcome = next(outcomes)
+                details.append({"outcome": outcome, "status": _STATUS[outcome]})
+            else:
+                details.append({"outcome": "InvalidEventPayload", "status": 400, "error": reason[:300]})
     else:
         for event in events:
-            inv = FUNCTION.on_event(event, config.settings, timeout=_function_timeout(config, deadline))
+            inv = run_event(event, config.settings, timeout=_function_timeout(config, deadline))
             one = _outcome_result(inv, config)
             details.append({"outcome": one.outcome, "status": one.status, **({"error": one.error} if one.error else {})})
-    statuses = [d["status"] for d in details]
-    worst = max(statuses, key=lambda s: (s >= 500, s >= 400, s))
+    codes = [d["status"] for d in details]
+    worst = max(codes, key=lambda s: (s >= 500, s >= 400, s))
     if worst >= 500:
         # one event to retry means the sender must retry: never acknowledge what did not land
         outcome = next(d["outcome"] for d in details if d["status"] == worst)
         return HandlerResult(worst, outcome, len(events), "an event must be retried", details=details)
-    if all(s >= 400 for s in statuses):
+    if all(s >= 400 for s in codes):
         first = details[0].get("error") or "no event was accepted"
         return HandlerResult(400, details[0]["outcome"], len(events), first, details=details)
     outcome = "ok" if all(d["outcome"] == "ok" for d in details) else "partial"
@@ -747,10 +786,9 @@ def main(argv: list[str] | None = None) -> int:
         if KIND == "destination":
             docs = doc if isinstance(doc, list) else [doc]
             for event in docs:
-                inv = FUNCTION.on_event(event, config.settings, timeout=config.timeout) if isinstance(event, dict) else None
-                outcome = inv.outcome if inv else "InvalidEventPayload"
-                failures += _STATUS.get(outcome, 500) >= 300
-                print(json.dumps({"payload": name, "outcome": outcome, "error": inv.error if inv else "not an object"}))
+                inv = run_event(event, config.settings, timeout=config.timeout)
+                failures += _STATUS.get(inv.outcome, 500) >= 300
+                print(json.dumps({"payload": name, "outcome": inv.outcome, "error": inv.error}))
             continue
         inv = FUNCTION.on_request(_request_of(doc), config.settings, timeout=config.timeout)
         record: dict[str, Any] = {"payload": name, "outcome": inv.outcome, "events": inv.events, "error": inv.error}
