@@ -34,8 +34,12 @@ def _recorder() -> types.ModuleType:
     return module
 
 
-def approved_cases(path: Path, kind: str) -> list[dict[str, Any]]:
-    """Cases from an approved-outputs file (read by ``load_approved``), in file order."""
+def approved_cases(path: Path, kind: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Cases from an approved-outputs file (read by ``load_approved``), in file order.
+
+    Returns:
+        The cases, and ``{"input", "reason"}`` for each approved line left out.
+    """
     from segfn_kit._approve import ApprovedOutputError, load_approved
 
     try:
@@ -44,6 +48,7 @@ def approved_cases(path: Path, kind: str) -> list[dict[str, Any]]:
         raise ExportError(str(exc)) from None
     key = "payload" if kind == "source" else "event"
     cases: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     for number, record in enumerate(records, 1):
         if key not in record:
             raise ExportError(
@@ -62,13 +67,15 @@ def approved_cases(path: Path, kind: str) -> list[dict[str, Any]]:
             if any(not (isinstance(s, int) and 200 <= s < 300) for s in statuses):
                 # approved under scripted failures (429, 500...): the package's tests answer
                 # every request 200, so they could not replay this case
+                skipped.append({"input": case["payload_id"],
+                                "reason": "approved under scripted HTTP failures, which the package's tests do not replay"})
                 continue
             case["requests"] = [
                 {"method": r.get("method"), "url": r.get("url"), "body": r.get("body", r.get("json"))}
                 for r in requests
             ]
         cases.append(case)
-    return cases
+    return cases, skipped
 
 
 def request_of(envelope: Mapping[str, Any]) -> Request:

@@ -190,7 +190,7 @@ def export(
         raise ExportError(f"no approved outputs at {approved_path.name}")
     skipped: list[dict[str, str]] = []
     if approved_path is not None and approved_path.is_file():
-        cases = approved_cases(approved_path, fn.kind)
+        cases, skipped = approved_cases(approved_path, fn.kind)
     else:
         paths = [payloads] if isinstance(payloads, str | os.PathLike) else list(payloads or [])
         if not paths:
