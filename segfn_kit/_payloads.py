@@ -277,8 +277,10 @@ def parse_json(data: bytes | str) -> tuple[Any, str | None]:
     try:
         value = json.loads(text, parse_constant=constant)
     except json.JSONDecodeError as exc:
+        ends_early = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+        hint = " (the text ends early: it looks truncated)" if ends_early else ""
         raise ValueError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos}){hint}"
         ) from None
     except RecursionError:
         raise ValueError("JSON nested too deeply to read (over about 1,000 levels)") from None
@@ -806,18 +808,13 @@ class _Reader:
                     warning=warning,
                 )
                 return
-            hint = (
-                " (the file looks truncated)"
-                if "Expecting" in str(exc) and raw.rstrip()[-1:] not in "}]"
-                else ""
-            )
             yield Payload(
                 self.unique_id(base_id),
                 source,
                 0,
                 "bare",
                 raw,
-                error=f"{exc}{hint}; fix the JSON or remove the file",
+                error=f"{exc}; fix the JSON or remove the file",
                 warning=warning,
             )
             return
