@@ -9,6 +9,9 @@ its ids changed so that every payload is distinct), written as JSON Lines and lo
 - run: ``segfn_kit.run`` over the payload frame, with spec validation, log capture and the
   result frame.
 
+It also prints the cost of ``spec.validate`` per event, against ``json.dumps`` of the same
+events (the least any check of an event's serialised size must do).
+
 Target: run / baseline <= 2.0.
 
     .venv/bin/python -m benchmarks bench_run        # or: make bench
@@ -59,6 +62,7 @@ def main() -> None:
     from segfn_kit import load_payloads, run
     from segfn_kit.examples import example_path
     from segfn_kit.runtime import Function, Request
+    from segfn_kit.spec import validate
 
     fn = Function.from_file(example_path("stripe_source"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,6 +86,19 @@ def main() -> None:
     n_events = int(results["events"].map(len).sum())
     n_issues = int(results["issues"].map(len).sum())
     print(f"  {n_events:,} events, {n_issues:,} spec issues")
+
+    events = [e for evs in results["events"] for e in evs]
+
+    def check_events() -> object:
+        return [validate(e) for e in events]
+
+    def serialise_events() -> object:
+        return [json.dumps(e) for e in events]
+
+    per_event = median_time(check_events, REPEATS) / len(events)
+    dumps = median_time(serialise_events, REPEATS) / len(events)
+    report("spec.validate per event", per_event * 1e6, "µs")
+    report("spec.validate / json.dumps of the same event (time ratio)", per_event / dumps, "x")
 
     base = median_time(bare, REPEATS)
     timed = median_time(through_run, REPEATS)

@@ -45,6 +45,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    InstanceOf,
     TypeAdapter,
     model_validator,
 )
@@ -146,7 +147,8 @@ Timestamp = Annotated[str, AfterValidator(_iso8601)]
 """An ISO 8601 date-time string."""
 MessageId = Annotated[str, AfterValidator(_non_blank), AfterValidator(_short_id)]
 """A deduplication key under 100 characters."""
-JsonObject = dict[str, Any]
+JsonObject = InstanceOf[dict]  # type: ignore[type-arg]
+"""An object of names to values; checked as a dict, not copied (events can be large)."""
 
 
 class _Message(BaseModel):
@@ -361,7 +363,7 @@ def _message_for(kind: str, field: str, code: str, value: Any) -> tuple[str, str
             f"{field} is {len(value)} characters; Segment needs under 100 to deduplicate. "
             "Leave message_id out (a stable id is derived from the payload) or use a shorter key"
         )
-    if code == "dict_type":
+    if code in ("dict_type", "is_instance_of"):
         return "not_an_object", (
             f"{field} is {_type_name(value)}; it must be an object (dict) of names to values"
         )
