@@ -355,3 +355,13 @@ def test_stripe_example_checks_signatures_when_given_the_secret(samples_dir: Pat
     assert wrong.iloc[0]["outcome"] == "ValidationError"
     assert "signature mismatch" in wrong.iloc[0]["error"]
     assert "whsec_wrong_one" not in wrong.iloc[0]["error"]
+
+
+def test_progress_bar_goes_to_stderr_not_into_the_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    fn = "def on_request(request, settings):\n    print('hi')\n"
+    results = run(fn, [ok(), ok(), ok()], progress=True)
+    captured = capsys.readouterr()
+    assert "running" in captured.err and "3/3" in captured.err
+    assert results["logs"].tolist() == ["hi\n"] * 3
+    run(fn, [ok()])  # small runs show no bar by default
+    assert capsys.readouterr().err == ""
