@@ -422,3 +422,14 @@ def test_unused_import_of_event_not_supported_is_the_same_class() -> None:
     from segfn_kit.runtime._errors import EventNotSupported as Same
 
     assert Same is EventNotSupported
+
+
+def test_sys_exit_fails_only_its_invocation() -> None:
+    inv = source_fn("    import sys\n    sys.exit(3)\n").on_request(Request(b"{}"))
+    assert inv.outcome == "error"
+    assert inv.error == "SystemExit: the function called sys.exit(3); raise one of the five Segment errors instead"
+
+
+def test_message_id_none_means_make_one_as_analytics_python_does() -> None:
+    events = emit("Segment.track(user_id='u', event='E', message_id=None)")
+    assert isinstance(events[0]["messageId"], str) and len(events[0]["messageId"]) == 36

@@ -270,11 +270,17 @@ class Function:
                 duration=time.perf_counter() - start,
                 timed_out=True,
             )
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             duration = time.perf_counter() - start
-            # a subclass of one of the five keeps its parent's meaning
+            # a subclass of one of the five keeps its parent's meaning; a function that calls
+            # sys.exit() fails its own invocation, never the run around it
             outcome = next((c.__name__ for c in FUNCTION_ERRORS if isinstance(exc, c)), "error")
-            message = mask_text(f"{type(exc).__name__}: {exc}", settings.secret_values())
+            text = (
+                f"SystemExit: the function called sys.exit({exc.code!r}); raise one of the "
+                "five Segment errors instead" if isinstance(exc, SystemExit)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            message = mask_text(text, settings.secret_values())
             return Invocation(
                 outcome=outcome,
                 events=collector.events,

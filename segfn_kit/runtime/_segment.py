@@ -215,7 +215,8 @@ class _Segment:
             value = msg[key]
             if value is not None and not isinstance(value, str):
                 msg[key] = str(value)
-        if "messageId" not in msg:
+        # as analytics-python: message_id=None means "make one", not a null id
+        if msg.get("messageId") is None:
             msg["messageId"] = collector.message_id(index)
         for key in ("properties", "traits", "context", "integrations", "timestamp"):
             if key in msg and msg[key] is not None:
