@@ -137,7 +137,7 @@ def test_preview_renders_and_follows_the_picker(lab: Lab) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page = browser.new_page(viewport={"width": 1500, "height": 1700})
         try:
             page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?reset&token={lab.token}")
             page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=90_000)

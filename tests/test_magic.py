@@ -155,3 +155,19 @@ def test_payloads_from_a_path_and_approve(shell: InteractiveShell, name: str, tm
     assert written == out / f"{name}.approved.jsonl"
     assert (out / f"{name}.py").read_text() == text
     assert json.loads(written.read_text())["events"][0]["userId"] == "c9"
+
+
+def test_exit_at_import_or_in_a_handler_keeps_the_kernel(shell: InteractiveShell, name: str) -> None:
+    good = FUNCTION.replace("{plan}", "pro")
+    cell(shell, f"source {name} --payloads frame", good)
+    wb = shell.user_ns[name]
+    results = wb.results
+    result, _ = cell(shell, f"source {name} --payloads frame", "import sys\nsys.exit(3)\n")
+    assert result.success and wb.results is results
+    assert "exit(3)" in wb.error_area.value
+    result, _ = cell(shell, f"source {name} --payloads frame",
+                     "import sys\ndef on_request(request, settings):\n    sys.exit(4)\n")
+    # a handler that exits is an error on each payload's row, like any other exception
+    assert result.success and wb.summary.counts["errored"] == 2
+    assert "SystemExit" in wb.detail.value
+    assert shell.run_cell("2 + 2", store_history=False).result == 4

@@ -295,6 +295,9 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
                 self.source = text if text is not None else self.source
                 self._show_load_error(str(exc), text, exc.line)
                 return False
+            except SystemExit as exc:  # exit() at import must not end the kernel
+                self._show_load_error(f"the module called exit({exc.code!r}) while loading", None, None)
+                return False
             self.function, self.source, self.filename = loaded, source, filename
             if self.name is None:
                 self.name = Path(filename).stem if not filename.startswith("<") else None
@@ -302,7 +305,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
             return False
         try:
             results = self._run()
-        except Exception as exc:  # the preview must survive whatever run raises
+        except (Exception, SystemExit) as exc:  # the preview must survive whatever run raises
             self._show_load_error(f"{type(exc).__name__}: {exc}", None, None, title="the run failed")
             return False
         self.load_error = None
