@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ._summary import CATEGORIES, RunSummary
 
@@ -63,6 +64,7 @@ def outcomes_png(summary: RunSummary) -> bytes:
         ax.barh(labels, values, left=left, color=colour, label=cat)
         left = [a + b for a, b in zip(left, values, strict=True)]
     ax.set_xlabel("payloads")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("outcome per incoming event type", fontsize=10)
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.tick_params(axis="y", labelsize=8)
@@ -95,6 +97,7 @@ def coverage_png(fields: Mapping[str, int], *, mapped: int = 0) -> bytes:
     if mapped:
         ax.set_xlim(0, max(mapped, *values))
     ax.set_xlabel("mapped payloads carrying the field")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     title = "payload fields that never reach an event"
     if len(fields) > len(items):
         title += f" (top {len(items)} of {len(fields)})"
