@@ -352,7 +352,7 @@ def test_generated_tests_fail_when_the_function_changes(golden_exports: dict[str
 
 
 @pytest.mark.parametrize("name", sorted(regen.CASES))
-def test_generated_code_compiles_and_type_checks(name: str, golden_exports: dict[str, Path]) -> None:
+def test_generated_code_compiles_type_checks_and_is_formatted(name: str, golden_exports: dict[str, Path]) -> None:
     package = golden_exports[name]
     for path in package.rglob("*.py"):
         compile(path.read_text(encoding="utf-8"), str(path), "exec")
@@ -363,6 +363,14 @@ def test_generated_code_compiles_and_type_checks(name: str, golden_exports: dict
         cwd=package, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout
+    ruff = Path(sys.executable).with_name("ruff")
+    python_files = ["handler.py", "__main__.py", "build_zip.py", "tests"]
+    lint = subprocess.run([str(ruff), "check", "--isolated", "--no-cache", "--line-length", "120",
+                           "--select", "E,F,W,I,B,UP,RUF", *python_files], cwd=package, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
+    formatted = subprocess.run([str(ruff), "format", "--isolated", "--no-cache", "--line-length", "120", "--check",
+                                *python_files], cwd=package, capture_output=True, text=True)
+    assert formatted.returncode == 0, formatted.stdout
 
 
 # -- the handler as an endpoint ---------------------------------------------------------------
