@@ -12,6 +12,7 @@ time, so the files are byte-for-byte repeatable.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ def invoice(status: str, **overrides: Any) -> dict[str, Any]:
                 "object": "line_item",
                 "amount": 24500,
                 "currency": "usd",
-                "description": "5 × Team (at $49.00 / month)",
+                "description": "5 × Team (at $49.00 / month)",  # noqa: RUF001 - as Stripe writes it
                 "discountable": True,
                 "livemode": False,
                 "metadata": {},
@@ -399,9 +400,9 @@ def envelope(name: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _iso(unix: int) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def main() -> None:
