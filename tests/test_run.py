@@ -365,3 +365,23 @@ def test_progress_bar_goes_to_stderr_not_into_the_logs(capsys: pytest.CaptureFix
     assert results["logs"].tolist() == ["hi\n"] * 3
     run(fn, [ok()])  # small runs show no bar by default
     assert capsys.readouterr().err == ""
+
+
+STRIPE_SAMPLES = sorted((Path(__file__).resolve().parents[1] / "sample_payloads" / "stripe").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", STRIPE_SAMPLES, ids=[p.name for p in STRIPE_SAMPLES])
+def test_every_stripe_sample_is_signed_and_runs_cleanly(path: Path) -> None:
+    from segfn_kit.runtime import verify_signature
+
+    payload = load_payloads(path).iloc[0]
+    assert payload["error"] is None and payload["event_type"] == payload["body"]["type"]
+    assert payload["headers"]["User-Agent"].startswith("Stripe/1.0")
+    assert verify_signature("stripe", "whsec_test_segfn_kit_documented_secret", payload["headers"],
+                            payload["raw"].encode(), tolerance=0)
+    secret = {"signingSecret": "whsec_test_segfn_kit_documented_secret", "signatureTolerance": 0}
+    result = run(example_path("stripe_source"), [path], secret).iloc[0]
+    assert result["outcome"] in ("ok", "EventNotSupported"), result["error"]
+    assert result["issues"] == []
+    if result["outcome"] == "ok":
+        assert all(e["userId"].startswith("cus_") for e in result["events"])
