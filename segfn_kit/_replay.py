@@ -66,7 +66,8 @@ class ReplaySummary:
             ``undeliverable``) -> payload count.
         delivery: the Tracking API side (batches, requests, retries, bytes, dead letters).
         undeliverable: messageIds of events over 32 KB or not JSON (in the dead-letter file).
-        failed_payloads: payload ids whose events were not all accepted (tried again on resume).
+        failed_payloads: payload ids whose events were not all accepted, or whose function
+            raised ``RetryError`` or timed out (tried again on resume, as Segment retries them).
         elapsed: seconds.
         interrupted: the replay was stopped before the end (Ctrl-C).
         mode: ``deliver``, ``dry-run`` or ``out``.
@@ -124,6 +125,7 @@ class _Chunk:
     events: list[tuple[str, bytes]]
     owners: list[int]  # index into payload_ids for each event
     size: int = 0
+    retry: list[str] = dataclasses.field(default_factory=list)  # RetryError or timed out
 
 
 class _Checkpoint:
@@ -255,6 +257,8 @@ def replay(
         raise ReplayError("no archives given: name at least one file or folder of payloads")
     if dry_run and out is not None:
         raise ReplayError("choose one of dry_run and out")
+    if checkpoint is not None and (dry_run or out is not None):
+        raise ReplayError("a checkpoint records what was delivered: use it without dry_run and out")
     fn = function if isinstance(function, Function) else Function.from_file(function)
     if fn.kind != "source":
         raise ReplayError(f"{fn.filename} is a destination function; replay runs source functions (on_request)")
@@ -316,7 +320,7 @@ def replay(
                             "delete the checkpoint to start over"
                         )
                     continue
-                events = _run_one(fn, payload, fn_settings, outcomes)
+                events, retryable = _run_one(fn, payload, fn_settings, outcomes)
                 summary.events += len(events)
                 if mode == "dry-run":
                     continue
@@ -344,6 +348,8 @@ def replay(
                 chunk.last = index
                 chunk.owners.extend([len(chunk.payload_ids)] * len(encoded))
                 chunk.payload_ids.append(payload.payload_id)
+                if retryable:
+                    chunk.retry.append(payload.payload_id)
                 chunk.events.extend(encoded)
                 chunk.size += size
             if chunk is not None and sender is not None:
@@ -361,13 +367,16 @@ def replay(
     return summary
 
 
-def _run_one(fn: Function, payload: Any, settings: Any, outcomes: Counter[str]) -> list[dict[str, Any]]:
+def _run_one(
+    fn: Function, payload: Any, settings: Any, outcomes: Counter[str]
+) -> tuple[list[dict[str, Any]], bool]:
+    """The events to send, and whether Segment would retry the payload (RetryError, timeout)."""
     if payload.error:
         outcomes["unloadable"] += 1
-        return []
+        return [], False
     invocation = fn.on_request(payload.request(), settings)
-    outcomes[invocation.outcome] += 1
-    return invocation.events if invocation.outcome == "ok" else []
+    outcomes["timeout" if invocation.timed_out else invocation.outcome] += 1
+    return (invocation.events if invocation.outcome == "ok" else []), invocation.retryable
 
 
 class _Sender:
@@ -447,15 +456,16 @@ class _Sender:
                 self._error = exc
 
     def _deliver(self, chunk: _Chunk) -> None:
-        failed_ids: set[str] = set()
+        # payloads the function asked to retry are tried again on resume, as Segment would
+        failed_ids: set[str] = set(chunk.retry)
         if chunk.events:
             try:
                 report = self.client.send_encoded(chunk.events)
             except DeliveryError as exc:
                 report = exc.report
                 dead = set(report.dead_letter_ids)
-                failed_ids = {chunk.payload_ids[o] for (mid, _), o in zip(chunk.events, chunk.owners, strict=True)
-                              if mid in dead}
+                failed_ids |= {chunk.payload_ids[o] for (mid, _), o in zip(chunk.events, chunk.owners, strict=True)
+                               if mid in dead}
             with self._lock:
                 self.summary.delivery = self.summary.delivery + report
         with self._lock:

@@ -162,3 +162,32 @@ def test_command_line_replay_to_the_sink(archive: Path, tmp_path: Path, sink: tu
                              text=True, env=env, cwd=tmp_path)
     assert missing.returncode == 2 and "absent.jsonl" in missing.stderr
 
+
+
+def test_retry_error_payloads_are_tried_again_on_resume(tmp_path: Path, sink: tuple[str, Path]) -> None:
+    url, store = sink
+    fn = tmp_path / "fn.py"
+    flag = tmp_path / "upstream-down"
+    flag.write_text("yes")
+    fn.write_text(
+        "import pathlib\n"
+        "from segfn_kit.runtime import RetryError, Segment\n"
+        f"FLAG = pathlib.Path({str(flag)!r})\n"
+        "def on_request(request, settings):\n"
+        "    body = request.json()\n"
+        "    if body['n'] == 1 and FLAG.exists():\n"
+        "        raise RetryError('the enrichment API answered 503')\n"
+        "    Segment.track(user_id=f\"u{body['n']}\", event='Seen')\n"
+    )
+    payloads = tmp_path / "p.jsonl"
+    payloads.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(3)))
+    ckpt = tmp_path / "ckpt.json"
+    first = replay(fn, payloads, to=url, write_key=KEY, checkpoint=ckpt)
+    assert first.outcomes == {"RetryError": 1, "ok": 2} and first.failed_payloads == ["p.jsonl#2"]
+    assert json.loads(ckpt.read_text())["retry"] == ["p.jsonl#2"]
+    flag.unlink()
+    second = replay(fn, payloads, to=url, write_key=KEY, checkpoint=ckpt)
+    assert second.ok and second.resumed == 2 and second.outcomes == {"ok": 1}
+    assert sorted(read_sink(store)["user_id"]) == ["u0", "u1", "u2"]
+    with pytest.raises(ReplayError, match="checkpoint"):
+        replay(fn, payloads, dry_run=True, checkpoint=ckpt)
