@@ -433,3 +433,31 @@ def test_sys_exit_fails_only_its_invocation() -> None:
 def test_message_id_none_means_make_one_as_analytics_python_does() -> None:
     events = emit("Segment.track(user_id='u', event='E', message_id=None)")
     assert isinstance(events[0]["messageId"], str) and len(events[0]["messageId"]) == 36
+
+
+def test_async_handlers_are_awaited() -> None:
+    fn = Function.from_source(
+        "import asyncio\nfrom segfn_kit.runtime import Segment, RetryError\n"
+        "async def on_request(request, settings):\n"
+        "    await asyncio.sleep(0)\n"
+        "    if request.json().get('retry'):\n        raise RetryError('later')\n"
+        "    Segment.track(user_id='u', event='Async')\n"
+    )
+    inv = fn.on_request(Request(b"{}"))
+    assert inv.outcome == "ok" and [e["event"] for e in inv.events] == ["Async"]
+    assert fn.on_request(Request(b'{"retry": true}')).outcome == "RetryError"
+
+
+def test_async_handlers_run_inside_a_running_event_loop() -> None:
+    import asyncio
+
+    fn = Function.from_source(
+        "from segfn_kit.runtime import Segment\n"
+        "async def on_request(request, settings):\n    Segment.identify(user_id='u')\n"
+    )
+
+    async def in_a_loop() -> Any:
+        return fn.on_request(Request(b"{}"))
+
+    inv = asyncio.run(in_a_loop())
+    assert inv.outcome == "ok" and inv.events[0]["type"] == "identify"

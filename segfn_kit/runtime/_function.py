@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import linecache
 import os
 import signal
@@ -258,7 +259,7 @@ class Function:
         token = _current.set(collector)
         start = time.perf_counter()
         try:
-            returned = call_with_timeout(handler, args, timeout)
+            returned = call_with_timeout(_awaiting(handler), args, timeout)
         except FunctionTimeout:
             return Invocation(
                 outcome="error",
@@ -360,6 +361,46 @@ def _line_in(exc: BaseException, filename: str) -> int | None:
         if frame.f_code.co_filename == filename:
             line = lineno
     return line
+
+
+def _awaiting(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler``, made to finish what it returns when it is ``async def`` (as in Segment's
+    JavaScript, where handlers are async functions)."""
+    if not inspect.iscoroutinefunction(handler):
+        return handler
+
+    def call(*args: Any) -> Any:
+        return run_coroutine(handler(*args))
+
+    return call
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run a coroutine to its end, also where an event loop already runs (Jupyter)."""
+    import asyncio
+    import contextvars
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # a loop runs in this thread (a notebook kernel): finish the coroutine in a thread of its
+    # own, in this context, so Segment.* calls reach this invocation's collector
+    ctx = contextvars.copy_context()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(asyncio.run, coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True, name="segfn-async-invocation")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def _raise_timeout(signum: int, frame: Any) -> None:
