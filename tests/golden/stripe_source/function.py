@@ -32,15 +32,20 @@ default; 0 accepts any age, for replaying captured payloads).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from segfn_kit.runtime import (
     EventNotSupported,
     InvalidEventPayload,
+    Request,
     Segment,
     ValidationError,
     verify_signature,
 )
+
+Obj = dict[str, Any]
 
 SETTINGS = {
     "signingSecret": {
@@ -63,7 +68,7 @@ ZERO_DECIMAL = {
 }
 
 
-def on_request(request, settings):
+def on_request(request: Request, settings: Mapping[str, Any]) -> None:
     check_signature(request, settings)
     event = request.json()
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
@@ -77,7 +82,7 @@ def on_request(request, settings):
     handler(event, obj)
 
 
-def check_signature(request, settings):
+def check_signature(request: Request, settings: Mapping[str, Any]) -> None:
     secret = settings.get("signingSecret")
     if not secret:
         return
@@ -91,14 +96,14 @@ def check_signature(request, settings):
 # -- helpers --------------------------------------------------------------------------
 
 
-def iso(unix):
+def iso(unix: int | float | None) -> str | None:
     """A Stripe Unix time as ISO 8601 (None stays None)."""
     if unix is None:
         return None
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat()
+    return datetime.fromtimestamp(unix, UTC).isoformat()
 
 
-def major(amount, currency):
+def major(amount: int | None, currency: str | None) -> int | float | None:
     """An amount in minor units (cents) as a number in major units (dollars)."""
     if amount is None:
         return None
@@ -107,25 +112,25 @@ def major(amount, currency):
     return amount / 100
 
 
-def compact(values):
+def compact(values: Obj) -> Obj:
     """Leave out what Stripe sent as null, so Segment does not overwrite known traits."""
     return {k: v for k, v in values.items() if v is not None}
 
 
-def customer_id(obj, event_type):
+def customer_id(obj: Obj, event_type: str) -> str:
     customer = obj.get("customer")
     if isinstance(customer, dict):  # an expanded customer object
         customer = customer.get("id")
     if not customer:
         raise ValidationError(f"{event_type}: {obj.get('id')} has no customer to attribute it to")
-    return customer
+    return str(customer)
 
 
-def context(event):
+def context(event: Obj) -> Obj:
     return {"integration": {"name": "stripe", "version": event.get("api_version") or "unknown"}}
 
 
-def track(event, user_id, name, properties):
+def track(event: Obj, user_id: str, name: str, properties: Obj) -> None:
     Segment.track(
         user_id=user_id,
         event=name,
@@ -135,7 +140,7 @@ def track(event, user_id, name, properties):
     )
 
 
-def plan_of(subscription):
+def plan_of(subscription: Obj) -> Obj:
     """The subscription's plan or price, from ``plan`` (older API versions) or its items."""
     plan = subscription.get("plan")
     if not plan:
@@ -148,7 +153,7 @@ def plan_of(subscription):
 # -- customers ------------------------------------------------------------------------
 
 
-def customer_traits(customer):
+def customer_traits(customer: Obj) -> Obj:
     address = customer.get("address") or {}
     return compact({
         "email": customer.get("email"),
@@ -163,7 +168,7 @@ def customer_traits(customer):
     })
 
 
-def customer_created(event, customer):
+def customer_created(event: Obj, customer: Obj) -> None:
     user_id = customer.get("id")
     if not user_id:
         raise ValidationError("customer.created: the customer has no id")
@@ -180,7 +185,7 @@ def customer_created(event, customer):
     })
 
 
-def customer_updated(event, customer):
+def customer_updated(event: Obj, customer: Obj) -> None:
     user_id = customer.get("id")
     if not user_id:
         raise ValidationError("customer.updated: the customer has no id")
@@ -194,7 +199,7 @@ def customer_updated(event, customer):
     track(event, user_id, "Customer Updated", {"changed": sorted(previous)})
 
 
-def customer_deleted(event, customer):
+def customer_deleted(event: Obj, customer: Obj) -> None:
     user_id = customer.get("id")
     if not user_id:
         raise ValidationError("customer.deleted: the customer has no id")
@@ -204,7 +209,7 @@ def customer_deleted(event, customer):
 # -- subscriptions --------------------------------------------------------------------
 
 
-def subscription_properties(subscription):
+def subscription_properties(subscription: Obj) -> Obj:
     plan = plan_of(subscription)
     amount = plan.get("amount", plan.get("unit_amount"))
     currency = plan.get("currency") or subscription.get("currency")
@@ -226,12 +231,12 @@ def subscription_properties(subscription):
     }
 
 
-def subscription_created(event, subscription):
+def subscription_created(event: Obj, subscription: Obj) -> None:
     user_id = customer_id(subscription, event["type"])
     track(event, user_id, "Subscription Created", subscription_properties(subscription))
 
 
-def subscription_updated(event, subscription):
+def subscription_updated(event: Obj, subscription: Obj) -> None:
     user_id = customer_id(subscription, event["type"])
     previous = (event.get("data") or {}).get("previous_attributes") or {}
     properties = subscription_properties(subscription)
@@ -241,7 +246,7 @@ def subscription_updated(event, subscription):
     track(event, user_id, "Subscription Updated", properties)
 
 
-def subscription_deleted(event, subscription):
+def subscription_deleted(event: Obj, subscription: Obj) -> None:
     user_id = customer_id(subscription, event["type"])
     properties = subscription_properties(subscription)
     properties["canceled_at"] = iso(subscription.get("canceled_at"))
@@ -249,7 +254,7 @@ def subscription_deleted(event, subscription):
     track(event, user_id, "Subscription Canceled", properties)
 
 
-def trial_will_end(event, subscription):
+def trial_will_end(event: Obj, subscription: Obj) -> None:
     user_id = customer_id(subscription, event["type"])
     track(event, user_id, "Trial Ending Soon", subscription_properties(subscription))
 
@@ -257,7 +262,7 @@ def trial_will_end(event, subscription):
 # -- invoices, charges, checkouts -----------------------------------------------------
 
 
-def invoice_properties(invoice):
+def invoice_properties(invoice: Obj) -> Obj:
     return {
         "invoice_id": invoice.get("id"),
         "number": invoice.get("number"),
@@ -269,7 +274,7 @@ def invoice_properties(invoice):
     }
 
 
-def invoice_paid(event, invoice):
+def invoice_paid(event: Obj, invoice: Obj) -> None:
     user_id = customer_id(invoice, event["type"])
     properties = invoice_properties(invoice)
     properties["amount"] = invoice.get("amount_paid")
@@ -277,7 +282,7 @@ def invoice_paid(event, invoice):
     track(event, user_id, "Invoice Paid", properties)
 
 
-def invoice_payment_failed(event, invoice):
+def invoice_payment_failed(event: Obj, invoice: Obj) -> None:
     user_id = customer_id(invoice, event["type"])
     properties = invoice_properties(invoice)
     properties["amount"] = invoice.get("amount_due")
@@ -287,7 +292,7 @@ def invoice_payment_failed(event, invoice):
     track(event, user_id, "Invoice Payment Failed", properties)
 
 
-def charge_succeeded(event, charge):
+def charge_succeeded(event: Obj, charge: Obj) -> None:
     if not charge.get("customer"):
         # as functions-library: charges without a customer (guest payments) are not mapped
         raise EventNotSupported("charge.succeeded without a customer is not mapped")
@@ -304,7 +309,7 @@ def charge_succeeded(event, charge):
     })
 
 
-def checkout_completed(event, session):
+def checkout_completed(event: Obj, session: Obj) -> None:
     user_id = session.get("customer")
     if isinstance(user_id, dict):
         user_id = user_id.get("id")
@@ -335,7 +340,7 @@ def checkout_completed(event, session):
     })
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[[Obj, Obj], None]] = {
     "customer.created": customer_created,
     "customer.updated": customer_updated,
     "customer.deleted": customer_deleted,
