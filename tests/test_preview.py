@@ -372,3 +372,17 @@ def test_destination_runs_show_recorded_requests_with_secrets_masked() -> None:
     assert "no on_page handler" in wb.detail.value
     everything = "\n".join([wb.summary_html.value, wb.snapshot_html(), *[wb.detail_html(i) for i in wb.shown_ids]])
     assert token not in everything
+
+
+def test_destination_over_a_source_runs_output(payloads: pd.DataFrame) -> None:
+    root = Path(__file__).resolve().parents[1] / "segfn_kit" / "examples"
+    source_run = run(root / "stripe_source.py", load_payloads(root.parents[1] / "sample_payloads" / "stripe"))
+    settings = {"subdomain": "acme", "email": "ops@acme.test", "apiToken": "zd_tok_1234abcd"}
+    wb = preview((root / "zendesk_destination.py").read_text(), source_run, settings)
+    assert wb.kind == "destination"
+    emitted = sum(len(e) for e in source_run["events"])
+    assert wb.summary.total == emitted == len(wb.payloads)
+    assert "event" in wb.payloads.columns  # the source's events became the destination's input
+    for pid in wb.shown_ids:
+        shown = wb.detail_html(pid)
+        assert "incoming event" in shown and "payload not available" not in shown

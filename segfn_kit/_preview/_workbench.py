@@ -143,7 +143,11 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         timeout: float | None = None,
         **run_options: Any,
     ) -> None:
-        self.payloads = _as_payload_frame(payloads)
+        self._given_payloads = payloads
+        # the frame as given until the function's kind is known (see _frame_for)
+        self.payloads = payloads if isinstance(payloads, pd.DataFrame) else _empty_payloads()
+        self._payload_kind: str | None = None
+        _check_payloads(payloads)
         # passed on to run(): for destinations, responses=Responses(...), batch=True, ...
         self.run_options: dict[str, Any] = dict(run_options)
         self.settings_values: dict[str, Any] = dict(settings or {})
@@ -304,6 +308,9 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         if self.function is None:
             return False
         try:
+            if self._payload_kind != self.function.kind:
+                self.payloads = _frame_for(self._given_payloads, self.function.kind)
+                self._payload_kind = self.function.kind
             results = self._run()
         except (Exception, SystemExit) as exc:  # the preview must survive whatever run raises
             self._show_load_error(f"{type(exc).__name__}: {exc}", None, None, title="the run failed")
@@ -630,22 +637,47 @@ def _empty_results() -> pd.DataFrame:
     )
 
 
-def _as_payload_frame(payloads: Any) -> pd.DataFrame:
+def _check_payloads(payloads: Any) -> None:
+    ok = isinstance(payloads, pd.DataFrame | str | os.PathLike) or (
+        isinstance(payloads, list | tuple)
+        and all(isinstance(p, str | os.PathLike | Mapping) for p in payloads)
+    )
+    if not ok:
+        raise TypeError(
+            "payloads must be a payload frame (segfn_kit.load_payloads(...)), a path, a list of "
+            f"captured payloads, or (for a destination) events; got {type(payloads).__name__}"
+        )
+
+
+def _empty_payloads() -> pd.DataFrame:
+    return pd.DataFrame(index=pd.Index([], name="payload_id", dtype=object))
+
+
+def _frame_for(payloads: Any, kind: str) -> pd.DataFrame:
+    """The frame a run of this kind reads, with the ids its result rows will carry.
+
+    A destination's rows are events: a source run's result frame or a list of events is
+    turned into an event frame first, so each result row finds its incoming event.
+    """
+    if kind == "destination":
+        from segfn_kit._events import sample_events
+
+        if isinstance(payloads, pd.DataFrame) and "event" in payloads.columns:
+            return payloads
+        sources = payloads if isinstance(payloads, list | tuple) and all(
+            isinstance(p, str | os.PathLike) for p in payloads) else [payloads]
+        events: pd.DataFrame = sample_events(*sources)
+        return events
     if isinstance(payloads, pd.DataFrame):
         return payloads
-    if isinstance(payloads, str | os.PathLike) or (
-        isinstance(payloads, list | tuple) and payloads and all(isinstance(p, str | os.PathLike) for p in payloads)
-    ):
-        from segfn_kit._payloads import load_payloads
+    from segfn_kit._payloads import load_payloads
 
-        paths = [payloads] if isinstance(payloads, str | os.PathLike) else list(payloads)
-        frame: pd.DataFrame = load_payloads(*paths)
-        return frame
-    if isinstance(payloads, list | tuple) and all(isinstance(p, Mapping) for p in payloads):
-        return pd.DataFrame({"event": list(payloads)}, index=pd.Index([f"event#{i}" for i in range(1, len(payloads) + 1)], name="payload_id"))
-    raise TypeError(
-        f"payloads must be a payload frame (segfn_kit.load_payloads(...)), a path, or a list of events; got {type(payloads).__name__}"
-    )
+    items = [payloads] if isinstance(payloads, str | os.PathLike) else list(payloads)
+    if items and all(isinstance(p, str | os.PathLike) for p in items):
+        frame: pd.DataFrame = load_payloads(*items)
+    else:
+        frame = load_payloads(items)
+    return frame
 
 
 def _load(function: str | os.PathLike[str] | Function, name: str | None) -> tuple[Function, str, str]:
