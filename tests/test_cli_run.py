@@ -132,6 +132,9 @@ def test_missing_files_exit_2(tmp_path: Path, samples_dir: Path) -> None:
     assert out.returncode == 2 and "function file" in out.stderr and "does not exist" in out.stderr
     out = segfn("run", STRIPE, str(tmp_path / "no-such-folder"))
     assert out.returncode == 2 and "no-such-folder" in out.stderr
+    (tmp_path / "empty").mkdir()
+    out = segfn("run", STRIPE, str(tmp_path / "empty"))
+    assert out.returncode == 2 and "no payloads in" in out.stderr
 
 
 def test_help_explains_exit_status() -> None:

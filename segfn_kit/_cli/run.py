@@ -27,7 +27,8 @@ exit status:
      and DropEvent are the function's own verdicts and do not fail the run)
   1  a payload's outcome is "error" (with --strict also: InvalidEventPayload,
      ValidationError, RetryError, or any spec issue in an event)
-  2  the command line is wrong: a missing file, an unreadable settings file
+  2  the command line is wrong: a missing file, no payloads at all, an unreadable
+     settings file
 
 examples:
   segfn run stripe_source.py sample_payloads/stripe/
@@ -153,7 +154,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     function = Path(args.function)
     if not function.is_file():
-        return _error(f"function file {function} does not exist")
+        return _error(f"function file {function} " + ("is not a file" if function.exists() else "does not exist"))
     settings: dict[str, Any] | None = None
     if args.settings:
         try:
@@ -175,6 +176,9 @@ def run_command(args: argparse.Namespace) -> int:
         )
     except FileNotFoundError as exc:
         return _error(f"{exc.filename}: no such file or folder" if exc.filename else str(exc))
+    if len(results) == 0:
+        skipped = "; ".join(f"{s.get('source')}: {s.get('reason')}" for s in results.attrs.get("skipped") or [])
+        return _error(f"no payloads in {' '.join(args.payloads)}" + (f" ({skipped})" if skipped else ""))
     if args.jsonl:
         to_jsonl(results, sys.stdout)
         sys.stdout.flush()
