@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             settings=args.settings,
             requirements=args.requirements,
             lambda_zip=args.zip,
+            progress=sys.stderr.isatty(),
         )
     except ExportError as exc:
         print(f"segfn export: {exc}", file=sys.stderr)

@@ -90,8 +90,17 @@ def request_of(envelope: Mapping[str, Any]) -> Request:
     )
 
 
+def _progress(items: Iterable[Any], show: bool, unit: str) -> Iterable[Any]:
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    bar: Iterable[Any] = tqdm(items, desc="running the function for the tests", unit=f" {unit}")
+    return bar
+
+
 def source_cases(
-    function: Function, paths: Iterable[str | os.PathLike[str]], settings: Settings
+    function: Function, paths: Iterable[str | os.PathLike[str]], settings: Settings, *, progress: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Run a source function over payload files; each payload and its output is a case.
 
@@ -102,9 +111,10 @@ def source_cases(
 
     cases: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for payload in iter_payloads(*[str(p) for p in paths], on_skip=lambda s: skipped.append(
+    stream = iter_payloads(*[str(p) for p in paths], on_skip=lambda s: skipped.append(
         {"input": Path(s.source).name, "reason": s.reason}
-    )):
+    ))
+    for payload in _progress(stream, progress, "payloads"):
         if payload.error is not None:  # not a payload (the loader says why): nothing to test
             skipped.append({"input": payload.payload_id, "reason": payload.error})
             continue
@@ -122,7 +132,7 @@ def source_cases(
 
 
 def destination_cases(
-    function: Function, paths: Iterable[str | os.PathLike[str]], settings: Settings
+    function: Function, paths: Iterable[str | os.PathLike[str]], settings: Settings, *, progress: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Run a destination function over Segment event files, recording its HTTP requests.
 
@@ -136,7 +146,7 @@ def destination_cases(
     frame = sample_events(*[Path(p) for p in paths])
     cases: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for event_id, row in frame.iterrows():
+    for event_id, row in _progress(frame.iterrows(), progress, "events"):
         event = row["event"]
         if row.get("error") or not isinstance(event, dict):
             skipped.append({"input": str(event_id), "reason": str(row.get("error") or "not a JSON object")})

@@ -125,6 +125,7 @@ def export(
     settings: Mapping[str, Any] | str | os.PathLike[str] | None = None,
     requirements: Iterable[str] = (),
     lambda_zip: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write the handler package of a function file into the folder ``out``.
 
@@ -147,6 +148,7 @@ def export(
         requirements: extra requirement lines, for imports beyond the standard library,
             httpx and ``segfn_kit.runtime``.
         lambda_zip: also build ``dist/lambda.zip`` (downloads the requirements' wheels).
+        progress: show a progress bar while the function runs over the payloads.
 
     Returns:
         The package folder.
@@ -200,7 +202,7 @@ def export(
             )
         run = source_cases if fn.kind == "source" else destination_cases
         try:
-            cases, skipped = run(fn, paths, run_settings)
+            cases, skipped = run(fn, paths, run_settings, progress=progress)
         except FileNotFoundError as exc:
             raise ExportError(f"no such payload file or folder: {exc.filename or exc}") from None
         for item in skipped:  # where the inputs live is no part of the package
