@@ -75,35 +75,41 @@ class Handler:
         assert r.status_code == 200, r.text
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def _serve_handler(package: Path, sink_url: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    sock = _free_socket()
+    """``uvicorn handler:app`` as a user runs it, on a free loopback port.
+
+    (Not ``--fd``: uvicorn opens a passed descriptor as AF_UNIX, so asyncio never sets
+    TCP_NODELAY on its connections and every answer waits ~40 ms for a delayed ACK.)
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
     env.update(SEGMENT_WRITE_KEY=WRITE_KEY, SEGMENT_API_HOST=sink_url, SEGFN_SIGNATURE="stripe",
                SEGFN_SIGNING_SECRET=SIGNING_SECRET)
-    cmd = [sys.executable, "-m", "uvicorn", "handler:app", "--fd", str(sock.fileno()),
-           "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "30"]
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(cmd, cwd=package, env=env, pass_fds=(sock.fileno(),),
-                                stdout=subprocess.DEVNULL, stderr=err)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        for _ in range(200):  # bounded wait for the first answer
+    for _ in range(3):  # another process may take the free port first: try another
+        port = _free_port()
+        cmd = [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "30"]
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(cmd, cwd=package, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(400):  # bounded wait for the first answer
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(url + "/", timeout=1).status_code == 405:
                     break
-            assert proc.poll() is None, log.read_text()[-2000:]
+            if proc.poll() is not None:
+                break
             time.sleep(0.05)
-        else:
-            raise AssertionError("the exported handler did not start")
+        if proc.poll() is None:
+            break
+    else:
+        raise AssertionError(f"the exported handler did not start: {log.read_text()[-2000:]}")
+    try:
         yield url, proc
     finally:
         proc.terminate()
@@ -112,7 +118,6 @@ def _serve_handler(package: Path, sink_url: str, log: Path) -> Iterator[tuple[st
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        sock.close()
 
 
 @pytest.fixture(scope="module")
