@@ -386,3 +386,16 @@ def test_destination_over_a_source_runs_output(payloads: pd.DataFrame) -> None:
     for pid in wb.shown_ids:
         shown = wb.detail_html(pid)
         assert "incoming event" in shown and "payload not available" not in shown
+
+
+def test_approved_outputs_are_compared_with_the_current_run(wb: Workbench, payloads: pd.DataFrame, tmp_path: Path) -> None:
+    wb.directory = tmp_path
+    wb.tabs.selected_index = 4
+    assert "nothing approved yet" in wb.approve_status.value
+    wb.approve()
+    assert wb.unapproved_ids() == []
+    assert wb.update(FUNCTION.replace('event="Invoice Paid"', 'event="Order Completed"'))
+    assert wb.unapproved_ids() == _ids_of(payloads, "invoice.paid")
+    wb.tabs.selected_index = 0
+    wb.tabs.selected_index = 4
+    assert "1 output(s) differ" in wb.approve_status.value

@@ -12,6 +12,7 @@ re-run over a thousand payloads quick enough to feel live.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -359,6 +360,47 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         )
         return written
 
+    def unapproved_ids(self, path: str | os.PathLike[str] | None = None) -> list[str]:
+        """Payloads whose current output differs from the approved one (or was never approved).
+
+        Outcome, events and objects are compared (and requests, for destinations).
+        """
+        from segfn_kit._approve import ApprovedOutputError, load_approved
+
+        if self.results is None:
+            return []
+        target = Path(path) if path is not None else self.default_approve_path()
+        try:
+            approved = {str(rec["payload_id"]): rec for rec in load_approved(target)}
+        except ApprovedOutputError:
+            approved = {}
+        keys = ["outcome", "events", "objects"] + (["requests"] if self.kind == "destination" else [])
+        secrets = self.secret_values()
+        out = []
+        for pid, row in zip(self.results.index, self.results.to_dict("records"), strict=True):
+            record = approved.get(str(pid))
+            current = {k: row.get(k) if k == "outcome" else _items(row.get(k)) for k in keys}
+            # approved lines were written with secrets masked: compare like with like
+            current_text = r.mask(json.dumps(current, sort_keys=True, default=str), secrets)
+            approved_text = json.dumps({k: record.get(k) for k in keys}, sort_keys=True, default=str) if record else None
+            if current_text != approved_text:
+                out.append(str(pid))
+        return out
+
+    def approval_markup(self) -> str:
+        """How the current outputs stand against the approved ones, as HTML."""
+        target = Path(self.approve_path.value) if self.approve_path.value else self.default_approve_path()
+        if not target.exists():
+            return '<span style="color:#6e7781">nothing approved yet for this function</span>'
+        differ = self.unapproved_ids(target)
+        if not differ:
+            return f'<span style="color:#1a7f37">✓ every output matches the approved ones in <code>{r.esc(target.name)}</code></span>'
+        listed = ", ".join(r.esc(i) for i in differ[:20]) + (" …" if len(differ) > 20 else "")
+        return (
+            f'<span style="color:#9a6700">{len(differ):,} output(s) differ from the approved ones '
+            f"in <code>{r.esc(target.name)}</code>: {listed}</span>"
+        )
+
     def default_approve_path(self) -> Path:
         """``<stem>.approved.jsonl`` beside the function file, or ``<name>.approved.jsonl``."""
         from segfn_kit._approve import approved_path
@@ -531,6 +573,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         elif index == 4:
             if not self.approve_path.value:
                 self.approve_path.value = str(self.default_approve_path())
+            self.approve_status.value = self.approval_markup()
 
     def draw_all(self) -> None:
         """Draw every tab now (they are otherwise drawn when first opened)."""
