@@ -139,6 +139,13 @@ def test_filters_narrow_the_payload_list(wb: Workbench, payloads: pd.DataFrame) 
     wb.type_filter.value = "invoice.voided"
     assert wb.shown_ids == []
     assert "No payload matches" in wb.detail.value
+    # selecting a payload the filters hide clears them
+    invoice = _ids_of(payloads, "invoice.paid")[0]
+    wb.select(invoice)
+    assert wb.selected == invoice and len(wb.shown_ids) == 7 and wb.type_filter.value == "(all)"
+    with pytest.raises(KeyError, match="no payload 'nope'"):
+        wb.select("nope")
+    wb.type_filter.value = "invoice.voided"
     assert wb.outcome_filter.options[1:4] == ("mapped", "unsupported", "invalid")
 
 
@@ -289,6 +296,12 @@ def test_approve_error_shows_in_the_widget(wb: Workbench, tmp_path: Path) -> Non
 def test_progress_bar_on_large_frames(payloads: pd.DataFrame) -> None:
     many = load_payloads(_payload_list() * 6)
     wb = preview(FUNCTION, many, {"apiKey": SECRET}, progress_threshold=10)
+    seen: list[tuple[int, str]] = []
+    wb.progress.observe(lambda change: seen.append((change["new"], wb.progress.layout.display)), names="value")
+    assert wb.rerun()
+    # the bar moved chunk by chunk while it was shown
+    assert len(seen) >= 10 and [v for v, _ in seen] == sorted(v for v, _ in seen)
+    assert all(display == "" for v, display in seen if v)
     assert wb.progress.max == len(many) == 42
     assert wb.progress.value == 42
     assert wb.progress.layout.display == "none"  # hidden again once done
