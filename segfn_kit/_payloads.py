@@ -579,7 +579,7 @@ class _Reader:
         self.split_arrays = split_arrays
         self.check_duplicates = check_duplicates
         self.on_skip = on_skip
-        self.seen_ids: dict[str, int] = {}
+        self.seen_ids: dict[str, int] = {}  # file ids only
 
     # ids ---------------------------------------------------------------
     def unique_id(self, base: str) -> str:
@@ -741,6 +741,9 @@ class _Reader:
 
     # files -------------------------------------------------------------
     def read_file(self, path: Path, base_id: str) -> Iterator[Payload]:
+        # ids are made unique per file (lines and entries add "#n"), so the memory this
+        # takes grows with the number of files, not of payloads
+        base_id = self.unique_id(base_id)
         source = str(path)
         name = path.name.lower()
         gz = name.endswith(".gz")
@@ -753,9 +756,7 @@ class _Reader:
             with opener(path, "rb") as fh:
                 data = fh.read()
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            yield Payload(
-                self.unique_id(base_id), source, 0, "bare", "", error=f"cannot read the file: {exc}"
-            )
+            yield Payload(base_id, source, 0, "bare", "", error=f"cannot read the file: {exc}")
             return
         if inner.endswith(".har"):
             yield from self.read_har(data, path, base_id)
@@ -770,7 +771,7 @@ class _Reader:
             warning = "a UTF-8 byte order mark at the start of the file was removed"
         if not data.strip():
             yield Payload(
-                self.unique_id(base_id),
+                base_id,
                 source,
                 0,
                 "bare",
@@ -783,7 +784,7 @@ class _Reader:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
             yield Payload(
-                self.unique_id(base_id),
+                base_id,
                 source,
                 0,
                 "bare",
@@ -798,7 +799,7 @@ class _Reader:
         except ValueError as exc:
             if _looks_form(raw):
                 yield Payload(
-                    self.unique_id(base_id),
+                    base_id,
                     source,
                     0,
                     "form",
@@ -809,7 +810,7 @@ class _Reader:
                 )
                 return
             yield Payload(
-                self.unique_id(base_id),
+                base_id,
                 source,
                 0,
                 "bare",
@@ -829,7 +830,7 @@ class _Reader:
                 yield self.finish(
                     self.from_document(
                         item,
-                        pid=self.unique_id(f"{base_id}#{index}"),
+                        pid=f"{base_id}#{index}",
                         source=source,
                         position=index,
                         raw_text=None,
@@ -841,7 +842,7 @@ class _Reader:
             return
         payload = self.from_document(
             value,
-            pid=self.unique_id(base_id),
+            pid=base_id,
             source=source,
             position=0,
             raw_text=raw,
@@ -879,7 +880,7 @@ class _Reader:
                 if not stripped:
                     continue
                 count += 1
-                pid = self.unique_id(f"{base_id}#{number}")
+                pid = f"{base_id}#{number}"
                 raw = stripped.decode("utf-8", "surrogateescape")
                 try:
                     if _may_hold_long_int(stripped):
@@ -947,15 +948,13 @@ class _Reader:
             try:
                 value, _ = parse_json(data)
             except ValueError as exc:
-                yield Payload(
-                    self.unique_id(base_id), source, 0, "har", "", error=f"HAR file: {exc}"
-                )
+                yield Payload(base_id, source, 0, "har", "", error=f"HAR file: {exc}")
                 return
         log = value.get("log") if isinstance(value, dict) else None
         entries = log.get("entries") if isinstance(log, dict) else None
         if not isinstance(entries, list):
             yield Payload(
-                self.unique_id(base_id),
+                base_id,
                 source,
                 0,
                 "har",
@@ -989,7 +988,7 @@ class _Reader:
             if post.get("mimeType") and _header(hdr_dict, "Content-Type") is None:
                 headers = [*headers, {"name": "Content-Type", "value": post["mimeType"]}]
             yield self.from_parts(
-                pid=self.unique_id(f"{base_id}#{number}"),
+                pid=f"{base_id}#{number}",
                 source=source,
                 position=number,
                 fmt="har",
@@ -1007,10 +1006,11 @@ class _Reader:
 
     # values ------------------------------------------------------------
     def read_value(self, value: Any, base_id: str) -> Iterator[Payload]:
+        base_id = self.unique_id(base_id)
         items = value if isinstance(value, list) else [value]
         many = isinstance(value, list)
         for index, item in enumerate(items, 1):
-            pid = self.unique_id(f"{base_id}#{index}" if many else base_id)
+            pid = f"{base_id}#{index}" if many else base_id
             yield self.from_document(
                 item,
                 pid=pid,
