@@ -361,7 +361,9 @@ class Sink:
             if dropped:
                 self.store.add_dropped(dropped, f"over {MAX_BATCH_EVENTS} events in one batch", received_at)
                 self._count("dropped_over_limit", len(dropped))
-            events = [_received(e, None, payload.get("sentAt"), received_at) for e in kept]
+            # a batch's own context and integrations apply to every message (Segment's batch API)
+            shared = {k: payload[k] for k in ("context", "integrations") if isinstance(payload.get(k), dict)}
+            events = [_received(_merged(e, shared), None, payload.get("sentAt"), received_at) for e in kept]
         else:
             if len(raw) > MAX_EVENT_BYTES:
                 raise _Reject(400, f"event of {len(raw):,} bytes is over the {MAX_EVENT_BYTES:,}-byte limit")
@@ -487,6 +489,16 @@ def _check_event(event: Any) -> None:
     if size > MAX_EVENT_BYTES:
         raise _Reject(400, f"event with messageId {event.get('messageId')!r} is {size:,} bytes, "
                            f"over the {MAX_EVENT_BYTES:,}-byte limit")
+
+
+def _merged(event: dict[str, Any], shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if not shared:
+        return event
+    event = dict(event)
+    for key, value in shared.items():
+        own = event.get(key)
+        event[key] = {**value, **own} if isinstance(own, dict) else (value if own is None else own)
+    return event
 
 
 def _received(event: dict[str, Any], kind: str | None, sent_at: Any, received_at: str) -> dict[str, Any]:

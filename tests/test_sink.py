@@ -65,6 +65,15 @@ def test_batch_and_import_store_every_event_with_sent_at(url: str, store: Path, 
     assert {p["sentAt"] for p in stored["payload"]} == {"2026-11-26T13:40:00.000Z"}
 
 
+def test_batch_context_applies_to_every_message(url: str, store: Path) -> None:
+    body = {"batch": [event(1), event(2, context={"ip": "10.0.0.2", "locale": "fr-FR"})],
+            "context": {"library": {"name": "segfn"}, "locale": "en-GB"}}
+    assert httpx.post(url + "/v1/batch", json=body, auth=AUTH).status_code == 200
+    first, second = read_sink(store)["payload"]
+    assert first["context"] == {"library": {"name": "segfn"}, "locale": "en-GB"}
+    assert second["context"] == {"library": {"name": "segfn"}, "locale": "fr-FR", "ip": "10.0.0.2"}
+
+
 def test_invalid_json_and_bodies_are_400(url: str, store: Path) -> None:
     headers = {"Content-Type": "application/json"}
     cases = [
