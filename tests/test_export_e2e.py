@@ -157,3 +157,18 @@ def test_a_failing_tracking_api_is_never_acknowledged_and_the_retry_lands(
     assert WRITE_KEY not in log and SIGNING_SECRET not in log
     outcomes = [json.loads(line)["outcome"] for line in log.splitlines() if line.startswith('{"logger"')]
     assert "delivery_failed" in outcomes
+
+
+def test_command_line_delivers_to_the_sink(package: Path, sink: tuple[str, Path], tmp_path: Path) -> None:
+    url, store = sink
+    before = len(read_sink(store))
+    payload = regen.CASES["stripe_source"][1][0] / "invoice.paid.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env.update({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_API_HOST": url})
+    result = subprocess.run([sys.executable, "-m", "handler", "--deliver", str(payload)], cwd=package, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["delivered"] == len(record["events"]) >= 1
+    assert list(read_sink(store).iloc[before:]["message_id"]) == [e["messageId"] for e in record["events"]]
+    assert WRITE_KEY not in result.stdout + result.stderr
