@@ -92,7 +92,7 @@ def test_syntax_error_keeps_the_last_good_preview(shell: InteractiveShell, name:
     result, outputs = cell(shell, f"source {name} --payloads frame", broken)
     assert result.success  # the cell itself does not fail: the preview shows the error
     assert shell.user_ns[name] is wb and wb.results is results
-    assert "line 5" in wb.error_area.value and "syntax error" in wb.error_area.value
+    assert "line 5 (line 6 of the cell)" in wb.error_area.value and "syntax error" in wb.error_area.value
     assert "line 5" in outputs[0]["text/html"]
     assert FUNCTIONS[name].source == good  # the last text that loaded
     # and the kernel carries on

@@ -163,7 +163,7 @@ class SegfnMagics(Magics):
         workbench = Workbench(
             cell, payloads, settings, name=args.name,
             directory=Path(args.dir) if args.dir else Path.cwd(),
-            timeout=args.timeout,
+            timeout=args.timeout, line_offset=1,
         )
         if workbench.results is None and old is not None and old.results is not None:
             # other payloads, and a text that does not load: the error goes above the

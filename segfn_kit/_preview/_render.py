@@ -318,7 +318,9 @@ def outcome_badge(outcome: str) -> str:
     )
 
 
-def error_box(message: str, *, source: str | None = None, line: int | None = None, title: str = "Error") -> str:
+def error_box(
+    message: str, *, source: str | None = None, line: int | None = None, title: str = "Error", line_offset: int = 0
+) -> str:
     """An error message, with the offending line of ``source`` shown in context.
 
     Example:
@@ -326,6 +328,8 @@ def error_box(message: str, *, source: str | None = None, line: int | None = Non
         True
     """
     context = ""
+    # a cell magic's first line is not part of the function: say where it is in the cell too
+    cell_note = f" (line {line + line_offset} of the cell)" if line and line_offset else ""
     if source is not None and line:
         lines = source.splitlines()
         lo, hi = max(1, line - 2), min(len(lines), line + 2)
@@ -337,7 +341,7 @@ def error_box(message: str, *, source: str | None = None, line: int | None = Non
                 f"{n}</span>{esc(lines[n - 1]) if n - 1 < len(lines) else ''}</div>"
             )
         context = (
-            f'<div style="color:#6e7781;margin-top:4px">line {line}:</div>'
+            f'<div style="color:#6e7781;margin-top:4px">line {line}{cell_note}:</div>'
             f'<pre style="{MONO}margin:0;white-space:pre">{"".join(rows)}</pre>'
         )
     return (

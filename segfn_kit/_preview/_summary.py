@@ -272,6 +272,7 @@ class ResultView:
     full_body: bool = False
     secret_values: list[str] = field(default_factory=list, repr=False)
     source: str | None = None
+    line_offset: int = 0
 
     def _repr_html_(self) -> str:
         left, right = self.columns()
@@ -325,7 +326,7 @@ class ResultView:
             line = result.get("error_line")
             line_no = int(line) if isinstance(line, int | float) and not (isinstance(line, float) and math.isnan(line)) else None
             title = {"EventNotSupported": "not supported", "DropEvent": "dropped"}.get(outcome, outcome)
-            parts.append(r.error_box(error, source=self.source, line=line_no, title=title))
+            parts.append(r.error_box(error, source=self.source, line=line_no, title=title, line_offset=self.line_offset))
         events = _items(result.get("events"))
         destination = "requests" in _keys(result)
         issues = [i for i in _items(result.get("issues")) if isinstance(i, Mapping)]

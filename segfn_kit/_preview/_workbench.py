@@ -142,6 +142,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         directory: str | os.PathLike[str] | None = None,
         progress_threshold: int = PROGRESS_THRESHOLD,
         timeout: float | None = None,
+        line_offset: int = 0,
         **run_options: Any,
     ) -> None:
         self._given_payloads = payloads
@@ -157,6 +158,8 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         self.progress_threshold = progress_threshold
         self.timeout = timeout
         self.source: str | None = None
+        # lines above the function text where it is shown (1 under a %%segfn line)
+        self.line_offset = line_offset
         self.filename: str | None = None
         self.function: Function | None = None
         self.results: pd.DataFrame | None = None
@@ -555,6 +558,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
             full_body=self.full_body.value,
             secret_values=self.secret_values(),
             source=self.source,
+            line_offset=self.line_offset,
         )
         return view._repr_html_()
 
@@ -620,7 +624,10 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         self.load_error = message
         heading = title or ("this version does not load; the preview below is from the last one that did"
                             if self.results is not None else "the function does not load")
-        self.error_area.value = r.mask(r.error_box(message, source=source, line=line, title=heading), self.secret_values())
+        self.error_area.value = r.mask(
+            r.error_box(message, source=source, line=line, title=heading, line_offset=self.line_offset),
+            self.secret_values(),
+        )
         if self.results is None:
             self.refresh()
 
