@@ -171,3 +171,21 @@ def test_exit_at_import_or_in_a_handler_keeps_the_kernel(shell: InteractiveShell
     assert result.success and wb.summary.counts["errored"] == 2
     assert "SystemExit" in wb.detail.value
     assert shell.run_cell("2 + 2", store_history=False).result == 4
+
+
+def test_reloaded_payloads_refresh_the_same_preview(shell: InteractiveShell, name: str) -> None:
+    text = FUNCTION.replace("{plan}", "pro")
+    cell(shell, f"source {name} --payloads frame", text)
+    wb = shell.user_ns[name]
+    first_ids = list(wb.results.index)
+    # the loading cell is run again, with one more payload
+    shell.user_ns["frame"] = load_payloads([
+        {"headers": {}, "body": {"type": "customer.created", "id": "cus_1"}},
+        {"headers": {}, "body": {"type": "invoice.voided", "id": "in_1"}},
+        {"headers": {}, "body": {"type": "customer.created", "id": "cus_2"}},
+    ])
+    result, outputs = cell(shell, f"source {name} --payloads frame", text)
+    assert result.success and shell.user_ns[name] is wb
+    assert outputs[0][WIDGET]["model_id"] == wb.model_id
+    assert wb.summary.total == 3 and list(wb.previous.index) == first_ids
+    assert wb.changes["change"].tolist() == ["added"]

@@ -134,15 +134,21 @@ class SegfnMagics(Magics):
         settings = _settings(shell, args.settings)
         workbench = WORKBENCHES.get(args.name)
         try:
-            if workbench is not None and _same_payloads(workbench, payloads):
-                workbench.settings_values = dict(settings or {})
-                if args.timeout is not None:
-                    workbench.timeout = args.timeout
-                workbench.update(cell)
+            if workbench is None:
+                workbench = Workbench(
+                    cell, payloads, settings, name=args.name,
+                    directory=Path(args.dir) if args.dir else Path.cwd(),
+                    timeout=args.timeout, line_offset=1,
+                )
+                WORKBENCHES[args.name] = workbench
             else:
-                workbench = self._new(args, cell, payloads, settings, workbench)
-        except UsageError:
-            raise
+                # one preview per name: new text, settings or payloads refresh it, and the
+                # run before stays for the diff
+                workbench.use_payloads(payloads)
+                workbench.settings_values = dict(settings or {})
+                workbench.timeout = args.timeout
+                workbench.directory = Path(args.dir) if args.dir else Path.cwd()
+                workbench.update(cell)
         except Exception as exc:  # bad payloads and the like: say so, keep the kernel
             raise UsageError(f"%%segfn {args.name}: {type(exc).__name__}: {exc}") from None
         if workbench.load_error is None:
@@ -157,33 +163,6 @@ class SegfnMagics(Magics):
         if args.name.isidentifier():
             shell.user_ns[args.name] = workbench
         display(workbench)  # type: ignore[no-untyped-call]
-
-    def _new(self, args: argparse.Namespace, cell: str, payloads: Any, settings: dict[str, Any] | None,
-             old: Workbench | None) -> Workbench:
-        workbench = Workbench(
-            cell, payloads, settings, name=args.name,
-            directory=Path(args.dir) if args.dir else Path.cwd(),
-            timeout=args.timeout, line_offset=1,
-        )
-        if workbench.results is None and old is not None and old.results is not None:
-            # other payloads, and a text that does not load: the error goes above the
-            # last good preview rather than replacing it
-            old.update(cell)
-            return old
-        _ORIGINS[id(workbench)] = payloads
-        WORKBENCHES[args.name] = workbench
-        return workbench
-
-
-# workbench id -> the --payloads value it was built from (a frame object, or a path)
-_ORIGINS: dict[int, Any] = {}
-
-
-def _same_payloads(workbench: Workbench, payloads: Any) -> bool:
-    origin = _ORIGINS.get(id(workbench))
-    if isinstance(payloads, str):
-        return isinstance(origin, str) and origin == payloads
-    return origin is payloads
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -326,6 +326,14 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         self.refresh()
         return True
 
+    def use_payloads(self, payloads: Any) -> None:
+        """Read these payloads from the next run on (the same frame object changes nothing)."""
+        if payloads is self._given_payloads:
+            return
+        _check_payloads(payloads)
+        self._given_payloads = payloads
+        self._payload_kind = None
+
     def rerun(self) -> bool:
         """Run the current function again (after the payload frame or settings changed)."""
         return self.update(None)
