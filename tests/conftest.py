@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,3 +29,43 @@ def corpora_dir() -> Path:
     if not CORPORA.is_dir():
         pytest.skip("../shared/corpora is absent: real-payload conformance tests skipped")
     return CORPORA
+
+
+@pytest.fixture
+def local_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP API on loopback (uvicorn): answers 202 ``{"accepted": true}``, records requests."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received.append({"path": scope["path"], "body": body.decode()})
+        await send({"type": "http.response.start", "status": 202,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"accepted": true}'})
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the local API did not start"
+    yield f"http://127.0.0.1:{port}", received
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -356,3 +356,25 @@ def test_cli_refuses_destination_options_for_a_source_and_bad_scripts(
     script.write_text(json.dumps({"default": "teapot"}))
     code, _, err = _segfn(["run", str(function), str(payload), "--responses", str(script)], capsys)
     assert code == 2 and "unknown answer 'teapot'" in err
+
+
+def test_delete_events_reach_on_delete() -> None:
+    source = "import httpx\ndef on_delete(event, settings):\n    httpx.delete(f\"https://api.example.com/users/{event['userId']}\")\n"
+    out = run_destination(fn(source), [{"type": "delete", "userId": "u9", "messageId": "d1"}], responses=Responses(204))
+    assert (out["outcome"].iloc[0], out["issues"].iloc[0]) == ("ok", [])
+    assert [(r["method"], r["url"]) for r in out["requests"].iloc[0]] == [("DELETE", "https://api.example.com/users/u9")]
+
+
+def test_live_runs_send_for_real_only_when_asked(
+    local_api: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, received = local_api
+    source = f"import httpx\ndef on_track(event, settings):\n    httpx.post('{url}/events', json={{'e': event['event']}})\n"
+    preview = run_destination(fn(source), [TRACK])
+    assert received == [] and preview.attrs["live"] is False
+    assert "LIVE" not in capsys.readouterr().err
+    live = run_destination(fn(source), [TRACK], live=True)
+    assert "LIVE MODE" in capsys.readouterr().err
+    assert received == [{"path": "/events", "body": '{"e":"Order Failed"}'}]
+    assert live.attrs["live"] is True
+    assert live["requests"].iloc[0][0]["response"]["status"] == 202

@@ -6,14 +6,11 @@ import asyncio
 import json
 import socket
 import threading
-import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from segfn_kit import Responses
 from segfn_kit._http import Call, NetworkBlocked, ScriptError, UnscriptedRequest, mask_request
@@ -262,37 +259,6 @@ def test_mask_request_of_a_non_json_body() -> None:
 
 
 # -- live mode -------------------------------------------------------------------------------
-@pytest.fixture
-def local_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        received.append({"path": scope["path"], "body": body.decode()})
-        await send({"type": "http.response.start", "status": 202,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"accepted": true}'})
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the local API did not start"
-    yield f"http://127.0.0.1:{port}", received
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
 def test_live_mode_sends_for_real_records_and_says_so(
     local_api: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
