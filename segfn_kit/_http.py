@@ -531,7 +531,10 @@ def _mask_value(value: Any, secrets: Sequence[str]) -> Any:
 def _masked_body(content: bytes, secrets: Sequence[str]) -> Any:
     if not content:
         return None
-    text = content.decode("utf-8", errors="replace")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(content)} bytes of binary data>"
     try:
         return _mask_value(json.loads(text), secrets)
     except ValueError:

@@ -256,6 +256,8 @@ def test_secrets_are_masked_everywhere_in_the_record() -> None:
 def test_mask_request_of_a_non_json_body() -> None:
     request = httpx.Request("POST", "https://x.example/", content=b"plain s3cr3t-value text")
     assert mask_request(request, ["s3cr3t-value"])["body"] == f"plain {MASK} text"
+    binary = httpx.Request("POST", "https://x.example/", content=b"\x89PNG\r\n\x1a\n\xff\xfe")
+    assert mask_request(binary)["body"] == "<10 bytes of binary data>"
 
 
 # -- live mode -------------------------------------------------------------------------------
