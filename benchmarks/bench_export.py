@@ -56,11 +56,12 @@ def _raw_body(name: str) -> bytes:
 
 def _cold(python: Path, task: Path, body_file: Path, env: dict[str, str]) -> dict[str, float]:
     bare = [str(python), "-c", "pass"]
+    runtime = [str(python), "-c", "import segfn_kit.runtime"]
     importing = [str(python), "-c", "import handler"]
     invoking = [str(python), "-c", COLD, str(body_file)]
-    times: dict[str, list[float]] = {"bare": [], "import": [], "invoke": []}
-    for _ in range(REPEATS):  # interleaved, so machine load affects all three alike
-        for key, command in (("bare", bare), ("import", importing), ("invoke", invoking)):
+    times: dict[str, list[float]] = {"bare": [], "runtime": [], "import": [], "invoke": []}
+    for _ in range(REPEATS):  # interleaved, so machine load affects all of them alike
+        for key, command in (("bare", bare), ("runtime", runtime), ("import", importing), ("invoke", invoking)):
             start = time.perf_counter()
             subprocess.run(command, cwd=task, env=env, check=True, stderr=subprocess.DEVNULL)
             times[key].append(time.perf_counter() - start)
@@ -105,7 +106,8 @@ def main() -> None:
             env = {**base, "SEGMENT_WRITE_KEY": "bench-key", "SEGMENT_API_HOST": url}
             cold = _cold(venv / "bin" / "python", lambda_root, body_file, env)
         report("python -c pass", cold["bare"] * 1000, "ms")
-        report("import handler (from the unpacked Lambda zip)", cold["import"] * 1000, "ms")
+        report("import segfn_kit.runtime (from the unpacked Lambda zip)", cold["runtime"] * 1000, "ms")
+        report("import handler (runtime + handler + function file)", cold["import"] * 1000, "ms")
         report("import + first invocation, delivered to a loopback sink", cold["invoke"] * 1000, "ms")
         report("cold start above the bare interpreter", (cold["invoke"] - cold["bare"]) * 1000, "ms",
                "<= 150 ms")
