@@ -48,7 +48,7 @@ __all__ = ["RESULT_COLUMNS", "RetryPolicy", "requests_frame", "run_destination"]
 
 RESULT_COLUMNS = [
     "outcome", "events", "objects", "error", "error_line", "issues", "duration", "event_type",
-    "discarded_events", "logs", "requests", "returned", "attempts", "final", "payload",
+    "discarded_events", "logs", "requests", "returned", "attempts", "final", "payload", "event",
 ]
 MAX_BATCH = 400  # Segment's largest batch on request
 _RETRYABLE_STATUS = "RetryError"
@@ -267,7 +267,7 @@ def _base_row(entry: Mapping[str, Any], check: bool) -> dict[str, Any]:
         "outcome": "ok", "events": [], "objects": [], "error": None, "error_line": None,
         "issues": issues, "duration": 0.0, "event_type": kind if isinstance(kind, str) else None,
         "discarded_events": [], "logs": "", "requests": [], "returned": None, "attempts": [],
-        "final": "delivered", "payload": entry.get("payload"),
+        "final": "delivered", "payload": entry.get("payload"), "event": event,
     }
 
 
