@@ -146,3 +146,7 @@ def test_the_notebook_saved_outputs_hold_no_secret(project_root: Path) -> None:
                          ensure_ascii=False)
     assert outputs.count("Basic ••••••") >= 1  # the requests are shown, masked
     assert token not in outputs and credential not in outputs
+    # nor in the saved widget state or anywhere else but the cell that sets it
+    whole = path.read_text(encoding="utf-8")
+    assert whole.count(token) == sources.count(token) == 1
+    assert credential not in whole
