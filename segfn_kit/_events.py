@@ -22,6 +22,7 @@ run produced from a payload, ``generated#<n>`` for made-up events.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import gzip
 import json
 import os
@@ -53,7 +54,8 @@ def sample_events(
 
     Args:
         *sources: JSON or JSON Lines files of spec events (a single event, an array, or a
-            Tracking API ``{"batch": [...]}`` body; ``.gz`` too), directories of them, the
+            Tracking API ``{"batch": [...]}`` body; ``.gz`` too), directories of them, glob
+            patterns (``exports/**/*.jsonl``), the
             result frame of a source function's ``run`` (its ``events`` column), a list of
             event dicts, or one event dict. None at all: generated events.
         n: how many events to generate (only without sources).
@@ -174,6 +176,10 @@ def _rows_from_path(path: Path) -> list[dict[str, Any]]:
             rows.extend(_rows_from_file(file, f"{path.name}/{file.relative_to(path).as_posix()}"))
         return rows
     if not path.exists():
+        if any(c in str(path) for c in "*?["):  # a glob the shell did not expand
+            matches = sorted(glob.glob(str(path), recursive=True))
+            if matches:
+                return [row for match in matches for row in _rows_from_path(Path(match))]
         raise FileNotFoundError(f"{path}: no such file or directory of events")
     return _rows_from_file(path, path.name)
 

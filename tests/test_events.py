@@ -67,6 +67,8 @@ def test_json_shapes_gzip_and_folders(tmp_path: Path) -> None:
         "exports/day.jsonl.gz#1", "exports/one.json",
     ]
     assert events["event_type"].tolist() == ["track", "identify", "identify", "track", "track"]
+    globbed = sample_events(tmp_path / "**" / "*.json")
+    assert globbed.index.tolist() == ["array.json#1", "array.json#2", "batch.json#1", "one.json"]
 
 
 def test_empty_and_unreadable_files_are_rows_with_errors(tmp_path: Path) -> None:
