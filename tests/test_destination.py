@@ -378,3 +378,23 @@ def test_live_runs_send_for_real_only_when_asked(
     assert received == [{"path": "/events", "body": '{"e":"Order Failed"}'}]
     assert live.attrs["live"] is True
     assert live["requests"].iloc[0][0]["response"]["status"] == 202
+
+
+ASYNC_POSTER = '''
+import httpx
+async def on_track(event, settings):
+    async with httpx.AsyncClient() as client:
+        await client.post("https://api.example.com/async", json={})
+'''
+
+
+def test_async_handlers_run_where_an_event_loop_already_runs() -> None:
+    """As in a notebook kernel: the caller's thread is inside a running event loop."""
+    import asyncio
+
+    async def from_a_running_loop() -> pd.DataFrame:
+        return run_destination(fn(ASYNC_POSTER), [TRACK], responses=Responses(201))
+
+    out = asyncio.run(from_a_running_loop())
+    assert out["outcome"].iloc[0] == "ok"
+    assert out["requests"].iloc[0][0]["response"]["status"] == 201
