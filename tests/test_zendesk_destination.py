@@ -150,3 +150,27 @@ def test_the_notebook_saved_outputs_hold_no_secret(project_root: Path) -> None:
     whole = path.read_text(encoding="utf-8")
     assert whole.count(token) == sources.count(token) == 1
     assert credential not in whole
+
+
+def test_segfn_run_with_the_sample_response_script(samples: Path, samples_dir: Path, tmp_path: Path) -> None:
+    """The real command, in a subprocess: retries play out, requests are masked."""
+    import subprocess
+    import sys
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(SETTINGS))
+    done = subprocess.run(
+        [sys.executable, "-m", "segfn_kit", "run", str(example_path("zendesk_destination")), str(samples),
+         "--settings", str(settings), "--responses", str(samples_dir / "responses" / "zendesk_rate_limited.json"),
+         "--jsonl"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["payload_id"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert len(rows) == 8
+    ticket = rows["support_events.jsonl#2"]
+    assert ticket["outcome"] == "ok"
+    assert [r["response"]["status"] for r in ticket["requests"]] == [429, 201]
+    user = rows["support_events.jsonl#1"]
+    assert user["outcome"] == "ok" and "error" in user["requests"][0]
+    assert SETTINGS["apiToken"] not in done.stdout + done.stderr
