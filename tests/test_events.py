@@ -121,3 +121,26 @@ def on_request(request, settings):
     assert events["event"].tolist() == results["events"].iloc[0]
     # an event frame passes through unchanged
     assert sample_events(events).index.tolist() == events.index.tolist()
+
+
+SAMPLE_FILES = sorted((Path(__file__).resolve().parents[1] / "sample_payloads" / "segment_events").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
+def test_every_sample_event_is_a_spec_event_or_meant_to_be_bad(path: Path) -> None:
+    """Adding a sample file adds a case: ``bad_*`` files hold only non-events, the rest only valid ones."""
+    from segfn_kit._destination import run_destination
+    from segfn_kit.runtime import Function
+
+    events = sample_events(path)
+    assert len(events)
+    noop = Function.from_source("def on_batch(events, settings):\n    return None\n")
+    out = run_destination(noop, events, batch=True)
+    if path.name.startswith("bad_"):
+        valid = events[out["outcome"] != "InvalidEventPayload"]
+        # the one good line in the bad file shows the others are rejected for their own reasons
+        assert len(valid) == 1, out["error"].tolist()
+    else:
+        assert (out["outcome"] == "ok").all(), out["error"].tolist()
+        for event in events["event"]:
+            assert validate(event) == [], event
