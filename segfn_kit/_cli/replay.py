@@ -14,7 +14,11 @@ The write key comes from $SEGMENT_WRITE_KEY, the host from --to or $SEGMENT_API_
 (default https://api.segment.io; EU workspaces: https://events.eu1.segmentapis.com).
 Events keep messageIds derived from each payload, so Segment deduplicates a replay of the
 same archive. With --checkpoint FILE an interrupted replay resumes where it stopped: run the
-same command again. Events that cannot be delivered go to a dead-letter file (JSON Lines).
+same command again (Ctrl-C stops after the events already handed over are delivered).
+Payloads whose events were not accepted, and those whose function raised RetryError or timed
+out, are tried again on the next run. Events that cannot be delivered go to a dead-letter
+file (JSON Lines); an event over 32 KB is reported with its payload id, never dropped quietly.
+Exit status: 0 all delivered, 1 something was not, 2 bad arguments, 130 interrupted.
 
 examples:
   segfn replay stripe.py archive/2025-*.jsonl.gz --checkpoint stripe.ckpt
