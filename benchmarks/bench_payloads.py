@@ -54,8 +54,8 @@ def write_jsonl(path: Path, templates: list[dict[str, Any]], count: int = EVENTS
             event = dict(templates[i % len(templates)])
             event["id"] = f"evt_1Bench{i:018d}"
             event["created"] = 1_700_000_000 + i
-            # Stripe's own pretty-printed bodies carry ", " and ": " separators
-            fh.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
+            # compact, as JSON Lines exports are written
+            fh.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
     return path.stat().st_size
 
 

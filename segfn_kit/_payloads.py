@@ -35,6 +35,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -210,10 +211,15 @@ class Payload:
 # --------------------------------------------------------------------------- JSON parsing
 
 
-_LONG_DIGITS_STR = re.compile(r"[0-9]{19,}")
 _LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19,}")
-_BEFORE_NUMBER_STR = ":,[ \t\r\n"
 _BEFORE_NUMBER_BYTES = b":,[ \t\r\n"
+
+
+# bytes.translate maps digits to "0" and everything else to " ": finding 19 zeros in a row
+# is then a plain substring search, far faster than a regular expression over digit-heavy
+# JSON (timestamps, amounts, ids)
+_DIGIT_TABLE = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_NINETEEN = b"0" * 19
 
 
 def _may_hold_long_int(data: bytes | str) -> bool:
@@ -223,23 +229,14 @@ def _may_hold_long_int(data: bytes | str) -> bool:
     string (``"sub_0000000000000000000"``) is not one, so only runs that start where a
     number can start count.
     """
-    if isinstance(data, bytes):
-        if _LONG_DIGITS_BYTES.search(data) is None:  # the common case, at C speed
-            return False
-        for match in _LONG_DIGITS_BYTES.finditer(data):
-            start = match.start()
-            if data[start - 1 : start] == b"-":
-                start -= 1
-            if data[start - 1 : start] in _BEFORE_NUMBER_BYTES:  # b"" (start 0) is in it too
-                return True
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
+    if _NINETEEN not in raw.translate(_DIGIT_TABLE):  # the common case, at C speed
         return False
-    if _LONG_DIGITS_STR.search(data) is None:
-        return False
-    for text_match in _LONG_DIGITS_STR.finditer(data):
-        start = text_match.start()
-        if data[start - 1 : start] == "-":
+    for match in _LONG_DIGITS_BYTES.finditer(raw):
+        start = match.start()
+        if raw[start - 1 : start] == b"-":
             start -= 1
-        if data[start - 1 : start] in _BEFORE_NUMBER_STR:
+        if raw[start - 1 : start] in _BEFORE_NUMBER_BYTES:  # b"" (start 0) is in it too
             return True
     return False
 
@@ -316,15 +313,20 @@ def _duplicate_key(text: str) -> str | None:
     return found[0] if found else None
 
 
-def _may_have_duplicates(value: Any, text: str) -> bool:
-    # A cheap screen before the exact (slow) check. Every key is a string followed by ':'.
-    # orjson re-serialises the parsed value compactly (fast, in C) with one '":' per key
-    # it kept; when the text has as many, no key was dropped.
-    in_text = text.count('":') + text.count('" :')
+def _may_have_duplicates(value: Any, text: str | bytes) -> bool:
+    # A cheap screen before the exact (slow) check. orjson re-serialises the parsed value
+    # compactly (fast, in C): for compact input of the same length nothing was dropped.
+    # Otherwise count keys: every key is a string followed by ':', and the re-serialised
+    # value has one '":' per key it kept.
     try:
-        return in_text != orjson.dumps(value).count(b'":')
+        compact = orjson.dumps(value)
     except orjson.JSONEncodeError:  # ints beyond 64 bits, nesting beyond 255 levels
-        return in_text > _count_keys(value, 0)
+        raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        return raw.count(b'":') + raw.count(b'" :') > _count_keys(value, 0)
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    if len(compact) == len(raw):
+        return False
+    return raw.count(b'":') + raw.count(b'" :') != compact.count(b'":')
 
 
 def _count_keys(value: Any, depth: int) -> int:
@@ -850,11 +852,11 @@ class _Reader:
         )
         yield self.finish(payload, warning, raw if payload.format == "bare" else None)
 
-    def finish(self, payload: Payload, warning: str | None, raw: str | None) -> Payload:
+    def finish(self, payload: Payload, warning: str | None, raw: str | bytes | None) -> Payload:
         """Add file-level warnings and, for a bare body read from text, the duplicate-key check."""
         extra = warning
         if raw is not None and self.check_duplicates and _may_have_duplicates(payload.body, raw):
-            dup = _duplicate_key(raw)
+            dup = _duplicate_key(payload.raw)
             if dup is not None:
                 extra = _join(
                     extra, f"duplicate key {dup!r}: the last value is kept, as request.json() does"
@@ -924,7 +926,7 @@ class _Reader:
                         value,
                         event_type=detect_event_type({}, value),
                     )
-                    yield self.finish(payload, warning, raw)
+                    yield self.finish(payload, warning, stripped)
                 else:
                     payload = self.from_document(
                         value,
@@ -1178,27 +1180,6 @@ def _flatten_into(out: dict[str, Any], obj: dict[str, Any], prefix: str, depth: 
 _PathTree = dict[str, tuple[str, str, "_PathTree"]]
 
 
-def _flatten_pairs(
-    keys: list[str],
-    values: list[Any],
-    obj: dict[str, Any],
-    prefix: str,
-    tree: _PathTree,
-    depth: int,
-) -> None:
-    # the loader's hot path: two flat lists, so rows of one shape share one key tuple
-    for key, value in obj.items():
-        entry = tree.get(key)
-        if entry is None:
-            path = prefix + key
-            entry = tree[key] = (path, path + ".", {})
-        if type(value) is dict and value and depth > 1:
-            _flatten_pairs(keys, values, value, entry[1], entry[2], depth - 1)
-        else:
-            keys.append(entry[0])
-            values.append(value)
-
-
 def load_payloads(
     *paths: PathArg | Mapping[str, Any] | list[Any],
     split_arrays: bool = False,
@@ -1261,9 +1242,10 @@ def frame_from_payloads(
         [1]
     """
     rows: list[Payload] = []
-    # rows grouped by the tuple of their flattened keys: payloads of one event type mostly
-    # share a shape, so each group fills its columns with one vectorised assignment
-    shapes: dict[tuple[str, ...], tuple[list[int], list[list[Any]]]] = {}
+    # Two passes, so no per-row list of values is held for the whole load: while
+    # streaming, each body's shape (the tuple of its flattened paths) is noted; then the
+    # rows of each shape fill their columns, a chunk at a time, with vectorised assignments.
+    shapes: dict[tuple[str, ...], list[int]] = {}
     tree: _PathTree = {}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loader makes no reference cycles; collections only cost time here
@@ -1273,16 +1255,14 @@ def frame_from_payloads(
             body = p.body
             if flatten_body and type(body) is dict and body:
                 keys: list[str] = []
-                flat_values: list[Any] = []
-                _flatten_pairs(keys, flat_values, body, "body.", tree, max_depth)
+                _flatten_keys(keys, body, "body.", tree, max_depth)
                 shape = tuple(keys)
                 group = shapes.get(shape)
                 if group is None:
-                    shapes[shape] = ([row], [flat_values])
+                    shapes[shape] = [row]
                 else:
-                    group[0].append(row)
-                    group[1].append(flat_values)
-        frame = _build_frame(rows, shapes)
+                    group.append(row)
+        frame = _build_frame(rows, shapes, max_depth)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -1290,9 +1270,34 @@ def frame_from_payloads(
     return frame
 
 
+def _flatten_keys(
+    keys: list[str], obj: dict[str, Any], prefix: str, tree: _PathTree, depth: int
+) -> None:
+    for key, value in obj.items():
+        entry = tree.get(key)
+        if entry is None:
+            path = prefix + key
+            entry = tree[key] = (path, path + ".", {})
+        if type(value) is dict and value and depth > 1:
+            _flatten_keys(keys, value, entry[1], entry[2], depth - 1)
+        else:
+            keys.append(entry[0])
+
+
+def _flatten_values(values: list[Any], obj: dict[str, Any], depth: int) -> None:
+    # the same walk as _flatten_keys, so values come in the order of the row's shape
+    for value in obj.values():
+        if type(value) is dict and value and depth > 1:
+            _flatten_values(values, value, depth - 1)
+        else:
+            values.append(value)
+
+
+_CHUNK = 4096  # rows per vectorised assignment: bounds the temporary lists
+
+
 def _build_frame(
-    payloads: list[Payload],
-    shapes: dict[tuple[str, ...], tuple[list[int], list[list[Any]]]],
+    payloads: list[Payload], shapes: dict[tuple[str, ...], list[int]], max_depth: int = 32
 ) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
@@ -1310,15 +1315,22 @@ def _build_frame(
     block = np.empty((len(slot), n), dtype=object)
     for name in names:
         block[slot[name]] = np.fromiter([getattr(p, name) for p in payloads], dtype=object, count=n)
-    for shape, (rows, value_rows) in shapes.items():
-        if len(rows) == 1:
-            block[[slot[k] for k in shape], rows[0]] = np.fromiter(
-                value_rows[0], dtype=object, count=len(shape)
-            )
-            continue
-        where = np.asarray(rows, dtype=np.intp)
-        for key, column_values in zip(shape, zip(*value_rows, strict=True), strict=True):
-            block[slot[key], where] = np.fromiter(column_values, dtype=object, count=len(rows))
+    for shape, rows in shapes.items():
+        where_slots = [slot[k] for k in shape]
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            value_rows: list[list[Any]] = []
+            for row in chunk:
+                values: list[Any] = []
+                _flatten_values(values, payloads[row].body, max_depth)
+                value_rows.append(values)
+            # one C-level pass over the chunk's values (fromiter never unpacks list values,
+            # as building an array from nested lists would), one fancy assignment
+            width = len(shape)
+            values_2d = np.fromiter(
+                chain.from_iterable(value_rows), dtype=object, count=width * len(chunk)
+            ).reshape(len(chunk), width)
+            block[np.ix_(where_slots, chunk)] = values_2d.T
     index = pd.Index([p.payload_id for p in payloads], name="payload_id", dtype=object)
     frame = pd.DataFrame(block.T, index=index, columns=list(slot), dtype=object, copy=False)
     positions = np.fromiter((p.position for p in payloads), dtype=np.int64, count=n)
