@@ -1241,28 +1241,11 @@ def frame_from_payloads(
         >>> frame_from_payloads([p])["body.a.b"].tolist()
         [1]
     """
-    rows: list[Payload] = []
-    # Two passes, so no per-row list of values is held for the whole load: while
-    # streaming, each body's shape (the tuple of its flattened paths) is noted; then the
-    # rows of each shape fill their columns, a chunk at a time, with vectorised assignments.
-    shapes: dict[tuple[str, ...], list[int]] = {}
-    tree: _PathTree = {}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loader makes no reference cycles; collections only cost time here
     try:
-        for row, p in enumerate(payloads):
-            rows.append(p)
-            body = p.body
-            if flatten_body and type(body) is dict and body:
-                keys: list[str] = []
-                _flatten_keys(keys, body, "body.", tree, max_depth)
-                shape = tuple(keys)
-                group = shapes.get(shape)
-                if group is None:
-                    shapes[shape] = [row]
-                else:
-                    group.append(row)
-        frame = _build_frame(rows, shapes, max_depth)
+        rows = list(payloads)
+        frame = _build_frame(rows, flatten_body, max_depth)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -1270,72 +1253,143 @@ def frame_from_payloads(
     return frame
 
 
-def _flatten_keys(
-    keys: list[str], obj: dict[str, Any], prefix: str, tree: _PathTree, depth: int
+def _flatten_pairs(
+    keys: list[str],
+    values: list[Any],
+    obj: dict[str, Any],
+    prefix: str,
+    tree: _PathTree,
+    depth: int,
 ) -> None:
+    # the loader's hot path: two flat lists, so rows of one shape share one key tuple
     for key, value in obj.items():
         entry = tree.get(key)
         if entry is None:
             path = prefix + key
             entry = tree[key] = (path, path + ".", {})
         if type(value) is dict and value and depth > 1:
-            _flatten_keys(keys, value, entry[1], entry[2], depth - 1)
+            _flatten_pairs(keys, values, value, entry[1], entry[2], depth - 1)
         else:
             keys.append(entry[0])
-
-
-def _flatten_values(values: list[Any], obj: dict[str, Any], depth: int) -> None:
-    # the same walk as _flatten_keys, so values come in the order of the row's shape
-    for value in obj.values():
-        if type(value) is dict and value and depth > 1:
-            _flatten_values(values, value, depth - 1)
-        else:
             values.append(value)
 
 
-_CHUNK = 4096  # rows per vectorised assignment: bounds the temporary lists
+_CHUNK = 4096  # rows flattened at a time: bounds the temporary value lists
+_BLOCK_WIDTH = 64  # body columns per 2D block (the first 32 blocks; then wider)
 
 
-def _build_frame(
-    payloads: list[Payload], shapes: dict[tuple[str, ...], list[int]], max_depth: int = 32
-) -> pd.DataFrame:
+class _Columns:
+    """Body columns as a few 2D object blocks of ``_BLOCK_WIDTH`` columns each.
+
+    The number of rows is known, the number of columns is not (new paths appear as rows
+    are read), so columns go into fixed-size blocks allocated as needed: nothing is copied
+    to grow, and pandas receives a handful of blocks (never the hundreds that make a frame
+    "fragmented").
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.blocks: list[Any] = []
+        self.block_names: list[list[str]] = []
+        self.where: dict[str, tuple[int, int]] = {}
+        # shape -> per block: (block index, rows in the block, positions in the shape)
+        self.placements: dict[tuple[str, ...], list[tuple[int, Any, Any]]] = {}
+
+    def place(self, shape: tuple[str, ...]) -> list[tuple[int, Any, Any]]:
+        import numpy as np
+
+        by_block: dict[int, tuple[list[int], list[int]]] = {}
+        for position, key in enumerate(shape):
+            spot = self.where.get(key)
+            if spot is None:
+                if not self.blocks or len(self.block_names[-1]) == len(self.blocks[-1]):
+                    # wider blocks after every 32, so even thousands of columns make few
+                    # blocks; np.empty fills object arrays with None: absent fields are None
+                    width = _BLOCK_WIDTH << (len(self.blocks) // 32)
+                    self.blocks.append(np.empty((width, self.n), dtype=object))
+                    self.block_names.append([])
+                spot = (len(self.blocks) - 1, len(self.block_names[-1]))
+                self.where[key] = spot
+                self.block_names[-1].append(key)
+            block_rows, positions = by_block.setdefault(spot[0], ([], []))
+            block_rows.append(spot[1])
+            positions.append(position)
+        placement = [
+            (b, np.asarray(block_rows, dtype=np.intp), np.asarray(positions, dtype=np.intp))
+            for b, (block_rows, positions) in by_block.items()
+        ]
+        self.placements[shape] = placement
+        return placement
+
+    def fill(self, shape: tuple[str, ...], rows: list[int], value_rows: list[list[Any]]) -> None:
+        import numpy as np
+
+        placement = self.placements.get(shape) or self.place(shape)
+        width = len(shape)
+        # one C-level pass over the values (fromiter never unpacks list values, as building
+        # an array from nested lists would), then one fancy assignment per block
+        values = np.fromiter(
+            chain.from_iterable(value_rows), dtype=object, count=width * len(rows)
+        ).reshape(len(rows), width)
+        where = np.asarray(rows, dtype=np.intp)
+        for b, block_rows, positions in placement:
+            self.blocks[b][np.ix_(block_rows, where)] = values[:, positions].T
+
+    def frames(self, index: pd.Index) -> list[pd.DataFrame]:
+        import pandas as pd
+
+        out = []
+        for b, names in enumerate(self.block_names):
+            if len(names) < len(self.blocks[b]):  # the last block: keep the columns in use
+                self.blocks[b] = self.blocks[b][: len(names)].copy()
+            block = self.blocks[b]
+            out.append(pd.DataFrame(block.T, index=index, columns=names, dtype=object, copy=False))
+        return out
+
+
+def _build_frame(payloads: list[Payload], flatten_body: bool, max_depth: int) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
     n = len(payloads)
     names = [c for c in FRAME_COLUMNS if c != "position"]
-    slot: dict[str, int] = {name: i for i, name in enumerate(names)}
-    for shape in shapes:
-        for key in shape:
-            if key not in slot:
-                slot[key] = len(slot)
-    # One 2D object block, handed to pandas without a copy. Object dtype keeps None as
-    # None and big ints as exact Python ints (pandas would infer str or float columns).
-    # np.empty fills object arrays with None.
-    block = np.empty((len(slot), n), dtype=object)
-    for name in names:
-        block[slot[name]] = np.fromiter([getattr(p, name) for p in payloads], dtype=object, count=n)
-    for shape, rows in shapes.items():
-        where_slots = [slot[k] for k in shape]
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            value_rows: list[list[Any]] = []
-            for row in chunk:
-                values: list[Any] = []
-                _flatten_values(values, payloads[row].body, max_depth)
-                value_rows.append(values)
-            # one C-level pass over the chunk's values (fromiter never unpacks list values,
-            # as building an array from nested lists would), one fancy assignment
-            width = len(shape)
-            values_2d = np.fromiter(
-                chain.from_iterable(value_rows), dtype=object, count=width * len(chunk)
-            ).reshape(len(chunk), width)
-            block[np.ix_(where_slots, chunk)] = values_2d.T
+    # object dtype throughout: None stays None and big ints stay exact Python ints
+    # (pandas would otherwise infer str columns with NaN, or float columns); the 2D
+    # blocks are handed to pandas without a copy
+    fixed = np.empty((len(names), n), dtype=object)
+    for i, name in enumerate(names):
+        fixed[i] = np.fromiter([getattr(p, name) for p in payloads], dtype=object, count=n)
     index = pd.Index([p.payload_id for p in payloads], name="payload_id", dtype=object)
-    frame = pd.DataFrame(block.T, index=index, columns=list(slot), dtype=object, copy=False)
+    frame = pd.DataFrame(fixed.T, index=index, columns=names, dtype=object, copy=False)
     positions = np.fromiter((p.position for p in payloads), dtype=np.int64, count=n)
     frame.insert(1, "position", positions)
-    return frame
+    if not flatten_body:
+        return frame
+    columns = _Columns(n)
+    tree: _PathTree = {}
+    for start in range(0, n, _CHUNK):
+        # rows grouped by the tuple of their flattened paths: payloads of one event type
+        # mostly share a shape, so each group fills its columns in one assignment
+        groups: dict[tuple[str, ...], tuple[list[int], list[list[Any]]]] = {}
+        for row in range(start, min(n, start + _CHUNK)):
+            body = payloads[row].body
+            if type(body) is dict and body:
+                keys: list[str] = []
+                values: list[Any] = []
+                _flatten_pairs(keys, values, body, "body.", tree, max_depth)
+                shape = tuple(keys)
+                group = groups.get(shape)
+                if group is None:
+                    groups[shape] = ([row], [values])
+                else:
+                    group[0].append(row)
+                    group[1].append(values)
+        for shape, (rows, value_rows) in groups.items():
+            columns.fill(shape, rows, value_rows)
+    parts = columns.frames(index)
+    if not parts:
+        return frame
+    return pd.concat([frame, *parts], axis=1)
 
 
 def request_from_row(row_or_payload: Any) -> Request:

@@ -494,3 +494,12 @@ def test_unparseable_envelope_body_is_a_warning_not_an_error(tmp_path: Path) -> 
     assert row["body"] is None
     assert "not JSON or url-encoded" in row["warning"]
     assert request_from_row(row).text() == "<xml>hi</xml>"
+
+
+def test_thousands_of_columns_stay_in_place_and_unfragmented() -> None:
+    bodies = [{f"k{i}": i, "shared": {"n": i}} for i in range(3000)]
+    frame = load_payloads(bodies)
+    assert frame["body.k2999"].tolist()[-1] == 2999 and frame["body.k2999"].iloc[0] is None
+    assert frame["body.shared.n"].tolist() == list(range(3000))
+    frame["added"] = 1  # no "highly fragmented" warning (warnings are errors here)
+    assert frame.shape == (3000, len(FRAME_COLUMNS) + 3001 + 1)
