@@ -27,7 +27,13 @@ from typing import Any, cast
 
 import pandas as pd
 
-from segfn_kit.runtime import Settings, mask_text
+from segfn_kit.runtime import MASK, Settings, mask_text
+
+# request headers that carry the sender's credentials: masked in approved files, which are
+# committed and turned into tests (signature headers are HMACs, not secrets, and stay)
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token"}
+)
 
 __all__ = ["ApprovedOutputError", "approve", "approved_path", "load_approved"]
 
@@ -212,6 +218,8 @@ def envelope(row: Mapping[str, Any] | pd.Series) -> dict[str, Any]:
     Example:
         >>> envelope({"headers": {"A": "1"}, "raw": '{"x":1}', "method": "POST"})
         {'method': 'POST', 'headers': {'A': '1'}, 'body': '{"x":1}'}
+        >>> envelope({"headers": {"Authorization": "Bearer abc"}, "raw": "{}"})["headers"]
+        {'Authorization': '••••••'}
     """
     get = row.get
     out: dict[str, Any] = {}
@@ -223,7 +231,11 @@ def envelope(row: Mapping[str, Any] | pd.Series) -> dict[str, Any]:
     if isinstance(query, Mapping) and query:
         out["query"] = dict(query)
     headers = get("headers")
-    out["headers"] = dict(headers) if isinstance(headers, Mapping) else {}
+    out["headers"] = (
+        {k: (MASK if str(k).lower() in _CREDENTIAL_HEADERS else v) for k, v in headers.items()}
+        if isinstance(headers, Mapping)
+        else {}
+    )
     raw = get("raw")
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "surrogateescape")

@@ -51,7 +51,7 @@ def test_secrets_never_reach_requests_logs_or_errors() -> None:
     text = json.dumps(out.drop(columns=["returned"]).to_dict("records"), default=str)
     assert SECRET not in text
     assert "sent with ••••••" in out["logs"].iloc[0]
-    assert out["error"].iloc[1] == "ValueError: bad key ••••••"
+    assert out["error"].iloc[1] == "ValueError: bad key •••••• (<function>, line 13)"
     assert out["outcome"].iloc[1] == "error" and out["error_line"].iloc[1] == 13
 
 

@@ -128,7 +128,7 @@ def test_secret_settings_are_masked_everywhere_they_show() -> None:
     inv = fn.on_request(Request(b"{}"), settings)
     assert inv.outcome == "error"
     assert "declared-secret" not in (inv.error or "") and "named-like-a-key" not in (inv.error or "")
-    assert inv.error == f"ValueError: bad key {MASK} and {MASK}"
+    assert inv.error == f"ValueError: bad key {MASK} and {MASK} (<function>, line 3)"
 
 
 def test_required_settings_are_declared_in_the_file() -> None:
@@ -313,7 +313,7 @@ def test_subclasses_keep_their_parents_meaning_and_other_errors_are_error() -> N
     )
     assert fn.on_request(Request(b'{"x": 1}')).outcome == "EventNotSupported"
     inv = fn.on_request(Request(b"{}"))
-    assert (inv.outcome, inv.error, inv.error_line) == ("error", "KeyError: 'missing'", 7)
+    assert (inv.outcome, inv.error, inv.error_line) == ("error", "KeyError: 'missing' (<function>, line 7)", 7)
 
 
 def test_a_slow_function_times_out_even_if_it_catches_exceptions() -> None:
@@ -427,7 +427,7 @@ def test_unused_import_of_event_not_supported_is_the_same_class() -> None:
 def test_sys_exit_fails_only_its_invocation() -> None:
     inv = source_fn("    import sys\n    sys.exit(3)\n").on_request(Request(b"{}"))
     assert inv.outcome == "error"
-    assert inv.error == "SystemExit: the function called sys.exit(3); raise one of the five Segment errors instead"
+    assert inv.error == "SystemExit: the function called sys.exit(3); raise one of the five Segment errors instead (<function>, line 5)"
 
 
 def test_message_id_none_means_make_one_as_analytics_python_does() -> None:

@@ -281,6 +281,11 @@ class Function:
                 "five Segment errors instead" if isinstance(exc, SystemExit)
                 else f"{type(exc).__name__}: {exc}"
             )
+            line = _line_in(exc, self.filename)
+            if outcome == "error" and line is not None:
+                # an unexpected error is a bug in the function: say where, in the text itself,
+                # so `segfn run --jsonl` and handler logs point at it too
+                text += f" ({os.path.basename(self.filename)}, line {line})"
             message = mask_text(text, settings.secret_values())
             return Invocation(
                 outcome=outcome,
@@ -288,7 +293,7 @@ class Function:
                 objects=collector.objects,
                 problems=collector.problems,
                 error=message,
-                error_line=_line_in(exc, self.filename),
+                error_line=line,
                 duration=duration,
             )
         finally:
