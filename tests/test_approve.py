@@ -139,3 +139,13 @@ def test_destination_records_carry_the_event_and_requests(tmp_path: Path) -> Non
     record = load_approved(target)[0]
     assert record["event"] == event and "payload" not in record
     assert record["requests"][0]["url"].endswith("tickets.json")
+
+
+def test_credential_headers_of_captures_are_masked_but_signatures_kept() -> None:
+    row = {
+        "headers": {"Authorization": "Basic dXNlcjpwYXNz", "Cookie": "session=abc123", "Stripe-Signature": "t=1,v1=ab"},
+        "raw": "{}",
+    }
+    headers = envelope(row)["headers"]
+    assert "dXNlcjpwYXNz" not in json.dumps(headers) and "abc123" not in json.dumps(headers)
+    assert headers["Stripe-Signature"] == "t=1,v1=ab"
