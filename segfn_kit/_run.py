@@ -38,9 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
+import orjson
 import pandas as pd
 
-from segfn_kit._payloads import Payload, iter_payloads, load_payloads, request_from_row
+from segfn_kit._payloads import (
+    Payload,
+    _may_hold_long_int,
+    iter_payloads,
+    load_payloads,
+    request_from_row,
+)
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
 from segfn_kit.runtime._request import _UNSET
 from segfn_kit.spec import validate as validate_event
@@ -141,6 +148,40 @@ def _load_function(function: FunctionLike) -> Function:
     raise TypeError(
         f"function must be a Function, a file path or source text, not {type(function).__name__}"
     )
+
+
+class _DigestCache:
+    """Payload digests by body, so that re-running an edited function over the same payloads
+    (the preview loop) does not canonicalise every body again. Bounded: cleared when full."""
+
+    def __init__(self, limit: int = 10_000):
+        self._digests: dict[bytes, str] = {}
+        self._limit = limit
+
+    def get(self, content: bytes) -> str | None:
+        return self._digests.get(content)
+
+    def put(self, content: bytes, digest: str) -> None:
+        if len(self._digests) >= self._limit:
+            self._digests.clear()
+        self._digests[content] = digest
+
+
+_DIGESTS = _DigestCache()
+
+
+def _parse_ahead(request: Request) -> None:
+    """Parse the body with orjson where its result is exactly what ``json.loads`` gives.
+
+    orjson is several times faster; it reads integers beyond 64 bits as floats, so texts
+    that may hold one (and anything orjson refuses: NaN, BOMs, invalid UTF-8, lone
+    surrogates) are left to the runtime's own ``request.json()``, errors and all.
+    """
+    if request._json is _UNSET and not _may_hold_long_int(request.content):
+        try:
+            request._json = orjson.loads(request.content)
+        except orjson.JSONDecodeError:
+            pass
 
 
 @dataclass(slots=True)
@@ -454,7 +495,13 @@ def _run_source(
                 discarded.append([])
                 logs.append("")
                 continue
+            _parse_ahead(request)
+            cached = _DIGESTS.get(request.content)
+            if cached is not None:
+                request._digest = cached
             inv = on_request(request, settings, timeout=timeout)
+            if cached is None and request._digest is not None:
+                _DIGESTS.put(request.content, request._digest)
             if buffer.tell():
                 text = buffer.getvalue()
                 buffer.seek(0)

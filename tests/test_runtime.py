@@ -461,3 +461,21 @@ def test_async_handlers_run_inside_a_running_event_loop() -> None:
 
     inv = asyncio.run(in_a_loop())
     assert inv.outcome == "ok" and inv.events[0]["type"] == "identify"
+
+
+def test_message_ids_come_from_the_body_as_received_not_as_the_function_changed_it() -> None:
+    plain = Function.from_source(
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    Segment.track(user_id='u', event='E')\n"
+    )
+    mutating = Function.from_source(
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    body = request.json()\n"
+        "    body.pop('noise')\n"
+        "    Segment.track(user_id='u', event='E')\n"
+    )
+    body = b'{"id": "evt_1", "noise": [1, 2, 3]}'
+    first = plain.on_request(Request(body)).events[0]["messageId"]
+    assert mutating.on_request(Request(body)).events[0]["messageId"] == first

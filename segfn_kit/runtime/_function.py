@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._errors import FUNCTION_ERRORS, FunctionLoadError, FunctionTimeout
-from ._request import _UNSET, Request
-from ._segment import Collector, _current, payload_digest
+from ._request import Request
+from ._segment import Collector, _current
 from ._settings import Settings, declared_settings, mask_text, secret_names
 
 __all__ = [
@@ -200,13 +200,7 @@ class Function:
             raise TypeError(f"{self.filename} is a destination function; call on_event()")
         settings = settings if isinstance(settings, Settings) else self.settings(settings)
 
-        def digest() -> str:
-            parsed = request._json
-            if parsed is _UNSET:
-                return payload_digest(request.content)
-            return payload_digest(request.content, parsed)
-
-        return self._invoke(self.handlers["on_request"], (request, settings), Collector(digest), settings, timeout)
+        return self._invoke(self.handlers["on_request"], (request, settings), Collector(request.digest), settings, timeout)
 
     def on_event(
         self,

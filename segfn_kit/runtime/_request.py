@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._errors import InvalidEventPayload
+from ._segment import payload_digest
 
 __all__ = ["Headers", "Request"]
 
@@ -76,7 +77,7 @@ class Request:
         'application/json'
     """
 
-    __slots__ = ("_json", "content", "headers", "method", "query", "received_at", "url")
+    __slots__ = ("_digest", "_json", "content", "headers", "method", "query", "received_at", "url")
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class Request:
         received_at: str | None = None,
     ):
         self._json: Any = _UNSET
+        self._digest: str | None = None
         if isinstance(body, bytes | bytearray | memoryview):
             self.content = bytes(body)
         elif isinstance(body, str):
@@ -143,6 +145,20 @@ class Request:
             raise InvalidEventPayload(
                 f"request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){hint}"
             ) from None
+
+    def digest(self) -> str:
+        """A digest of the body's content, the seed of derived ``messageId``s.
+
+        Computed from the body as received (JSON in canonical form), never from what the
+        function did to the parsed object, so the same payload always gives the same ids.
+
+        Example:
+            >>> Request(b'{"b": 1, "a": 2}').digest() == Request(b'{"a":2,"b":1}').digest()
+            True
+        """
+        if self._digest is None:
+            self._digest = payload_digest(self.content)
+        return self._digest
 
     def form(self) -> dict[str, Any]:
         """The body parsed as ``application/x-www-form-urlencoded``.
