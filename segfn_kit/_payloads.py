@@ -884,11 +884,19 @@ class _Reader:
                 count += 1
                 pid = f"{base_id}#{number}"
                 raw = stripped.decode("utf-8", "surrogateescape")
+                exact = False
                 try:
-                    if _may_hold_long_int(stripped):
-                        raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
                     value = orjson.loads(stripped)
                     warning = None
+                    # A compact line that orjson writes back byte for byte lost nothing: no
+                    # integer beyond 64 bits turned float, no repeated key dropped. One
+                    # comparison then stands for both checks, the common case of exports.
+                    try:
+                        exact = orjson.dumps(value) == stripped
+                    except orjson.JSONEncodeError:
+                        exact = False
+                    if not exact and _may_hold_long_int(stripped):
+                        raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
                 except orjson.JSONDecodeError:
                     try:
                         stripped.decode("utf-8")
@@ -926,7 +934,7 @@ class _Reader:
                         value,
                         event_type=detect_event_type({}, value),
                     )
-                    yield self.finish(payload, warning, stripped)
+                    yield self.finish(payload, warning, None if exact else stripped)
                 else:
                     payload = self.from_document(
                         value,

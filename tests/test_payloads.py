@@ -503,3 +503,28 @@ def test_thousands_of_columns_stay_in_place_and_unfragmented() -> None:
     assert frame["body.shared.n"].tolist() == list(range(3000))
     frame["added"] = 1  # no "highly fragmented" warning (warnings are errors here)
     assert frame.shape == (3000, len(FRAME_COLUMNS) + 3001 + 1)
+
+
+def test_json_lines_keep_big_ints_and_report_duplicate_keys(tmp_path: Path) -> None:
+    lines = [
+        '{"id":123456789012345678901234567890}',
+        '{"a":1,"a":2}',
+        '{"a": 1, "a": 2}',
+        '{"n":-12345678901234567890}',
+        '{"f":1e16}',
+        '{"ok":"sub_0000000000000000000000"}',
+    ]
+    frame = load_payloads(write(tmp_path / "x.jsonl", "\n".join(lines)))
+    assert frame["body"].tolist() == [
+        {"id": 123456789012345678901234567890},
+        {"a": 2},
+        {"a": 2},
+        {"n": -12345678901234567890},
+        {"f": 1e16},
+        {"ok": "sub_0000000000000000000000"},
+    ]
+    assert type(frame["body.id"].iloc[0]) is int
+    warnings = frame["warning"].tolist()
+    assert "duplicate key 'a'" in warnings[1] and "duplicate key 'a'" in warnings[2]
+    assert [w is None for w in warnings] == [True, False, False, True, True, True]
+    assert frame["raw"].tolist() == lines
