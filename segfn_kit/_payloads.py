@@ -1441,14 +1441,3 @@ def request_from_row(row_or_payload: Any) -> Request:
         query=query if isinstance(query, Mapping) and query else None,
         received_at=received if isinstance(received, str) else None,
     )
-
-
-def read_envelope_bytes(data: bytes, name: str = "<bytes>") -> Payload:
-    """Read one capture envelope (or any one-document payload) from bytes.
-
-    Example:
-        >>> read_envelope_bytes(b'{"headers": {}, "body": "a=1"}').body
-        {'a': '1'}
-    """
-    reader = _Reader(split_arrays=False, check_duplicates=True, on_skip=None)
-    return next(iter(reader.read_document(data, Path(name), name)))
