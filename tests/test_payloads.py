@@ -528,3 +528,16 @@ def test_json_lines_keep_big_ints_and_report_duplicate_keys(tmp_path: Path) -> N
     assert "duplicate key 'a'" in warnings[1] and "duplicate key 'a'" in warnings[2]
     assert [w is None for w in warnings] == [True, False, False, True, True, True]
     assert frame["raw"].tolist() == lines
+
+
+def test_har_base64_post_data(tmp_path: Path) -> None:
+    body = '{"type": "invoice.paid", "note": "café"}'.encode()
+    har = {"log": {"entries": [{"request": {
+        "method": "POST", "url": "http://x/h", "headers": [],
+        "postData": {"mimeType": "application/json", "encoding": "base64",
+                     "text": base64.b64encode(body).decode()},
+    }}]}}
+    row = load_payloads(write(tmp_path / "b.har", dump(har))).iloc[0]
+    assert row["event_type"] == "invoice.paid"
+    assert row["body.note"] == "café"
+    assert request_from_row(row).content == body

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print("no changes" if args.drift else "no fields: the payloads have no JSON object bodies")
         return 0
     shown = result.copy()
+    if "timestamp" in shown.columns:
+        shown["timestamp"] = shown["timestamp"].fillna("")
     if "examples" in shown.columns:
         shown["examples"] = shown["examples"].map(lambda xs: ", ".join(repr(x) for x in xs)[:60])
     with pd.option_context(
