@@ -13,6 +13,7 @@ of payloads that mixes Unix and ISO fields (Stripe's ``created`` next to an ISO 
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 from collections.abc import Iterator
@@ -78,18 +79,19 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _timestamp_format(name: str, value: Any) -> str | None:
-    leaf = name.rsplit(".", 1)[-1].removesuffix("[]")
-    if isinstance(value, str):
-        if len(value) < 10 or not _ISO.match(value):
+def _time_named(name: str) -> bool:
+    return bool(_TIME_NAME.search(name.rsplit(".", 1)[-1].removesuffix("[]")))
+
+
+def _timestamp_format(time_named: bool, value: Any) -> str | None:
+    if type(value) is str:
+        if len(value) < 10 or not value[:1].isdigit() or not _ISO.match(value):
             return None
         # a bare date ("2020-08-27") is a timestamp only where the name says so (not api_version)
-        return "iso8601" if len(value) > 10 or _TIME_NAME.search(leaf) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "iso8601" if len(value) > 10 or time_named else None
+    if not time_named or type(value) not in (int, float):
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if not _TIME_NAME.search(leaf):
         return None
     if _UNIX_S[0] <= value <= _UNIX_S[1]:
         return "unix"
@@ -121,6 +123,8 @@ def _example(value: Any) -> Any:
 
 @dataclass
 class _Field:
+    name: str
+    time_named: bool = False
     rows: set[int] = field(default_factory=set)
     types: dict[str, int] = field(default_factory=dict)
     nulls: int = 0
@@ -129,23 +133,40 @@ class _Field:
     examples: list[Any] = field(default_factory=list)
     timestamps: dict[str, int] = field(default_factory=dict)
 
-    def add(self, row: int, name: str, value: Any) -> None:
+    def __post_init__(self) -> None:
+        self.time_named = _time_named(self.name)
+
+    def add(self, row: int, value: Any) -> None:
         self.rows.add(row)
         self.seen += 1
-        kind = json_type(value)
+        kind = _TYPE_NAMES.get(type(value)) or json_type(value)
         self.types[kind] = self.types.get(kind, 0) + 1
         if value is None:
             self.nulls += 1
             return
         if len(self.distinct) < MAX_DISTINCT:
-            key = _distinct_key(value)
+            key = (kind, value) if kind in _HASHABLE else _distinct_key(value)
             if key not in self.distinct:
                 self.distinct.add(key)
                 if len(self.examples) < MAX_EXAMPLES:
                     self.examples.append(_example(value))
-        ts = _timestamp_format(name, value)
-        if ts is not None:
-            self.timestamps[ts] = self.timestamps.get(ts, 0) + 1
+        if kind in _MAYBE_TIME:
+            ts = _timestamp_format(self.time_named, value)
+            if ts is not None:
+                self.timestamps[ts] = self.timestamps.get(ts, 0) + 1
+
+
+_TYPE_NAMES = {
+    type(None): "null",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    dict: "object",
+    list: "array",
+}
+_HASHABLE = frozenset({"boolean", "integer", "string"})  # floats: NaN != NaN, see _distinct_key
+_MAYBE_TIME = frozenset({"integer", "number", "string"})
 
 
 def _walk(value: Any, prefix: str, depth: int) -> Iterator[tuple[str, Any]]:
@@ -168,12 +189,18 @@ def _walk(value: Any, prefix: str, depth: int) -> Iterator[tuple[str, Any]]:
 
 def _profile_rows(bodies: list[Any]) -> tuple[dict[str, _Field], int]:
     fields: dict[str, _Field] = {}
-    for row, body in enumerate(bodies):
-        for path, value in _walk(body, "", 0):
-            entry = fields.get(path)
-            if entry is None:
-                entry = fields[path] = _Field()
-            entry.add(row, path, value)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # no reference cycles here; collections over the many small sets cost time
+    try:
+        for row, body in enumerate(bodies):
+            for path, value in _walk(body, "", 0):
+                entry = fields.get(path)
+                if entry is None:
+                    entry = fields[path] = _Field(path)
+                entry.add(row, value)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return fields, len(bodies)
 
 
