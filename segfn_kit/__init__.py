@@ -46,7 +46,26 @@ _EXPORTS = {
     "read_sink": "segfn_kit._sink",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "Responses",
+    "__version__",
+    "approve",
+    "coverage",
+    "diff",
+    "drift",
+    "export",
+    "iter_payloads",
+    "load_payloads",
+    "preview",
+    "profile",
+    "read_sink",
+    "redact",
+    "replay",
+    "run",
+    "sample_events",
+    "to_jsonl",
+    "validate",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from segfn_kit._approve import approve

@@ -38,3 +38,7 @@ def test_runtime_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_all_lists_every_lazily_exported_name() -> None:
+    assert set(segfn_kit.__all__) == {"__version__", *segfn_kit._EXPORTS}
