@@ -42,7 +42,7 @@ test: install browser ## set up and run every test (unit, notebooks, browser, sh
 
 .PHONY: lint
 lint: install ## ruff and mypy --strict on the package
-	$(VENV)/bin/ruff check segfn_kit tests
+	$(VENV)/bin/ruff check segfn_kit tests benchmarks
 	$(VENV)/bin/mypy
 
 .PHONY: bench
