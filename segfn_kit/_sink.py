@@ -1,7 +1,9 @@
 """A local server compatible with the Segment Tracking API, that can be told to fail.
 
 It answers ``/v1/batch``, ``/v1/import``, ``/v1/track``, ``/v1/identify``, ``/v1/page``,
-``/v1/screen``, ``/v1/group`` and ``/v1/alias`` as Segment does:
+``/v1/screen``, ``/v1/group`` and ``/v1/alias`` as Segment does, and the Objects API's
+``/v1/set`` (``{"collection", "objects": [{"id", "properties"}, ...]}``, the objects kept in
+an ``objects`` table, ``read_sink(store, objects=True)``), so one URL can stand for both hosts:
 
 - HTTP Basic auth with the write key as user name (or ``writeKey`` in the body); 401 otherwise;
 - 400 for invalid JSON, an event over 32 KB (the answer names its messageId) or a batch over
@@ -71,6 +73,8 @@ __all__ = [
 ]
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+MAX_SET_OBJECTS = 100
+"""Objects per ``/v1/set`` body the sink accepts (segmentio/objects-go's batch size)."""
 FAULT_KINDS = ("500", "429", "400", "drop", "slow", "lost")
 """``500``, ``429`` (with ``Retry-After``) and ``400`` answer at once without storing; ``drop`` closes
 the connection without an answer and stores nothing; ``slow`` answers normally after
@@ -160,8 +164,9 @@ class Faults:
 class SinkStore:
     """The SQLite file the sink writes; safe to read while the sink runs (WAL mode).
 
-    Tables: ``events`` (every accepted event, ``duplicate`` = its messageId was seen before)
-    and ``dropped`` (events past 2,500 in a batch, answered 200 but not kept).
+    Tables: ``events`` (every accepted event, ``duplicate`` = its messageId was seen before),
+    ``dropped`` (events past 2,500 in a batch, answered 200 but not kept) and ``objects``
+    (every accepted ``/v1/set`` object, redeliveries included).
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -183,6 +188,9 @@ class SinkStore:
             CREATE TABLE IF NOT EXISTS dropped (
                 seq INTEGER PRIMARY KEY, message_id TEXT, reason TEXT, received_at TEXT,
                 event TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS objects (
+                seq INTEGER PRIMARY KEY, collection TEXT NOT NULL, object_id TEXT NOT NULL,
+                received_at TEXT, properties TEXT NOT NULL);
             """
         )
         self._lock = threading.Lock()
@@ -213,6 +221,16 @@ class SinkStore:
                 raise
         return len(rows), duplicates
 
+    def add_objects(self, collection: str, objects: list[dict[str, Any]], received_at: str) -> int:
+        """Store the objects of one ``/v1/set`` body; returns how many."""
+        rows = [(collection, obj["id"], received_at,
+                 json.dumps(obj["properties"], ensure_ascii=False, separators=(",", ":")))
+                for obj in objects]
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO objects (collection, object_id, received_at, properties) VALUES (?, ?, ?, ?)", rows)
+        return len(rows)
+
     def add_dropped(self, events: list[Any], reason: str, received_at: str) -> None:
         """Record events the sink answered 200 for but did not keep (as Segment drops them)."""
         with self._lock:
@@ -238,7 +256,8 @@ class SinkStore:
                 "SELECT COUNT(*), COALESCE(SUM(duplicate), 0) FROM events").fetchone()
             (unique,) = self._db.execute("SELECT COUNT(*) FROM message_ids").fetchone()
             (dropped,) = self._db.execute("SELECT COUNT(*) FROM dropped").fetchone()
-        return {"stored": stored, "unique": unique, "duplicates": dups, "dropped": dropped}
+            (objects,) = self._db.execute("SELECT COUNT(*) FROM objects").fetchone()
+        return {"stored": stored, "unique": unique, "duplicates": dups, "dropped": dropped, "objects": objects}
 
     def close(self) -> None:
         with self._lock:
@@ -268,7 +287,7 @@ class Sink:
         self.faults = faults or Faults()
         self.counters: dict[str, int] = {}
         routes = [Route(f"/v1/{kind}", self._endpoint, methods=["POST"])
-                  for kind in (*EVENT_TYPES, "batch", "import")]
+                  for kind in (*EVENT_TYPES, "batch", "import", "set")]
         routes += [
             Route("/__faults", self._faults_endpoint, methods=["GET", "POST"]),
             Route("/__stats", self._stats_endpoint, methods=["GET"]),
@@ -346,9 +365,18 @@ class Sink:
         if not isinstance(payload, dict):
             raise _Reject(400, "the body must be a JSON object")
         body_key = payload.pop("writeKey", None)
+        if kind == "set":
+            # early objects-go clients put the key in the body as write_key
+            body_key = payload.pop("write_key", body_key)
         if header_key is None and not (isinstance(body_key, str) and self._key_ok(body_key)):
             raise _Reject(401, "missing or invalid write key: use Basic auth or writeKey")
         received_at = _now()
+        if kind == "set":
+            collection, objects = _check_set(payload, len(raw))
+            stored = self.store.add_objects(collection, objects, received_at)
+            info.events = stored
+            self._count("objects", stored)
+            return 200, {"success": True}
         if kind in ("batch", "import"):
             if len(raw) > MAX_BATCH_BYTES:
                 raise _Reject(400, f"batch of {len(raw):,} bytes is over the {MAX_BATCH_BYTES:,}-byte limit")
@@ -397,7 +425,8 @@ class Sink:
         return JSONResponse(self.stats())
 
     async def _index(self, request: Request) -> Response:
-        return JSONResponse({"service": "segfn sink", "endpoints": [f"/v1/{k}" for k in (*EVENT_TYPES, "batch", "import")],
+        return JSONResponse({"service": "segfn sink",
+                             "endpoints": [f"/v1/{k}" for k in (*EVENT_TYPES, "batch", "import", "set")],
                              "stats": self.stats()})
 
 
@@ -489,6 +518,28 @@ def _check_event(event: Any) -> None:
     if size > MAX_EVENT_BYTES:
         raise _Reject(400, f"event with messageId {event.get('messageId')!r} is {size:,} bytes, "
                            f"over the {MAX_EVENT_BYTES:,}-byte limit")
+
+
+def _check_set(payload: dict[str, Any], size: int) -> tuple[str, list[dict[str, Any]]]:
+    """The collection and objects of a ``/v1/set`` body, or a 400 naming what is wrong."""
+    if size > MAX_BATCH_BYTES:
+        raise _Reject(400, f"set body of {size:,} bytes is over the {MAX_BATCH_BYTES:,}-byte limit")
+    collection = payload.get("collection")
+    if not isinstance(collection, str) or not collection:
+        raise _Reject(400, "a set body needs a non-empty \"collection\"")
+    if collection != collection.lower():
+        raise _Reject(400, f"collection {collection!r} must be lower case")
+    objects = payload.get("objects")
+    if not isinstance(objects, list) or not objects:
+        raise _Reject(400, "a set body needs a non-empty \"objects\" list")
+    if len(objects) > MAX_SET_OBJECTS:
+        raise _Reject(400, f"{len(objects)} objects in one set body, over {MAX_SET_OBJECTS}")
+    for index, obj in enumerate(objects):
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
+            raise _Reject(400, f"objects[{index}] needs a non-empty string \"id\"")
+        if not isinstance(obj.get("properties"), dict):
+            raise _Reject(400, f"objects[{index}] (id {obj['id']!r}) needs \"properties\" as an object")
+    return collection, objects
 
 
 def _merged(event: dict[str, Any], shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -674,7 +725,12 @@ def _read_url(proc: subprocess.Popen[str], timeout: float, err: Any) -> str:
 
 # -- reading it --------------------------------------------------------------------------
 def read_sink(
-    store: str | os.PathLike[str], *, unique: bool = False, dropped: bool = False, requests: bool = False
+    store: str | os.PathLike[str],
+    *,
+    unique: bool = False,
+    dropped: bool = False,
+    requests: bool = False,
+    objects: bool = False,
 ) -> pd.DataFrame:
     """The events a sink stored, as a DataFrame (one row per accepted event, in arrival order).
 
@@ -685,6 +741,9 @@ def read_sink(
         requests: read the requests instead: ``endpoint``, ``status`` (0: connection dropped),
             ``fault``, ``events`` stored, ``body_bytes`` (decompressed), ``wire_bytes``,
             ``content_encoding``, ``received_at``.
+        objects: read the ``Segment.set`` objects posted to ``/v1/set`` instead:
+            ``collection``, ``id``, ``properties`` (a dict), ``received_at``, in arrival order
+            (an object set again appears again; the last one is what the warehouse keeps).
 
     Columns: ``message_id``, ``type``, ``event`` (track name), ``user_id``,
     ``anonymous_id``, ``timestamp``, ``received_at``, ``endpoint``, ``duplicate`` (its
@@ -702,6 +761,11 @@ def read_sink(
         [{'message_id': 'm1', 'event': 'Paid', 'duplicate': False}, {'message_id': 'm1', 'event': 'Paid', 'duplicate': True}]
         >>> len(read_sink(path, unique=True))
         1
+        >>> with running_sink(store=path) as url:
+        ...     _ = httpx.post(url + "/v1/set", auth=("KEY", ""), json={"collection": "rooms",
+        ...         "objects": [{"id": "r1", "properties": {"beds": 2}}]})
+        >>> read_sink(path, objects=True)[["collection", "id", "properties"]].to_dict("records")
+        [{'collection': 'rooms', 'id': 'r1', 'properties': {'beds': 2}}]
     """
     import pandas as pd
 
@@ -715,6 +779,14 @@ def read_sink(
                        "content_encoding", "received_at"]
             rows = db.execute(f"SELECT {', '.join(columns)} FROM requests ORDER BY seq").fetchall()
             return pd.DataFrame(rows, columns=columns)
+        if objects:
+            columns = ["collection", "id", "properties", "received_at"]
+            try:
+                rows = db.execute(
+                    "SELECT collection, object_id, properties, received_at FROM objects ORDER BY seq").fetchall()
+            except sqlite3.OperationalError:  # a store written before the sink took objects
+                rows = []
+            return pd.DataFrame([(c, i, json.loads(p), t) for c, i, p, t in rows], columns=columns)
         if dropped:
             rows = db.execute("SELECT message_id, reason, received_at, event FROM dropped ORDER BY seq").fetchall()
             return pd.DataFrame(

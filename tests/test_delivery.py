@@ -251,3 +251,111 @@ def test_configuration_mistakes_are_clear() -> None:
         TrackingClient("")
     with pytest.raises(ValueError, match="max_batch_events"):
         TrackingClient(KEY, max_batch_events=3_000)
+
+
+# -- objects (Segment.set -> the Objects API's /v1/set) ---------------------------------------
+
+
+def room(collection: str, i: int, size: int = 0) -> dict[str, Any]:
+    return {"collection": collection, "id": f"{collection[:1]}{i}", "properties": {"n": i, "pad": "x" * size}}
+
+
+def objects_client(sink: Sink, **options: Any) -> TrackingClient:
+    return client_for(sink, objects_host=sink.url, **options)
+
+
+def test_objects_are_sent_per_collection_in_batches_of_100(sink: Sink) -> None:
+    rooms = [room("rooms", i) for i in range(150)]
+    hotels = [room("hotels", i) for i in range(3)]
+    mixed = [*rooms[:50], *hotels, *rooms[50:]]
+    report = objects_client(sink).send([track(1)], objects=mixed)
+    assert (report.events, report.accepted, report.objects, report.objects_accepted) == (1, 1, 153, 153)
+    assert report.ok and report.batches == 4  # one /v1/batch; rooms 100 + 50; hotels 3
+    requests = read_sink(sink.store, requests=True)
+    assert requests[["endpoint", "events"]].values.tolist() == [["batch", 1], ["set", 100], ["set", 50], ["set", 3]]
+    stored = read_sink(sink.store, objects=True)
+    assert stored["collection"].tolist() == ["rooms"] * 150 + ["hotels"] * 3
+    assert stored["id"].tolist() == [o["id"] for o in rooms + hotels]
+    assert stored["properties"].tolist() == [o["properties"] for o in rooms + hotels]
+    assert read_sink(sink.store)["message_id"].tolist() == ["msg-000001"]
+
+
+def test_object_batches_stay_under_500_kb(sink: Sink) -> None:
+    objects = [room("rooms", i, size=30_000) for i in range(40)]
+    report = objects_client(sink).send_objects(objects)
+    assert report.objects_accepted == 40 and report.batches == 3
+    sizes = read_sink(sink.store, requests=True)["body_bytes"].tolist()
+    assert all(size <= MAX_BATCH_BYTES for size in sizes) and sum(sizes) > 2 * MAX_BATCH_BYTES * 0.9
+
+
+def test_objects_go_to_the_objects_host_with_basic_auth() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    client = TrackingClient(KEY, host="https://api.example.test", transport=httpx.MockTransport(answer))
+    with client:
+        client.send_objects([{"collection": "rooms", "id": "r1", "properties": {"beds": 2}}])
+    assert [str(r.url) for r in seen] == ["https://objects.segment.com/v1/set"]
+    assert seen[0].headers["authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+    assert json.loads(seen[0].content) == {"collection": "rooms", "objects": [{"id": "r1", "properties": {"beds": 2}}]}
+
+
+def test_object_retries_go_through_the_same_loop(sink: Sink) -> None:
+    sink.faults(script=["ok", "500", "drop", "429"], retry_after=0)
+    report = objects_client(sink).send([track(1)], objects=[room("rooms", 1), room("rooms", 2)])
+    assert report.ok and report.retries == 3 and report.statuses == {"200": 2, "500": 1, "connection": 1, "429": 1}
+    assert read_sink(sink.store, objects=True)["id"].tolist() == ["r1", "r2"]
+
+
+def test_objects_not_accepted_raise_and_go_to_the_dead_letter_file(sink: Sink, tmp_path: Path) -> None:
+    sink.faults(script=["ok", "400"])
+    dead = tmp_path / "dead.jsonl"
+    objects = [room("rooms", 1), room("rooms", 2)]
+    with pytest.raises(DeliveryError, match="2 of 2 object") as info:
+        objects_client(sink, dead_letter=dead).send([track(1)], objects=objects)
+    report = info.value.report
+    assert report.accepted == 1 and report.objects_accepted == 0 and not report.ok
+    assert report.dead_letter_objects == ["rooms/r1", "rooms/r2"] and report.dead_letters == 0
+    lines = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [(line["collection"], line["object"]) for line in lines] == [
+        ("rooms", {"id": o["id"], "properties": o["properties"]}) for o in objects
+    ]
+    assert KEY not in dead.read_text() and KEY not in str(info.value)
+
+
+def test_invalid_objects_are_one_error_and_nothing_is_sent(sink: Sink) -> None:
+    bad = [
+        {"collection": "Rooms", "id": "r1", "properties": {}},
+        {"collection": "rooms", "id": "", "properties": {}},
+        {"collection": "rooms", "id": "r3", "properties": [1]},
+        {"collection": "", "id": "r4", "properties": {}},
+        {"collection": "rooms", "id": "r5", "properties": {"x": float("nan")}},
+        {"collection": "rooms", "id": "r6", "properties": {"blob": "a" * MAX_EVENT_BYTES}},
+        "rooms/r7",
+        room("rooms", 8),
+    ]
+    with pytest.raises(UndeliverableEvent) as info:
+        objects_client(sink).send([track(1)], objects=bad)
+    labels = [label for label, _ in info.value.object_problems]
+    assert labels == ["objects[0]", "rooms/objects[1]", "rooms/r3", "objects[3]", "rooms/r5", "rooms/r6", "objects[6]"]
+    reasons = dict(info.value.object_problems)
+    assert "'rooms'" in reasons["objects[0]"] and "lower case" in reasons["objects[0]"]
+    assert "32,768" in reasons["rooms/r6"] and "JSON" in reasons["rooms/r5"]
+    assert info.value.problems == [] and str(info.value).startswith("7 object(s) cannot be delivered")
+    assert sink.stats().get("requests", 0) == 0
+
+
+def test_asend_objects(sink: Sink) -> None:
+    sink.faults(script=["500"])
+    client = objects_client(sink)
+
+    async def main() -> DeliveryReport:
+        async with client:
+            return await client.asend_objects([room("rooms", 1)])
+
+    report = asyncio.run(main())
+    assert report.objects_accepted == 1 and report.retries == 1
+    assert read_sink(sink.store, objects=True)["id"].tolist() == ["r1"]

@@ -198,3 +198,47 @@ def test_command_line_help_and_bad_mix() -> None:
     bad = subprocess.run([sys.executable, "-m", "segfn_kit", "sink", "--port", "0", "--fail-rate", "0.5",
                           "--fail-mix", "500=1,teapot=2"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "teapot" in bad.stderr and KEY not in bad.stderr
+
+
+def test_set_stores_objects_per_collection(url: str, store: Path) -> None:
+    body = {"collection": "rooms", "objects": [{"id": "r1", "properties": {"beds": 2}},
+                                               {"id": "r2", "properties": {"beds": 1, "name": "Élan"}}]}
+    assert httpx.post(url + "/v1/set", json=body).status_code == 401
+    assert httpx.post(url + "/v1/set", json=body, auth=("nope", "")).status_code == 401
+    r = httpx.post(url + "/v1/set", json=body, auth=AUTH)
+    assert (r.status_code, r.json()) == (200, {"success": True})
+    packed = gzip.compress(json.dumps({"collection": "rooms", "objects": [{"id": "r1", "properties": {}}]}).encode())
+    r = httpx.post(url + "/v1/set", content=packed, auth=AUTH, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 200
+    objects = read_sink(store, objects=True)
+    assert objects[["collection", "id", "properties"]].values.tolist() == [
+        ["rooms", "r1", {"beds": 2}], ["rooms", "r2", {"beds": 1, "name": "Élan"}], ["rooms", "r1", {}]]
+    assert objects["received_at"].str.endswith("Z").all()
+    assert read_sink(store).empty  # objects are not events
+    assert httpx.get(url + "/__stats").json()["objects"] == 3
+    assert read_sink(store, requests=True)[["endpoint", "status"]].values.tolist() == [
+        ["set", 401], ["set", 401], ["set", 200], ["set", 200]]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"collection": "Rooms", "objects": [{"id": "r1", "properties": {}}]}, "lower case"),
+    ({"collection": "", "objects": [{"id": "r1", "properties": {}}]}, "collection"),
+    ({"collection": "rooms", "objects": []}, "objects"),
+    ({"collection": "rooms", "objects": [{"id": "", "properties": {}}]}, "objects[0]"),
+    ({"collection": "rooms", "objects": [{"id": "r1", "properties": "x"}]}, "properties"),
+    ({"collection": "rooms", "objects": [{"id": f"r{i}", "properties": {}} for i in range(101)]}, "over 100"),
+])
+def test_set_refuses_bad_bodies_naming_the_fault(url: str, store: Path, body: dict[str, Any], message: str) -> None:
+    r = httpx.post(url + "/v1/set", json=body, auth=AUTH)
+    assert r.status_code == 400 and message in r.json()["message"]
+    assert read_sink(store, objects=True).empty
+
+
+def test_faults_apply_to_set(url: str, store: Path) -> None:
+    httpx.post(url + "/__faults", json={"script": ["500", "lost"]})
+    body = {"collection": "rooms", "objects": [{"id": "r1", "properties": {}}]}
+    assert httpx.post(url + "/v1/set", json=body, auth=AUTH).status_code == 500
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(url + "/v1/set", json=body, auth=AUTH)
+    assert read_sink(store, objects=True)["id"].tolist() == ["r1"]  # lost: stored, answer never sent
+    assert read_sink(store, requests=True)[["status", "fault"]].values.tolist() == [[500, "500"], [0, "lost"]]

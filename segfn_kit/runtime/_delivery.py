@@ -1,4 +1,5 @@
-"""``TrackingClient``: deliver spec events to the Segment Tracking API without losing any.
+"""``TrackingClient``: deliver spec events to the Segment Tracking API without losing any,
+and ``Segment.set`` objects to the Objects API.
 
 What it does that analytics-python does not:
 
@@ -11,12 +12,18 @@ What it does that analytics-python does not:
   content, once, before the first attempt;
 - one time budget covers the whole call; what is not accepted within it goes to a
   dead-letter file (JSON Lines) and the call raises ``DeliveryError``, so a webhook handler
-  answers 5xx and the sender retries.
+  answers 5xx and the sender retries;
+- objects (``Segment.set``) go to the Objects API's ``POST /v1/set`` (default host
+  ``https://objects.segment.com``) in the same call, through the same retries, budget and
+  dead-letter file: one body per collection, at most 100 objects and 500,000 bytes each
+  (segmentio/objects-go batches per collection, 100 objects and 500 KiB per request).
+  The Objects API is an upsert by ``(collection, id)``, so a retried body changes nothing.
 
 Errors::
 
-    DeliveryError            not every event was accepted within the time budget
-    └── UndeliverableEvent   an event can never be accepted (over 32 KB, not JSON); nothing sent
+    DeliveryError            not every event or object was accepted within the time budget
+    └── UndeliverableEvent   an event or object can never be accepted (over 32 KB, not JSON,
+                             a collection that is not lower case, ...); nothing sent
 
 The write key goes only into the ``Authorization`` header: it never appears in a log line,
 an exception message, a dead-letter file or ``repr(client)``.
@@ -51,12 +58,15 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
+    "MAX_BATCH_OBJECTS",
     "MAX_EVENT_BYTES",
+    "MAX_OBJECT_BYTES",
     "DeliveryError",
     "DeliveryReport",
     "TrackingClient",
     "UndeliverableEvent",
     "encode_event",
+    "encode_object",
 ]
 
 logger = logging.getLogger("segfn_kit.delivery")
@@ -69,7 +79,14 @@ for the whole uncompressed body including ``sentAt``."""
 MAX_BATCH_EVENTS = 2_500
 """Segment answers 200 to a larger batch but drops the events past 2,500."""
 
+MAX_OBJECT_BYTES = 32 * 1024
+"""Limit for one ``Segment.set`` object serialised (``{"id", "properties"}``), as Segment
+Functions apply the 32 KB event limit to what a function emits."""
+MAX_BATCH_OBJECTS = 100
+"""Objects per ``/v1/set`` body: segmentio/objects-go's ``MaxBatchCount``."""
+
 DEFAULT_HOST = "https://api.segment.io"
+DEFAULT_OBJECTS_HOST = "https://objects.segment.com"
 
 _PREFIX = b'{"batch":['
 # sentAt is always 24 characters: 2026-11-26T13:40:00.123Z
@@ -96,10 +113,12 @@ class DeliveryError(Exception):
 
 
 class UndeliverableEvent(DeliveryError):
-    """An event the Tracking API can never accept; raised before anything is sent.
+    """An event (or object) Segment can never accept; raised before anything is sent.
 
     Attributes:
         problems: ``(messageId, reason)`` for each such event.
+        object_problems: ``(label, reason)`` for each such ``Segment.set`` object, the label
+            being ``<collection>/<id>`` or ``objects[<i>]`` when those are not usable.
 
     Example:
         >>> client = TrackingClient("KEY")
@@ -111,14 +130,25 @@ class UndeliverableEvent(DeliveryError):
         m-1
     """
 
-    def __init__(self, problems: list[tuple[str, str]], report: DeliveryReport | None = None):
-        shown = "; ".join(f"messageId {mid!r}: {why}" for mid, why in problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    def __init__(
+        self,
+        problems: list[tuple[str, str]],
+        report: DeliveryReport | None = None,
+        *,
+        object_problems: list[tuple[str, str]] | None = None,
+    ):
+        objects = object_problems or []
+        listed = [f"messageId {mid!r}: {why}" for mid, why in problems]
+        listed += [f"object {label!r}: {why}" for label, why in objects]
+        shown = "; ".join(listed[:5])
+        more = f" (and {len(listed) - 5} more)" if len(listed) > 5 else ""
+        counts = [f"{n} {noun}(s)" for n, noun in ((len(problems), "event"), (len(objects), "object")) if n]
         super().__init__(
-            f"{len(problems)} event(s) cannot be delivered, nothing was sent: {shown}{more}",
+            f"{' and '.join(counts) or '0 event(s)'} cannot be delivered, nothing was sent: {shown}{more}",
             report,
         )
         self.problems = problems
+        self.object_problems = objects
 
 
 @dataclass
@@ -136,6 +166,12 @@ class DeliveryReport:
             file when one is set).
         statuses: HTTP status (or ``"connection"`` / ``"timeout"``) -> count of answers.
         elapsed: seconds spent.
+        objects: ``Segment.set`` objects handed to the client.
+        objects_accepted: objects the Objects API accepted (2xx).
+        dead_letter_objects: ``<collection>/<id>`` of the objects not accepted.
+
+    ``batches``, ``requests``, ``retries``, ``bytes`` and ``statuses`` count ``/v1/set``
+    bodies too.
     """
 
     events: int = 0
@@ -147,16 +183,20 @@ class DeliveryReport:
     dead_letter_ids: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    objects: int = 0
+    objects_accepted: int = 0
+    dead_letter_objects: list[str] = field(default_factory=list)
 
     @property
     def dead_letters(self) -> int:
-        """How many events were not accepted."""
+        """How many events were not accepted (objects: ``len(dead_letter_objects)``)."""
         return len(self.dead_letter_ids)
 
     @property
     def ok(self) -> bool:
-        """Every event was accepted."""
-        return self.accepted == self.events and not self.dead_letter_ids
+        """Every event and every object was accepted."""
+        return (self.accepted == self.events and not self.dead_letter_ids
+                and self.objects_accepted == self.objects and not self.dead_letter_objects)
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
         statuses = dict(self.statuses)
@@ -172,12 +212,19 @@ class DeliveryReport:
             dead_letter_ids=[*self.dead_letter_ids, *other.dead_letter_ids],
             statuses=statuses,
             elapsed=self.elapsed + other.elapsed,
+            objects=self.objects + other.objects,
+            objects_accepted=self.objects_accepted + other.objects_accepted,
+            dead_letter_objects=[*self.dead_letter_objects, *other.dead_letter_objects],
         )
 
     def summary(self) -> str:
         """One line for logs and command output."""
+        objects = (
+            f"{self.objects_accepted}/{self.objects} objects accepted ({len(self.dead_letter_objects)} "
+            "dead letters), " if self.objects or self.dead_letter_objects else ""
+        )
         return (
-            f"{self.accepted}/{self.events} events accepted in {self.batches} batches, "
+            f"{self.accepted}/{self.events} events accepted in {self.batches} batches, {objects}"
             f"{self.requests} requests ({self.retries} retries), {self.bytes} bytes, "
             f"{self.dead_letters} dead letters"
         )
@@ -222,6 +269,50 @@ def encode_event(event: Mapping[str, Any]) -> tuple[str, bytes]:
     return message_id, data
 
 
+def encode_object(obj: Any, *, index: int | None = None) -> tuple[str, str, bytes]:
+    """Check and serialise one ``Segment.set`` record as the Objects API takes it.
+
+    Returns its collection, its id and the compact JSON of ``{"id", "properties"}`` (the
+    collection goes once per ``/v1/set`` body).
+
+    Raises:
+        UndeliverableEvent: the record is no object, its collection is empty or not lower
+            case, its id empty, its properties not an object, not JSON, or over 32 KB;
+            ``object_problems`` names it.
+
+    Example:
+        >>> encode_object({"collection": "rooms", "id": "r1", "properties": {"beds": 2}})
+        ('rooms', 'r1', b'{"id":"r1","properties":{"beds":2}}')
+    """
+    where = f"objects[{index}]" if index is not None else "object"
+
+    def fail(label: str, why: str) -> UndeliverableEvent:
+        return UndeliverableEvent([], object_problems=[(label, why)])
+
+    if not isinstance(obj, Mapping):
+        raise fail(where, f"is {type(obj).__name__}, not a record with collection, id and properties")
+    collection, object_id, properties = obj.get("collection"), obj.get("id"), obj.get("properties")
+    if not isinstance(collection, str) or not collection.strip():
+        raise fail(where, "collection is missing or empty; Segment.set(collection='rooms', id=..., properties=...)")
+    if collection != collection.lower():
+        raise fail(where, f"collection {collection!r} is not lower case (it names a warehouse table); "
+                          f"use {collection.lower()!r}")
+    if not isinstance(object_id, str) or not object_id:
+        raise fail(f"{collection}/{where}", "id is missing or empty; every object needs a non-empty id")
+    label = f"{collection}/{object_id}"
+    if not isinstance(properties, Mapping):
+        raise fail(label, f"properties is {type(properties).__name__}; it must be an object (dict)")
+    try:
+        data = _dumps({"id": object_id, "properties": properties})
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise fail(label, f"not JSON-serialisable ({type(exc).__name__}: {str(exc)[:120]}); "
+                          "convert NaN, infinities and objects to plain values in the function") from None
+    if len(data) > MAX_OBJECT_BYTES:
+        raise fail(label, f"{len(data):,} bytes, over the {MAX_OBJECT_BYTES:,}-byte limit per object; "
+                          "send fewer properties")
+    return collection, object_id, data
+
+
 def _dumps(msg: Mapping[str, Any]) -> bytes:
     text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
@@ -232,20 +323,28 @@ def _dumps(msg: Mapping[str, Any]) -> bytes:
 
 @dataclass
 class _Batch:
-    ids: list[str]
+    ids: list[str]  # messageIds, or <collection>/<id> for objects
     parts: list[bytes]
     size: int  # body size without the suffix
+    collection: str | None = None  # set: a /v1/set body of this collection's objects
 
     def body(self) -> bytes:
+        if self.collection is not None:
+            return b"".join((_set_prefix(self.collection), b",".join(self.parts), b"]}"))
         now = _dt.datetime.now(_dt.UTC)
         sent_at = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
         return b"".join((_PREFIX, b",".join(self.parts), b'],"sentAt":"', sent_at.encode(), b'"}'))
 
 
+def _set_prefix(collection: str) -> bytes:
+    return b'{"collection":' + json.dumps(collection).encode() + b',"objects":['
+
+
 @dataclass
 class _Step:
-    """One thing for the I/O driver to do: post ``body``, or sleep ``sleep`` seconds."""
+    """One thing for the I/O driver to do: post ``body`` to ``url``, or sleep ``sleep`` seconds."""
 
+    url: str = ""
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 0.0
@@ -265,12 +364,16 @@ class _Attempt:
 
 
 class TrackingClient:
-    """Deliver spec events to the Tracking API's ``/v1/batch``, or to the local sink.
+    """Deliver spec events to the Tracking API's ``/v1/batch`` and ``Segment.set`` objects to
+    the Objects API's ``/v1/set``, or both to the local sink.
 
     Args:
-        write_key: the source's write key (sent as the Basic auth user, empty password).
+        write_key: the source's write key (sent as the Basic auth user, empty password, to
+            both APIs).
         host: the API host: ``https://api.segment.io``, ``https://events.eu1.segmentapis.com``
             for EU workspaces, or a local sink's URL.
+        objects_host: the Objects API host, ``https://objects.segment.com`` by default; give
+            the sink's URL too when ``host`` is a local sink.
         budget: seconds the whole ``send`` may take, retries and waits included.
         timeout: seconds for one request (never more than what is left of the budget).
         dead_letter: a JSON Lines file to append the events not accepted within the budget;
@@ -279,6 +382,7 @@ class TrackingClient:
             ``True`` always, ``False`` never.
         max_batch_bytes: body size limit per batch (at most 500,000).
         max_batch_events: events per batch (at most 2,500).
+        max_batch_objects: objects per ``/v1/set`` body (at most 100).
         backoff: first retry delay ceiling in seconds; doubles each retry (full jitter).
         max_backoff: ceiling of one retry delay.
         rng: a ``random.Random`` for the jitter (seed it for repeatable tests).
@@ -298,12 +402,14 @@ class TrackingClient:
         write_key: str,
         host: str = DEFAULT_HOST,
         *,
+        objects_host: str = DEFAULT_OBJECTS_HOST,
         budget: float = 30.0,
         timeout: float = 10.0,
         dead_letter: str | os.PathLike[str] | None = None,
         gzip: bool | None = None,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_batch_events: int = MAX_BATCH_EVENTS,
+        max_batch_objects: int = MAX_BATCH_OBJECTS,
         backoff: float = 0.2,
         max_backoff: float = 10.0,
         rng: random.Random | None = None,
@@ -315,16 +421,21 @@ class TrackingClient:
             raise ValueError(f"max_batch_bytes must be between 1 and {MAX_BATCH_BYTES}")
         if not 0 < max_batch_events <= MAX_BATCH_EVENTS:
             raise ValueError(f"max_batch_events must be between 1 and {MAX_BATCH_EVENTS}")
+        if not 0 < max_batch_objects <= MAX_BATCH_OBJECTS:
+            raise ValueError(f"max_batch_objects must be between 1 and {MAX_BATCH_OBJECTS}")
         if max_batch_bytes < len(_PREFIX) + _SUFFIX_LEN + MAX_EVENT_BYTES:
             raise ValueError("max_batch_bytes must leave room for one 32 KB event")
         self.host = host.rstrip("/")
         self.url = self.host + "/v1/batch"
+        self.objects_host = objects_host.rstrip("/")
+        self.objects_url = self.objects_host + "/v1/set"
         self.budget = budget
         self.timeout = timeout
         self.dead_letter = Path(dead_letter) if dead_letter is not None else None
         self.gzip = gzip
         self.max_batch_bytes = max_batch_bytes
         self.max_batch_events = max_batch_events
+        self.max_batch_objects = max_batch_objects
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._rng = rng or random.Random()
@@ -361,6 +472,56 @@ class TrackingClient:
             raise UndeliverableEvent(problems, DeliveryReport(events=len(encoded) + len(problems)))
         return encoded
 
+    def check_objects(self, objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, bytes]]:
+        """Check and encode ``Segment.set`` records, raising one error naming every bad one.
+
+        Raises:
+            UndeliverableEvent: some record can never be accepted; ``object_problems`` lists them.
+
+        Example:
+            >>> client = TrackingClient("KEY")
+            >>> try:
+            ...     client.check_objects([{"collection": "Rooms", "id": "r1", "properties": {}}])
+            ... except UndeliverableEvent as exc:
+            ...     print(exc.object_problems[0][0])
+            objects[0]
+        """
+        encoded: list[tuple[str, str, bytes]] = []
+        problems: list[tuple[str, str]] = []
+        for index, obj in enumerate(objects):
+            try:
+                encoded.append(encode_object(obj, index=index))
+            except UndeliverableEvent as exc:
+                problems.extend(exc.object_problems)
+        if problems:
+            raise UndeliverableEvent(
+                [], DeliveryReport(objects=len(encoded) + len(problems)), object_problems=problems
+            )
+        return encoded
+
+    def _pack_objects(self, encoded: list[tuple[str, str, bytes]]) -> list[_Batch]:
+        """One body per collection (the API takes one per request), split at the limits."""
+        by_collection: dict[str, list[tuple[str, bytes]]] = {}
+        for collection, object_id, data in encoded:
+            by_collection.setdefault(collection, []).append((f"{collection}/{object_id}", data))
+        batches: list[_Batch] = []
+        for collection, items in by_collection.items():
+            start = len(_set_prefix(collection))
+            limit = self.max_batch_bytes - len(b"]}")
+            current = _Batch([], [], start, collection)
+            for label, data in items:
+                extra = len(data) + (1 if current.parts else 0)
+                if current.parts and (current.size + extra > limit or len(current.parts) >= self.max_batch_objects):
+                    batches.append(current)
+                    current = _Batch([], [], start, collection)
+                    extra = len(data)
+                current.ids.append(label)
+                current.parts.append(data)
+                current.size += extra
+            if current.parts:
+                batches.append(current)
+        return batches
+
     def _pack(self, encoded: list[tuple[str, bytes]]) -> list[_Batch]:
         """Pack events in order into as few batches as the limits allow."""
         limit = self.max_batch_bytes - _SUFFIX_LEN
@@ -382,7 +543,10 @@ class TrackingClient:
     def _encode_body(self, batch: _Batch) -> tuple[bytes, dict[str, str]]:
         body = batch.body()
         headers = dict(self._headers)
-        if self.gzip is not False and (self.gzip or len(body) >= _GZIP_MIN_BYTES):
+        # objects-go never compresses and the Objects API documents no Content-Encoding:
+        # /v1/set bodies are compressed only when asked to (gzip=True)
+        auto = self.gzip is None and batch.collection is None
+        if self.gzip or (auto and len(body) >= _GZIP_MIN_BYTES):
             # level 5: most of level 9's gain at a fraction of its time on JSON
             packed = gzip.compress(body, compresslevel=5, mtime=0)
             if self.gzip or len(packed) < len(body):
@@ -429,20 +593,27 @@ class TrackingClient:
 
     # -- dead letters ------------------------------------------------------------------
     def _bury(self, batch: _Batch, reason: str, attempts: int, report: DeliveryReport) -> None:
-        report.dead_letter_ids.extend(batch.ids)
+        is_set = batch.collection is not None
+        (report.dead_letter_objects if is_set else report.dead_letter_ids).extend(batch.ids)
+        host = self.objects_host if is_set else self.host
         logger.warning(
-            "%d event(s) not delivered to %s after %d attempt(s): %s%s",
-            len(batch.ids), self.host, attempts, reason,
+            "%d %s not delivered to %s after %d attempt(s): %s%s",
+            len(batch.ids), "object(s)" if is_set else "event(s)", host, attempts, reason,
             f"; written to {self.dead_letter}" if self.dead_letter else "",
         )
         if self.dead_letter is None:
             return
         failed_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
-        head = json.dumps({"reason": reason, "attempts": attempts, "failed_at": failed_at, "host": self.host})
-        lines = [
-            b"".join((head[:-1].encode(), b',"messageId":', json.dumps(mid).encode(), b',"event":', data, b"}\n"))
-            for mid, data in zip(batch.ids, batch.parts, strict=True)
-        ]
+        head = json.dumps({"reason": reason, "attempts": attempts, "failed_at": failed_at, "host": host})
+        if is_set:
+            # a line per object: {..., "collection", "object": {"id", "properties"}}, resendable as is
+            key = b',"collection":' + json.dumps(batch.collection).encode() + b',"object":'
+            lines = [b"".join((head[:-1].encode(), key, data, b"}\n")) for data in batch.parts]
+        else:
+            lines = [
+                b"".join((head[:-1].encode(), b',"messageId":', json.dumps(mid).encode(), b',"event":', data, b"}\n"))
+                for mid, data in zip(batch.ids, batch.parts, strict=True)
+            ]
         with self._lock:
             self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
             with open(self.dead_letter, "ab") as fh:
@@ -471,7 +642,9 @@ class TrackingClient:
 
     # -- delivery ----------------------------------------------------------------------
 
-    def _deliver(self, encoded: list[tuple[str, bytes]]) -> Generator[_Step, Any, DeliveryReport]:
+    def _deliver(
+        self, encoded: list[tuple[str, bytes]], objects: list[tuple[str, str, bytes]] | None = None
+    ) -> Generator[_Step, Any, DeliveryReport]:
         """The delivery itself, without I/O: yields what to do and gets back what happened.
 
         ``send`` and ``asend`` drive this one generator with blocking and asyncio I/O, so the
@@ -479,11 +652,13 @@ class TrackingClient:
         inside exported packages and stays standard library + httpx, and what is needed here
         (one deadline shared by every batch, ``Retry-After`` taking precedence over the
         jittered delay, a dead letter when the budget is spent) is a dozen lines either way.
+        Objects follow the events through the same loop: one budget covers both, so a
+        handler can answer once everything was accepted.
         """
         start = time.monotonic()
         deadline = start + self.budget
-        report = DeliveryReport(events=len(encoded))
-        batches = self._pack(encoded)
+        report = DeliveryReport(events=len(encoded), objects=len(objects or ()))
+        batches = self._pack(encoded) + self._pack_objects(objects or [])
         report.batches = len(batches)
         stop_reason = ""
         for batch in batches:
@@ -492,6 +667,9 @@ class TrackingClient:
                 continue
             attempts = 0
             last = _Attempt(reason="not sent")
+            is_set = batch.collection is not None
+            url, host = (self.objects_url, self.objects_host) if is_set else (self.url, self.host)
+            noun = f"/v1/set body of {len(batch.ids)} object(s)" if is_set else f"batch of {len(batch.ids)} event(s)"
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -499,7 +677,7 @@ class TrackingClient:
                                attempts, report)
                     break
                 body, headers = self._encode_body(batch)
-                answer = yield _Step(body=body, headers=headers, timeout=min(self.timeout, remaining))
+                answer = yield _Step(url=url, body=body, headers=headers, timeout=min(self.timeout, remaining))
                 attempts += 1
                 report.requests += 1
                 report.retries += int(attempts > 1)
@@ -507,7 +685,10 @@ class TrackingClient:
                 last = self._judge(*answer)
                 report._count(last.status)
                 if last.accepted:
-                    report.accepted += len(batch.ids)
+                    if is_set:
+                        report.objects_accepted += len(batch.ids)
+                    else:
+                        report.accepted += len(batch.ids)
                     break
                 if not last.retry:
                     self._bury(batch, last.reason, attempts, report)
@@ -519,25 +700,37 @@ class TrackingClient:
                     self._bury(batch, f"{last.reason}; no time left in the {self.budget:g} s budget to retry",
                                attempts, report)
                     break
-                logger.info("batch of %d event(s) to %s: %s; retry %d in %.2f s",
-                            len(batch.ids), self.host, last.reason, attempts, delay)
+                logger.info("%s to %s: %s; retry %d in %.2f s", noun, host, last.reason, attempts, delay)
                 yield _Step(sleep=delay)
         report.elapsed = time.monotonic() - start
-        if report.dead_letter_ids:
+        if report.dead_letter_ids or report.dead_letter_objects:
+            missed = []
+            if report.dead_letter_ids:
+                missed.append(f"{report.dead_letters} of {report.events} event(s) were not accepted by {self.host}")
+            if report.dead_letter_objects:
+                missed.append(f"{len(report.dead_letter_objects)} of {report.objects} object(s) were not "
+                              f"accepted by {self.objects_host}")
             raise DeliveryError(
-                f"{report.dead_letters} of {report.events} event(s) were not accepted by {self.host} "
-                f"within {self.budget:g} s ({report.summary()})",
+                f"{' and '.join(missed)} within {self.budget:g} s ({report.summary()})",
                 report,
             )
         return report
 
-    def send(self, events: Iterable[Mapping[str, Any]]) -> DeliveryReport:
-        """Deliver ``events`` and return what happened; blocks until done or out of budget.
+    def send(
+        self, events: Iterable[Mapping[str, Any]], *, objects: Iterable[Mapping[str, Any]] = ()
+    ) -> DeliveryReport:
+        """Deliver ``events`` (then ``objects``) and return what happened; blocks until done
+        or out of budget.
+
+        Args:
+            events: spec events, to ``{host}/v1/batch``.
+            objects: ``Segment.set`` records (``{"collection", "id", "properties"}``), to
+                ``{objects_host}/v1/set``, within the same budget.
 
         Raises:
-            UndeliverableEvent: an event is over 32 KB or not JSON (nothing was sent).
-            DeliveryError: some events were not accepted within the budget; they are in the
-                dead-letter file and ``exc.report`` says what happened.
+            UndeliverableEvent: an event or object can never be accepted (nothing was sent).
+            DeliveryError: some events or objects were not accepted within the budget; they
+                are in the dead-letter file and ``exc.report`` says what happened.
 
         Example:
             >>> from segfn_kit._sink import running_sink
@@ -545,10 +738,47 @@ class TrackingClient:
             ...     client.send([{"type": "track", "userId": "u1", "event": "Paid"}]).accepted
             1
         """
-        return self.send_encoded(self.check(events))
+        return self.send_encoded(*self._check_both(events, objects))
 
-    def send_encoded(self, encoded: list[tuple[str, bytes]]) -> DeliveryReport:
-        """``send`` for events already checked: ``(messageId, bytes)`` from ``check``.
+    def send_objects(self, objects: Iterable[Mapping[str, Any]]) -> DeliveryReport:
+        """Deliver ``Segment.set`` records only: ``send([], objects=objects)``.
+
+        Example:
+            >>> from segfn_kit._sink import running_sink
+            >>> with running_sink(write_key="KEY") as url, TrackingClient("KEY", host=url, objects_host=url) as c:
+            ...     c.send_objects([{"collection": "rooms", "id": "r1", "properties": {"beds": 2}}]).objects_accepted
+            1
+        """
+        return self.send([], objects=objects)
+
+    def _check_both(
+        self, events: Iterable[Mapping[str, Any]], objects: Iterable[Mapping[str, Any]]
+    ) -> tuple[list[tuple[str, bytes]], list[tuple[str, str, bytes]]]:
+        """Encode events and objects, one error naming every bad one of either."""
+        encoded: list[tuple[str, bytes]] = []
+        encoded_objects: list[tuple[str, str, bytes]] = []
+        problems: list[tuple[str, str]] = []
+        object_problems: list[tuple[str, str]] = []
+        report = DeliveryReport()
+        try:
+            encoded = self.check(events)
+        except UndeliverableEvent as exc:
+            problems, report = exc.problems, exc.report
+        try:
+            encoded_objects = self.check_objects(objects)
+        except UndeliverableEvent as exc:
+            object_problems, report.objects = exc.object_problems, exc.report.objects
+        if problems or object_problems:
+            report.events = report.events or len(encoded)
+            report.objects = report.objects or len(encoded_objects)
+            raise UndeliverableEvent(problems, report, object_problems=object_problems)
+        return encoded, encoded_objects
+
+    def send_encoded(
+        self, encoded: list[tuple[str, bytes]], objects: list[tuple[str, str, bytes]] | None = None
+    ) -> DeliveryReport:
+        """``send`` for events already checked: ``(messageId, bytes)`` from ``check``, and
+        objects from ``check_objects``.
 
         Callers that need each event's size before sending (to cut a stream into batches)
         use this to avoid serialising every event twice.
@@ -558,7 +788,7 @@ class TrackingClient:
             >>> client.send_encoded(client.check([])).events
             0
         """
-        steps = self._deliver(encoded)
+        steps = self._deliver(encoded, objects)
         answer: Any = None
         errors = _transport_errors()
         try:
@@ -570,7 +800,7 @@ class TrackingClient:
                     continue
                 try:
                     response = self._sync_client().post(
-                        self.url, content=step.body, headers=step.headers, timeout=step.timeout
+                        step.url, content=step.body, headers=step.headers, timeout=step.timeout
                     )
                     answer = (response, None)
                 except errors as exc:
@@ -579,7 +809,9 @@ class TrackingClient:
             report: DeliveryReport = done.value
             return report
 
-    async def asend(self, events: Iterable[Mapping[str, Any]]) -> DeliveryReport:
+    async def asend(
+        self, events: Iterable[Mapping[str, Any]], *, objects: Iterable[Mapping[str, Any]] = ()
+    ) -> DeliveryReport:
         """``send`` for asyncio code (an ASGI handler): same packing, retries and budget.
 
         Example:
@@ -587,7 +819,7 @@ class TrackingClient:
             >>> asyncio.run(TrackingClient("KEY").asend([])).events
             0
         """
-        steps = self._deliver(self.check(events))
+        steps = self._deliver(*self._check_both(events, objects))
         answer: Any = None
         errors = _transport_errors()
         try:
@@ -599,7 +831,7 @@ class TrackingClient:
                     continue
                 try:
                     response = await self._async_client().post(
-                        self.url, content=step.body, headers=step.headers, timeout=step.timeout
+                        step.url, content=step.body, headers=step.headers, timeout=step.timeout
                     )
                     answer = (response, None)
                 except errors as exc:
@@ -615,6 +847,16 @@ class TrackingClient:
             if self._sync is not None:
                 self._sync.close()
                 self._sync = None
+
+    async def asend_objects(self, objects: Iterable[Mapping[str, Any]]) -> DeliveryReport:
+        """``send_objects`` for asyncio code.
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(TrackingClient("KEY").asend_objects([])).objects
+            0
+        """
+        return await self.asend([], objects=objects)
 
     async def aclose(self) -> None:
         """Close the async connection pool."""
