@@ -113,16 +113,18 @@ def ping(ping_package: Path) -> types.ModuleType:
 class FakeClient:
     def __init__(self, fail: Exception | None = None) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.objects: list[dict[str, Any]] = []
         self.fail = fail
         self.budget = 10.0
 
-    def send(self, events: list[dict[str, Any]]) -> None:
+    def send(self, events: list[dict[str, Any]], *, objects: list[dict[str, Any]] | None = None) -> None:
         if self.fail:
             raise self.fail
         self.sent.extend(events)
+        self.objects.extend(objects or [])
 
-    async def asend(self, events: list[dict[str, Any]]) -> None:
-        self.send(events)
+    async def asend(self, events: list[dict[str, Any]], *, objects: list[dict[str, Any]] | None = None) -> None:
+        self.send(events, objects=objects)
 
 
 @pytest.fixture

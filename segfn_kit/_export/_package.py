@@ -233,7 +233,7 @@ def export(
         "package_name": Path(name).stem.replace("_", "-"),
         "requirements": sorted(set(BASE_REQUIREMENTS) | set(extra)),
         "cases": len(cases),
-        "delivers": any(c["outcome"] == "ok" and c["events"] and not c["objects"] for c in cases),
+        "delivers": any(c["outcome"] == "ok" and (c["events"] or c["objects"]) for c in cases),
         "settings_table": settings_table,
         "settings_example": json.dumps(example, ensure_ascii=False),
     }

@@ -11,9 +11,12 @@ Entry points:
                                     files (or standard input), print the results, optionally deliver
 
 Configuration comes from the environment only:
-    SEGMENT_WRITE_KEY       the source's write key (needed to deliver events)
+    SEGMENT_WRITE_KEY       the source's write key (needed to deliver events and objects)
     SEGMENT_API_HOST        Tracking API host, default https://api.segment.io
                             (EU workspaces: https://events.eu1.segmentapis.com)
+    SEGMENT_OBJECTS_HOST    Objects API host for Segment.set objects, default
+                            https://objects.segment.com; when SEGMENT_API_HOST is a local sink
+                            (segfn sink), set this to the same URL
     SEGFN_SETTINGS          the function's settings, a JSON object
     SEGFN_SETTING_<name>    one setting (overrides SEGFN_SETTINGS), e.g. SEGFN_SETTING_apiToken
     SEGFN_SIGNATURE         signature scheme to require: stripe, github, shopify, zendesk, hmac-sha256
@@ -24,9 +27,10 @@ Configuration comes from the environment only:
     SEGFN_LOG_PAYLOADS      set to 1 to add the request body to each log line (off by default)
 
 Status codes follow the function's outcome, so that a sender retries exactly what was not
-accepted: 200 when the events were accepted by the Tracking API, or the function raised
-EventNotSupported or DropEvent; 400 for InvalidEventPayload and ValidationError; 503 for
-RetryError, 504 for a timeout, 502 when delivery failed, 500 for any other error. Requests
+accepted: 200 when the events were accepted by the Tracking API and the Segment.set objects
+by the Objects API, or the function raised EventNotSupported or DropEvent; 400 for
+InvalidEventPayload and ValidationError; 422 when an event or object can never be accepted;
+503 for RetryError, 504 for a timeout, 502 when delivery failed, 500 for any other error. Requests
 are refused before the function runs with 405 (not POST), 413 (body over the cap),
 415 (content type) and 401 (signature missing, wrong or stale).
 """
@@ -66,6 +70,7 @@ SOURCE_NAME = "stripe_source.py"
 KIT_VERSION = "0.1.0"
 KIND = "source"
 DEFAULT_API_HOST = "https://api.segment.io"
+DEFAULT_OBJECTS_HOST = "https://objects.segment.com"
 DEFAULT_MAX_BODY = 512 * 1024
 DEFAULT_TIMEOUT = 5.0
 # seconds of Lambda's remaining time kept back for delivering the events and answering
@@ -108,6 +113,7 @@ class Config:
 
     write_key: str | None = None
     api_host: str = DEFAULT_API_HOST
+    objects_host: str = DEFAULT_OBJECTS_HOST
     settings: Settings = field(default_factory=lambda: FUNCTION.settings({}))
     signature: str | None = None
     signing_secret: str | None = None
@@ -160,6 +166,7 @@ class Config:
         return cls(
             write_key=environ.get("SEGMENT_WRITE_KEY") or None,
             api_host=(environ.get("SEGMENT_API_HOST") or DEFAULT_API_HOST).rstrip("/"),
+            objects_host=(environ.get("SEGMENT_OBJECTS_HOST") or DEFAULT_OBJECTS_HOST).rstrip("/"),
             settings=FUNCTION.settings(values),
             signature=signature,
             signing_secret=secret,
@@ -202,62 +209,70 @@ def current_config() -> Config:
 
 # -- delivery -------------------------------------------------------------------------------
 
-_clients: dict[tuple[str, str, float], TrackingClient] = {}
+_clients: dict[tuple[str, str, str, float], TrackingClient] = {}
 
 
 def get_client(config: Config) -> TrackingClient:
-    """The Tracking API client for this configuration (one per write key and host, reused).
+    """The delivery client for this configuration (one per write key and hosts, reused).
 
     The client loads httpx on its first request, so requests that send nothing never do.
     """
     if not config.write_key:
         raise ConfigError("SEGMENT_WRITE_KEY is not set: the events cannot be delivered")
-    key = (config.write_key, config.api_host, config.delivery_budget)
+    key = (config.write_key, config.api_host, config.objects_host, config.delivery_budget)
     client = _clients.get(key)
     if client is None:
-        client = TrackingClient(config.write_key, host=config.api_host, budget=config.delivery_budget)
+        client = TrackingClient(
+            config.write_key, host=config.api_host, objects_host=config.objects_host, budget=config.delivery_budget
+        )
         _clients[key] = client
     return client
 
 
 def _delivered(result: HandlerResult, report: Any, error: Exception | None, config: Config) -> HandlerResult:
-    """The answer once delivery is over: 200 only when every event was accepted."""
+    """The answer once delivery is over: 200 only when every event and object was accepted."""
     if error is None and getattr(report, "ok", True):
         return result
     count = result.events
     if isinstance(error, UndeliverableEvent):
-        # retrying cannot help: the sender must learn the payload maps to events Segment refuses
+        # retrying cannot help: the sender must learn the payload maps to data Segment refuses
         message = mask_text(str(error), config.secret_values())[:300]
-        return HandlerResult(422, "undeliverable", count, message)
+        return HandlerResult(422, "undeliverable", count, message, objects=result.objects)
     if error is None:
-        message = "not every event was accepted by the Tracking API"
+        message = "not every event and object was accepted by Segment"
     elif isinstance(error, DeliveryError):
         message = mask_text(str(error), config.secret_values())[:300]
     else:
         message = mask_text(f"{type(error).__name__}: {error}", config.secret_values())[:300]
-    return HandlerResult(502, "delivery_failed", count, message)
+    return HandlerResult(502, "delivery_failed", count, message, objects=result.objects)
 
 
 def deliver(
-    result: HandlerResult, events: list[dict[str, Any]], config: Config, deadline: float | None
+    result: HandlerResult,
+    events: list[dict[str, Any]],
+    config: Config,
+    deadline: float | None,
+    objects: list[dict[str, Any]] | None = None,
 ) -> HandlerResult:
-    """Send the events (blocking) and say what to answer."""
+    """Send the events, then the objects (blocking), and say what to answer."""
     client = get_client(config)
     if deadline is not None:
         # Lambda answers nothing once its time is up: deliver within what is left
         client.budget = max(0.5, min(config.delivery_budget, deadline - time.monotonic() - 0.2))
     try:
-        report = client.send(events)
+        report = client.send(events, objects=objects or [])
     except Exception as exc:
         return _delivered(result, None, exc, config)
     return _delivered(result, report, None, config)
 
 
-async def adeliver(result: HandlerResult, events: list[dict[str, Any]], config: Config) -> HandlerResult:
-    """Send the events without blocking the event loop, and say what to answer."""
+async def adeliver(
+    result: HandlerResult, events: list[dict[str, Any]], config: Config, objects: list[dict[str, Any]] | None = None
+) -> HandlerResult:
+    """Send the events, then the objects, without blocking the event loop, and say what to answer."""
     client = get_client(config)
     try:
-        report = await client.asend(events)
+        report = await client.asend(events, objects=objects or [])
     except Exception as exc:
         return _delivered(result, None, exc, config)
     return _delivered(result, report, None, config)
@@ -274,6 +289,7 @@ class HandlerResult:
         status: the HTTP status code.
         outcome: ``ok``, an error class name, ``error``, or why the request was refused.
         events: events delivered (sources) or events handled (destinations).
+        objects: ``Segment.set`` objects delivered (sources).
         error: a short reason, secrets masked; ``None`` when all went well.
         headers: extra response headers.
         details: per-event outcomes of a destination batch.
@@ -285,10 +301,13 @@ class HandlerResult:
     error: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     details: list[dict[str, Any]] = field(default_factory=list)
+    objects: int = 0
 
     def body(self) -> bytes:
         """The JSON response body: never payload content, never a secret."""
         doc: dict[str, Any] = {"ok": self.status < 300, "outcome": self.outcome, "events": self.events}
+        if self.objects:
+            doc["objects"] = self.objects
         if self.error:
             doc["error"] = self.error
         if self.details:
@@ -348,8 +367,8 @@ def _outcome_result(inv: Invocation, config: Config) -> HandlerResult:
     return HandlerResult(status=status, outcome="timeout" if inv.timed_out else inv.outcome, error=error)
 
 
-def _run_source(request: Request, config: Config, deadline: float | None) -> tuple[HandlerResult, list[dict[str, Any]]]:
-    """Run ``on_request``; the events are returned for delivery when there are any to send."""
+def _run_source(request: Request, config: Config, deadline: float | None) -> tuple[HandlerResult, Outbox]:
+    """Run ``on_request``; the events and objects are returned for delivery."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     declared_json = media == "application/json" or media.endswith("+json")
     if declared_json or request.content.lstrip()[:1] in (b"{", b"["):
@@ -358,16 +377,14 @@ def _run_source(request: Request, config: Config, deadline: float | None) -> tup
             request._json = parsed  # parsed once: the function's request.json() reuses it
         elif declared_json or problem == "body is nested too deeply to parse":
             # the sender said JSON and sent something else: no function can map it
-            return _refuse(400, "InvalidEventPayload", problem), []
+            return _refuse(400, "InvalidEventPayload", problem), Outbox()
     inv = FUNCTION.on_request(request, config.settings, timeout=_function_timeout(config, deadline))
     result = _outcome_result(inv, config)
     if inv.outcome != "ok" or inv.timed_out:
-        return result, []
-    if inv.objects:
-        # the Objects API (Segment.set) is not the Tracking API: refuse rather than lose them
-        return _refuse(501, "objects_not_supported", "Segment.set objects cannot be delivered by this handler"), []
+        return result, Outbox()
     result.events = len(inv.events)
-    return result, inv.events
+    result.objects = len(inv.objects)
+    return result, Outbox(inv.events, inv.objects)
 
 
 def _destination_events(body: bytes) -> tuple[list[dict[str, Any]], HandlerResult | None]:
@@ -483,6 +500,17 @@ def _run_destination(body: bytes, config: Config, deadline: float | None) -> Han
     return HandlerResult(200, outcome, len(events), details=details if len(events) > 1 else [])
 
 
+@dataclass
+class Outbox:
+    """What a source invocation still has to deliver: events, then ``Segment.set`` objects."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.objects)
+
+
 def prepare(
     method: str,
     headers: Headers,
@@ -491,13 +519,13 @@ def prepare(
     query: Mapping[str, Any] | None,
     config: Config,
     deadline: float | None,
-) -> tuple[HandlerResult, list[dict[str, Any]]]:
-    """Check a request and run the function on it; events still to deliver come second."""
+) -> tuple[HandlerResult, Outbox]:
+    """Check a request and run the function on it; what is still to deliver comes second."""
     refused = _check(method, headers, body, config)
     if refused is not None:
-        return refused, []
+        return refused, Outbox()
     if KIND == "destination":
-        return _run_destination(body, config, deadline), []
+        return _run_destination(body, config, deadline), Outbox()
     request = Request(body, headers, method=method, url=url, query=query)
     return _run_source(request, config, deadline)
 
@@ -524,9 +552,9 @@ def handle(
     config: Config | None = None
     try:
         config = current_config()
-        result, events = prepare(method.upper(), h, body, url, query, config, deadline)
-        if events:
-            result = deliver(result, events, config, deadline)
+        result, outbox = prepare(method.upper(), h, body, url, query, config, deadline)
+        if outbox:
+            result = deliver(result, outbox.events, config, deadline, outbox.objects)
     except ConfigError as exc:
         result = HandlerResult(500, "configuration_error", error=str(exc))
     except Exception as exc:  # the handler's last line of defence: answer, log, keep serving
@@ -555,6 +583,7 @@ def log(
         "status": result.status,
         "outcome": result.outcome,
         "events": result.events,
+        "objects": result.objects,
         "bytes": len(body),
         "duration_ms": round((time.perf_counter() - start) * 1000, 3),
     }
@@ -713,9 +742,9 @@ async def _handle_asgi(scope: Scope, receive: Receive) -> tuple[HandlerResult, b
     import asyncio  # here, not at the top: only the ASGI app needs it
 
     # the function is synchronous: run it off the event loop so other requests keep flowing
-    result, events = await asyncio.to_thread(prepare, method, headers, body, url, None, config, None)
-    if events:
-        result = await adeliver(result, events, config)
+    result, outbox = await asyncio.to_thread(prepare, method, headers, body, url, None, config, None)
+    if outbox:
+        result = await adeliver(result, outbox.events, config, outbox.objects)
     return result, body, method
 
 
@@ -807,7 +836,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--deliver",
         action="store_true",
-        help="send the events to the Tracking API (SEGMENT_WRITE_KEY, SEGMENT_API_HOST) instead of only printing them",
+        help=(
+            "send the events to the Tracking API and the Segment.set objects to the Objects API "
+            "(SEGMENT_WRITE_KEY, SEGMENT_API_HOST, SEGMENT_OBJECTS_HOST) instead of only printing them"
+        ),
     )
     args = parser.parse_args(argv)
     try:
@@ -827,13 +859,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         inv = FUNCTION.on_request(_request_of(doc), config.settings, timeout=config.timeout)
         record: dict[str, Any] = {"payload": name, "outcome": inv.outcome, "events": inv.events, "error": inv.error}
-        if args.deliver and inv.outcome == "ok" and inv.events:
+        if inv.objects:
+            record["objects"] = inv.objects
+        if args.deliver and inv.outcome == "ok" and (inv.events or inv.objects):
             try:
-                answer = deliver(HandlerResult(200, "ok", len(inv.events)), inv.events, config, None)
+                pending = HandlerResult(200, "ok", len(inv.events), objects=len(inv.objects))
+                answer = deliver(pending, inv.events, config, None, inv.objects)
             except ConfigError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             record["delivered"] = len(inv.events) if answer.status == 200 else 0
+            if inv.objects:
+                record["delivered_objects"] = len(inv.objects) if answer.status == 200 else 0
             if answer.status != 200:
                 record["error"] = answer.error
                 failures += 1
