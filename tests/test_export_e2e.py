@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -172,3 +173,180 @@ def test_command_line_delivers_to_the_sink(package: Path, sink: tuple[str, Path]
     assert record["delivered"] == len(record["events"]) >= 1
     assert list(read_sink(store).iloc[before:]["message_id"]) == [e["messageId"] for e in record["events"]]
     assert WRITE_KEY not in result.stdout + result.stderr
+
+
+# -- Segment.set objects: delivered to the Objects API (here the same sink) before the answer ---
+
+OBJECTS_FUNCTION = '''\
+from segfn_kit.runtime import Segment
+
+
+def on_request(request, settings):
+    body = request.json()
+    Segment.track(user_id=body["user"], event="Room Booked", properties={"room": body["room"]})
+    for room in body["rooms"]:
+        Segment.set(collection="rooms", id=room["id"], properties={"beds": room["beds"]})
+    Segment.set(collection="hotels", id=body["hotel"], properties={"rooms": len(body["rooms"])})
+'''
+
+
+def booking(n: int) -> bytes:
+    rooms = [{"id": f"r{n}-{i}", "beds": i % 3 + 1} for i in range(n)]
+    return json.dumps({"user": f"u{n}", "room": rooms[0]["id"], "rooms": rooms, "hotel": f"h{n}"}).encode()
+
+
+@pytest.fixture(scope="module")
+def objects_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from segfn_kit._export import export
+
+    tmp = tmp_path_factory.mktemp("objects")
+    (tmp / "booking.py").write_text(OBJECTS_FUNCTION)
+    (tmp / "payload.json").write_bytes(booking(2))
+    return export(tmp / "booking.py", tmp / "booking", payloads=[tmp / "payload.json"])
+
+
+@pytest.fixture(scope="module")
+def objects_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    store = tmp_path_factory.mktemp("objects_sink") / "sink.sqlite3"
+    with running_sink(write_key=WRITE_KEY, store=store) as url:
+        yield url, store
+
+
+def package_env(sink_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env.update({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_API_HOST": sink_url, "SEGMENT_OBJECTS_HOST": sink_url,
+                "SEGFN_DELIVERY_BUDGET": "1.5", **extra})
+    return env
+
+
+@pytest.fixture(scope="module")
+def objects_server(objects_package: Path, objects_sink: tuple[str, Path]) -> Iterator[str]:
+    port = free_port()
+    log = (objects_package / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log"],
+        cwd=objects_package, env=package_env(objects_sink[0]), stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((objects_package / "server.log").read_text()) from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def faults(sink_url: str, **spec: Any) -> None:
+    httpx.post(f"{sink_url}/__faults", json={"fail_rate": 0.0, "script": [], **spec}).raise_for_status()
+
+
+def test_webhook_with_objects_is_acknowledged_once_the_objects_landed(
+    objects_server: str, objects_sink: tuple[str, Path]
+) -> None:
+    store = objects_sink[1]
+    before = len(read_sink(store, objects=True))
+    response = httpx.post(objects_server, content=booking(3), headers={"Content-Type": "application/json"},
+                          timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "outcome": "ok", "events": 1, "objects": 4}
+    stored = read_sink(store, objects=True).iloc[before:]
+    assert stored[["collection", "id", "properties"]].values.tolist() == [
+        ["rooms", "r3-0", {"beds": 1}], ["rooms", "r3-1", {"beds": 2}], ["rooms", "r3-2", {"beds": 3}],
+        ["hotels", "h3", {"rooms": 3}],
+    ]
+    assert read_sink(store).iloc[-1]["event"] == "Room Booked"
+
+
+def test_a_failing_objects_api_is_never_acknowledged_and_the_retry_lands(
+    objects_server: str, objects_sink: tuple[str, Path], objects_package: Path
+) -> None:
+    url, store = objects_sink
+    before = len(read_sink(store, objects=True))
+    # the events' /v1/batch is accepted; every /v1/set answers 500 until the budget is spent
+    faults(url, script=["ok"], fail_rate=1.0, mix={"500": 1})
+    try:
+        failed = httpx.post(objects_server, content=booking(4), headers={"Content-Type": "application/json"},
+                            timeout=20)
+    finally:
+        faults(url)
+    assert failed.status_code == 502, failed.text
+    assert failed.json()["outcome"] == "delivery_failed" and "object(s) were not accepted" in failed.json()["error"]
+    assert len(read_sink(store, objects=True)) == before
+    requests = read_sink(store, requests=True)
+    assert {"set"} <= set(requests[requests["status"] == 500]["endpoint"])
+    # the sender retries the same payload: the events come again under the same messageIds
+    retried = httpx.post(objects_server, content=booking(4), headers={"Content-Type": "application/json"},
+                         timeout=20)
+    assert retried.status_code == 200, retried.text
+    assert read_sink(store, objects=True).iloc[before:]["id"].tolist() == ["r4-0", "r4-1", "r4-2", "r4-3", "h4"]
+    log = (objects_package / "server.log").read_text()
+    assert WRITE_KEY not in log
+
+
+def test_invalid_object_is_answered_422_and_nothing_is_sent(
+    objects_package: Path, objects_sink: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, store = objects_sink
+    before = (len(read_sink(store)), len(read_sink(store, requests=True)))
+    bad = Path(shutil.copytree(objects_package, tmp_path / "bad"))
+    (bad / "function.py").write_text(OBJECTS_FUNCTION.replace('collection="hotels"', 'collection="Hotels"'))
+    script = (
+        "import json, sys, handler\n"
+        "event = {'version': '2.0', 'requestContext': {'http': {'method': 'POST'}}, 'rawPath': '/',\n"
+        "         'headers': {'content-type': 'application/json'}, 'body': sys.argv[1], 'isBase64Encoded': False}\n"
+        "print(json.dumps(handler.lambda_handler(event, None)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, booking(2).decode()], cwd=bad, env=package_env(url),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["statusCode"] == 422, answer
+    assert "'Hotels' is not lower case" in json.loads(answer["body"])["error"]
+    assert (len(read_sink(store)), len(read_sink(store, requests=True))) == before
+
+
+def test_lambda_with_objects_delivers_to_the_sink(objects_package: Path, objects_sink: tuple[str, Path]) -> None:
+    url, store = objects_sink
+    before = len(read_sink(store, objects=True))
+    script = (
+        "import json, sys, handler\n"
+        "event = {'version': '2.0', 'requestContext': {'http': {'method': 'POST'}}, 'rawPath': '/',\n"
+        "         'headers': {'content-type': 'application/json'}, 'body': sys.argv[1], 'isBase64Encoded': False}\n"
+        "print(json.dumps(handler.lambda_handler(event, None)))\n"
+    )
+    faults(url, script=["ok", "429"], retry_after=0)
+    result = subprocess.run([sys.executable, "-c", script, booking(1).decode()], cwd=objects_package,
+                            env=package_env(url), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["statusCode"] == 200
+    assert read_sink(store, objects=True).iloc[before:]["id"].tolist() == ["r1-0", "h1"]
+
+
+def test_command_line_delivers_objects(objects_package: Path, objects_sink: tuple[str, Path], tmp_path: Path) -> None:
+    url, store = objects_sink
+    before = len(read_sink(store, objects=True))
+    payload = tmp_path / "booking.json"
+    payload.write_bytes(booking(2))
+    result = subprocess.run([sys.executable, "-m", "handler", "--deliver", str(payload)], cwd=objects_package,
+                            env=package_env(url), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["delivered"], record["delivered_objects"]) == (1, 3)
+    assert read_sink(store, objects=True).iloc[before:]["id"].tolist() == ["r2-0", "r2-1", "h2"]
+    # the objects API down: the command says so and fails
+    dead = subprocess.run([sys.executable, "-m", "handler", "--deliver", str(payload)], cwd=objects_package,
+                          env=package_env(url, SEGMENT_OBJECTS_HOST=f"http://127.0.0.1:{free_port()}",
+                                          SEGFN_DELIVERY_BUDGET="0.5"),
+                          capture_output=True, text=True, timeout=60)
+    assert dead.returncode == 1
+    record = json.loads(dead.stdout)
+    assert record["delivered_objects"] == 0 and "object(s) were not accepted" in record["error"]
