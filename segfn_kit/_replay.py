@@ -1,4 +1,5 @@
-"""Replay archived webhooks through a source function and deliver the events.
+"""Replay archived webhooks through a source function and deliver the events (and the
+``Segment.set`` objects, to the Objects API).
 
 A year of Stripe events, say, in JSON Lines (gzip or not), folders of captures, or any
 format ``iter_payloads`` reads. Payloads stream one at a time, the function runs on the
@@ -14,6 +15,10 @@ Exactly once, in effect:
   again after an interruption and accepted payloads are skipped; payloads whose events went
   to the dead-letter file are tried again. A hard kill can leave one chunk accepted but not
   yet recorded: it is sent again under the same messageIds, which Segment deduplicates.
+
+Objects travel in the same chunks as the events of their payloads and count for the
+checkpoint the same way: a payload is settled only once its events and its objects were
+accepted. The Objects API upserts by collection and id, so an object sent twice is harmless.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from typing import Any, TextIO
 
 from segfn_kit.runtime import Function
 from segfn_kit.runtime._delivery import (
+    DEFAULT_OBJECTS_HOST,
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
+    MAX_BATCH_OBJECTS,
     DeliveryError,
     DeliveryReport,
     TrackingClient,
@@ -62,10 +69,12 @@ class ReplaySummary:
         payloads: payloads read in this run (resumed ones included).
         resumed: payloads skipped because a checkpoint said they were accepted earlier.
         events: events the function emitted for the payloads run now.
+        objects: ``Segment.set`` objects the function emitted for the payloads run now.
         outcomes: outcome (``ok``, ``EventNotSupported``, ..., ``error``, ``unloadable``,
             ``undeliverable``) -> payload count.
         delivery: the Tracking API side (batches, requests, retries, bytes, dead letters).
-        undeliverable: messageIds of events over 32 KB or not JSON (in the dead-letter file).
+        undeliverable: messageIds of events over 32 KB or not JSON, and ``<collection>/<id>``
+            (or ``objects[<i>]``) of objects Segment cannot take (in the dead-letter file).
         failed_payloads: payload ids whose events were not all accepted, or whose function
             raised ``RetryError`` or timed out (tried again on resume, as Segment retries them).
         elapsed: seconds.
@@ -76,6 +85,7 @@ class ReplaySummary:
     payloads: int = 0
     resumed: int = 0
     events: int = 0
+    objects: int = 0
     outcomes: dict[str, int] = dataclasses.field(default_factory=dict)
     delivery: DeliveryReport = dataclasses.field(default_factory=DeliveryReport)
     undeliverable: list[str] = dataclasses.field(default_factory=list)
@@ -93,7 +103,7 @@ class ReplaySummary:
     def ok(self) -> bool:
         """Nothing was left undelivered (function outcomes other than ok are not failures)."""
         return not (self.failed_payloads or self.undeliverable or self.interrupted
-                    or self.delivery.dead_letter_ids)
+                    or self.delivery.dead_letter_ids or self.delivery.dead_letter_objects)
 
     def __str__(self) -> str:
         d = self.delivery
@@ -101,13 +111,20 @@ class ReplaySummary:
             f"payloads      {self.payloads:,} read, {self.resumed:,} skipped (accepted in an earlier run)",
             f"events        {self.events:,} emitted, {d.accepted:,} accepted"
             + (f" ({self.events_per_second:,.0f} events/s)" if self.elapsed else ""),
+        ]
+        if self.objects or d.objects:
+            lines.append(f"objects       {self.objects:,} emitted, {d.objects_accepted:,} accepted"
+                         + (f", {len(d.dead_letter_objects):,} dead letters" if d.dead_letter_objects else ""))
+        lines += [
             "outcomes      " + (", ".join(f"{k} {v:,}" for k, v in sorted(self.outcomes.items())) or "none"),
         ]
         if self.mode == "deliver":
             lines += [
                 f"batches       {d.batches:,} in {d.requests:,} requests ({d.retries:,} retries), {d.bytes:,} bytes sent",
-                f"dead letters  {d.dead_letters + len(self.undeliverable):,} events"
-                + (f" ({len(self.undeliverable):,} undeliverable: over 32 KB or not JSON)" if self.undeliverable else ""),
+                f"dead letters  {d.dead_letters + len(d.dead_letter_objects) + len(self.undeliverable):,} "
+                + ("events and objects" if self.objects or d.objects else "events")
+                + (f" ({len(self.undeliverable):,} undeliverable: over 32 KB, not JSON or an invalid object)"
+                   if self.undeliverable else ""),
             ]
         if self.failed_payloads:
             lines.append(f"not accepted  {len(self.failed_payloads):,} payloads (run again to retry them)")
@@ -125,6 +142,8 @@ class _Chunk:
     events: list[tuple[str, bytes]]
     owners: list[int]  # index into payload_ids for each event
     size: int = 0
+    objects: list[tuple[str, str, bytes]] = dataclasses.field(default_factory=list)
+    object_owners: list[int] = dataclasses.field(default_factory=list)
     retry: list[str] = dataclasses.field(default_factory=list)  # RetryError or timed out
 
 
@@ -203,6 +222,7 @@ def replay(
     function: Function | str | os.PathLike[str],
     *paths: str | os.PathLike[str],
     to: str | None = None,
+    objects_to: str | None = None,
     write_key: str | None = None,
     dry_run: bool = False,
     out: str | os.PathLike[str] | TextIO | None = None,
@@ -219,10 +239,13 @@ def replay(
         function: the source function (a file path or a loaded ``Function``).
         *paths: archives: files (JSON Lines, JSON, HAR, ... ; ``.gz`` too), folders, globs.
         to: the Tracking API host (default ``$SEGMENT_API_HOST``, else https://api.segment.io).
+        objects_to: the Objects API host for ``Segment.set`` objects (default
+            ``$SEGMENT_OBJECTS_HOST``, else https://objects.segment.com); give the same URL as
+            ``to`` when that is a local sink.
         write_key: the source's write key (default ``$SEGMENT_WRITE_KEY``).
         dry_run: run the function and count, but send and write nothing.
         out: write the events as JSON Lines (one event per line) to this file instead of
-            sending them.
+            sending them (``Segment.set`` objects are counted, not written).
         settings: the function's settings (a mapping or a JSON file).
         checkpoint: a file recording what was accepted, to resume without duplicates.
         dead_letter: JSON Lines file for events that could not be delivered (default:
@@ -280,10 +303,11 @@ def replay(
                 if not key:
                     raise ReplayError("no write key: set SEGMENT_WRITE_KEY (or use --dry-run / --out FILE)")
                 host = to or os.environ.get("SEGMENT_API_HOST") or "https://api.segment.io"
+                objects_host = objects_to or os.environ.get("SEGMENT_OBJECTS_HOST") or DEFAULT_OBJECTS_HOST
                 if dead_letter is None:
                     dead_letter = f"{checkpoint}.dead.jsonl" if checkpoint else "segfn-replay.dead.jsonl"
-                client = TrackingClient(key, host, budget=budget, timeout=min(30.0, budget),
-                                        dead_letter=dead_letter)
+                client = TrackingClient(key, host, objects_host=objects_host, budget=budget,
+                                        timeout=min(30.0, budget), dead_letter=dead_letter)
                 stack.callback(client.close)
             if checkpoint is not None:
                 cp = _Checkpoint.load(Path(checkpoint), _replay_key(fn, values, paths))
@@ -305,6 +329,7 @@ def replay(
         assert client is not None or mode != "deliver"
         limit_bytes = (client.max_batch_bytes if client else MAX_BATCH_BYTES) * _CHUNK_BATCHES
         limit_events = (client.max_batch_events if client else MAX_BATCH_EVENTS) * _CHUNK_BATCHES
+        limit_objects = (client.max_batch_objects if client else MAX_BATCH_OBJECTS) * _CHUNK_BATCHES
         chunk: _Chunk | None = None
         try:
             for index, payload in enumerate(iter_payloads(*paths)):
@@ -320,8 +345,9 @@ def replay(
                             "delete the checkpoint to start over"
                         )
                     continue
-                events, retryable = _run_one(fn, payload, fn_settings, outcomes)
+                events, objects, retryable = _run_one(fn, payload, fn_settings, outcomes)
                 summary.events += len(events)
+                summary.objects += len(objects)
                 if mode == "dry-run":
                     continue
                 if mode == "out":
@@ -331,15 +357,18 @@ def replay(
                     continue
                 assert sender is not None and client is not None
                 try:
-                    encoded = client.check(events)
+                    encoded, encoded_objects = client.check_all(events, objects)
                 except UndeliverableEvent as exc:
+                    # the payload's events and objects go nowhere but the dead-letter file:
+                    # half of what a payload maps to would be worse than none of it
                     outcomes["undeliverable"] += 1
                     outcomes["ok"] -= 1
-                    sender.bury_undeliverable(payload.payload_id, events, exc)
-                    encoded = []
-                size = sum(len(data) + 1 for _, data in encoded)
-                if chunk is not None and chunk.events and (
+                    sender.bury_undeliverable(payload.payload_id, events, exc, objects)
+                    encoded, encoded_objects = [], []
+                size = sum(len(data) + 1 for _, data in encoded) + sum(len(d) + 1 for _, _, d in encoded_objects)
+                if chunk is not None and (chunk.events or chunk.objects) and (
                     chunk.size + size > limit_bytes or len(chunk.events) + len(encoded) > limit_events
+                    or len(chunk.objects) + len(encoded_objects) > limit_objects
                 ):
                     sender.put(chunk)
                     chunk = None
@@ -347,6 +376,8 @@ def replay(
                     chunk = _Chunk(index, index, [], [], [])
                 chunk.last = index
                 chunk.owners.extend([len(chunk.payload_ids)] * len(encoded))
+                chunk.object_owners.extend([len(chunk.payload_ids)] * len(encoded_objects))
+                chunk.objects.extend(encoded_objects)
                 chunk.payload_ids.append(payload.payload_id)
                 if retryable:
                     chunk.retry.append(payload.payload_id)
@@ -369,14 +400,17 @@ def replay(
 
 def _run_one(
     fn: Function, payload: Any, settings: Any, outcomes: Counter[str]
-) -> tuple[list[dict[str, Any]], bool]:
-    """The events to send, and whether Segment would retry the payload (RetryError, timeout)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """The events and objects to send, and whether Segment would retry the payload
+    (RetryError, timeout)."""
     if payload.error:
         outcomes["unloadable"] += 1
-        return [], False
+        return [], [], False
     invocation = fn.on_request(payload.request(), settings)
     outcomes["timeout" if invocation.timed_out else invocation.outcome] += 1
-    return (invocation.events if invocation.outcome == "ok" else []), invocation.retryable
+    if invocation.outcome != "ok":
+        return [], [], invocation.retryable
+    return invocation.events, invocation.objects, invocation.retryable
 
 
 class _Sender:
@@ -421,25 +455,45 @@ class _Sender:
             error, self._error = self._error, None
             raise error
 
-    def bury_undeliverable(self, payload_id: str, events: list[dict[str, Any]], exc: UndeliverableEvent) -> None:
-        """Write a payload's undeliverable events to the dead-letter file, with the reason."""
+    def bury_undeliverable(
+        self,
+        payload_id: str,
+        events: list[dict[str, Any]],
+        exc: UndeliverableEvent,
+        objects: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Write a payload's events and objects to the dead-letter file, each with its reason.
+
+        None of them was sent: the ones Segment could take are written too (held back), so
+        the dead-letter file holds everything the payload maps to and nothing is lost.
+        """
         bad = {mid: why for mid, why in exc.problems}
+        bad_objects = dict(exc.object_problems)
         with self._lock:
             self.summary.undeliverable.extend(bad)
+            self.summary.undeliverable.extend(bad_objects)
         print(f"segfn replay: payload {payload_id}: {exc}", file=sys.stderr)
         path = self.client.dead_letter
         if path is None:
             return
+        held = "held back, not sent: other events or objects of this payload cannot be delivered"
         lines = []
         for event in events:
             mid = event.get("messageId")
-            if mid in bad:
-                try:
-                    text = json.dumps(event, ensure_ascii=False)
-                except (TypeError, ValueError):
-                    text = json.dumps(repr(event))
-                lines.append(json.dumps({"reason": bad[mid], "payload_id": payload_id, "messageId": mid})[:-1]
-                             + f',"event":{text}}}\n')
+            try:
+                text = json.dumps(event, ensure_ascii=False)
+            except (TypeError, ValueError):
+                text = json.dumps(repr(event))
+            lines.append(json.dumps({"reason": bad.get(str(mid), held), "payload_id": payload_id, "messageId": mid})[:-1]
+                         + f',"event":{text}}}\n')
+        for index, obj in enumerate(objects or []):
+            label = _object_label(obj, index)
+            try:
+                text = json.dumps(obj, ensure_ascii=False)
+            except (TypeError, ValueError):
+                text = json.dumps(repr(obj))
+            head = {"reason": bad_objects.get(label, held), "payload_id": payload_id, "object_label": label}
+            lines.append(json.dumps(head)[:-1] + f',"object":{text}}}\n')
         with open(path, "a", encoding="utf-8") as fh:
             fh.writelines(lines)
 
@@ -458,14 +512,19 @@ class _Sender:
     def _deliver(self, chunk: _Chunk) -> None:
         # payloads the function asked to retry are tried again on resume, as Segment would
         failed_ids: set[str] = set(chunk.retry)
-        if chunk.events:
+        if chunk.events or chunk.objects:
             try:
-                report = self.client.send_encoded(chunk.events)
+                report = self.client.send_encoded(chunk.events, chunk.objects)
             except DeliveryError as exc:
                 report = exc.report
                 dead = set(report.dead_letter_ids)
                 failed_ids |= {chunk.payload_ids[o] for (mid, _), o in zip(chunk.events, chunk.owners, strict=True)
                                if mid in dead}
+                # objects are named <collection>/<id>: every payload that set a dead one is retried
+                dead_objects = set(report.dead_letter_objects)
+                failed_ids |= {chunk.payload_ids[o] for (c, i, _), o in zip(chunk.objects, chunk.object_owners,
+                                                                            strict=True)
+                               if f"{c}/{i}" in dead_objects}
             with self._lock:
                 self.summary.delivery = self.summary.delivery + report
         with self._lock:
@@ -478,3 +537,14 @@ class _Sender:
                 cp.done = chunk.last + 1
                 cp.last_id = chunk.payload_ids[-1]
             cp.save()
+
+
+def _object_label(obj: Any, index: int) -> str:
+    """The label ``encode_object`` gives a ``Segment.set`` record in its problems."""
+    from segfn_kit.runtime._delivery import encode_object
+
+    try:
+        collection, object_id, _ = encode_object(obj, index=index)
+    except UndeliverableEvent as exc:
+        return exc.object_problems[0][0]
+    return f"{collection}/{object_id}"

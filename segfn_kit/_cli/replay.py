@@ -8,7 +8,8 @@ from typing import Any
 
 HELP = """\
 Stream archived webhooks (JSON Lines, JSON files, folders, HAR, .gz) through a source
-function and deliver the events to the Segment Tracking API, in constant memory.
+function and deliver the events to the Segment Tracking API (and Segment.set objects to the
+Objects API), in constant memory.
 
 The write key comes from $SEGMENT_WRITE_KEY, the host from --to or $SEGMENT_API_HOST
 (default https://api.segment.io; EU workspaces: https://events.eu1.segmentapis.com).
@@ -22,7 +23,8 @@ Exit status: 0 all delivered, 1 something was not, 2 bad arguments, 130 interrup
 
 examples:
   segfn replay stripe.py archive/2025-*.jsonl.gz --checkpoint stripe.ckpt
-  SEGMENT_API_HOST=http://127.0.0.1:8788 segfn replay stripe.py archive/
+  SEGMENT_API_HOST=http://127.0.0.1:8788 SEGMENT_OBJECTS_HOST=http://127.0.0.1:8788 \
+    segfn replay stripe.py archive/
   segfn replay stripe.py archive/ --dry-run
   segfn replay stripe.py archive/ --out events.jsonl
 """
@@ -37,6 +39,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("payloads", metavar="PAYLOADS", nargs="+", help="archive files, folders or globs")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--to", metavar="URL", help="Tracking API host (default $SEGMENT_API_HOST)")
+    p.add_argument("--objects-to", metavar="URL",
+                   help="Objects API host for Segment.set objects (default $SEGMENT_OBJECTS_HOST, else "
+                        "https://objects.segment.com); the same URL as --to for a local sink")
     where.add_argument("--dry-run", action="store_true", help="run the function and count; send nothing")
     where.add_argument("--out", metavar="FILE", help="write the events as JSON Lines to FILE instead of sending")
     p.add_argument("--settings", metavar="FILE", help="the function's settings, a JSON object")
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = replay(
-            args.function, *args.payloads, to=args.to, dry_run=args.dry_run, out=args.out,
+            args.function, *args.payloads, to=args.to, objects_to=args.objects_to, dry_run=args.dry_run, out=args.out,
             settings=args.settings, checkpoint=args.checkpoint, dead_letter=args.dead_letter,
             budget=args.budget, progress=not args.no_progress and sys.stderr.isatty(),
         )
