@@ -738,7 +738,7 @@ class TrackingClient:
             ...     client.send([{"type": "track", "userId": "u1", "event": "Paid"}]).accepted
             1
         """
-        return self.send_encoded(*self._check_both(events, objects))
+        return self.send_encoded(*self.check_all(events, objects))
 
     def send_objects(self, objects: Iterable[Mapping[str, Any]]) -> DeliveryReport:
         """Deliver ``Segment.set`` records only: ``send([], objects=objects)``.
@@ -751,10 +751,18 @@ class TrackingClient:
         """
         return self.send([], objects=objects)
 
-    def _check_both(
+    def check_all(
         self, events: Iterable[Mapping[str, Any]], objects: Iterable[Mapping[str, Any]]
     ) -> tuple[list[tuple[str, bytes]], list[tuple[str, str, bytes]]]:
-        """Encode events and objects, one error naming every bad one of either."""
+        """``check`` and ``check_objects`` at once: one error naming every bad event and object.
+
+        Example:
+            >>> events, objects = TrackingClient("KEY").check_all(
+            ...     [{"type": "track", "messageId": "m-1", "event": "Paid"}],
+            ...     [{"collection": "rooms", "id": "r1", "properties": {}}])
+            >>> events[0][0], objects[0][:2]
+            ('m-1', ('rooms', 'r1'))
+        """
         encoded: list[tuple[str, bytes]] = []
         encoded_objects: list[tuple[str, str, bytes]] = []
         problems: list[tuple[str, str]] = []
@@ -819,7 +827,7 @@ class TrackingClient:
             >>> asyncio.run(TrackingClient("KEY").asend([])).events
             0
         """
-        steps = self._deliver(*self._check_both(events, objects))
+        steps = self._deliver(*self.check_all(events, objects))
         answer: Any = None
         errors = _transport_errors()
         try:
