@@ -583,10 +583,11 @@ def log(
         "status": result.status,
         "outcome": result.outcome,
         "events": result.events,
-        "objects": result.objects,
         "bytes": len(body),
         "duration_ms": round((time.perf_counter() - start) * 1000, 3),
     }
+    if result.objects:
+        line["objects"] = result.objects
     if request_id:
         line["request_id"] = request_id[:128]
     if result.error:
