@@ -15,9 +15,11 @@ key, answers Segment's limits as Segment does (400 over 32 KB per event or 500 K
 200 but dropped past 2,500 events) and stores accepted events in SQLite: read them with
 segfn_kit.read_sink(FILE). It can fail on purpose: --fail-rate 0.3 answers 30%% of requests
 with a mix of 500, 429 + Retry-After and dropped connections; change faults while it runs
-with POST /__faults, see counters at GET /__stats.
+with POST /__faults, see counters at GET /__stats. It also answers the Objects API's
+/v1/set (Segment.set objects): read them with segfn_kit.read_sink(FILE, objects=True).
 
-Point an exported handler or 'segfn replay' at it with SEGMENT_API_HOST=http://127.0.0.1:PORT.
+Point an exported handler or 'segfn replay' at it with SEGMENT_API_HOST=http://127.0.0.1:PORT
+and, for Segment.set objects, SEGMENT_OBJECTS_HOST set to the same URL.
 """
 
 
