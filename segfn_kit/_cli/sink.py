@@ -13,7 +13,7 @@ Run a local server compatible with the Segment Tracking API (/v1/batch, /v1/trac
 /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias, /v1/import). It checks the write
 key, answers Segment's limits as Segment does (400 over 32 KB per event or 500 KB per batch;
 200 but dropped past 2,500 events) and stores accepted events in SQLite: read them with
-segfn_kit.read_sink(FILE). It can fail on purpose: --fail-rate 0.3 answers 30%% of requests
+segfn_kit.read_sink(FILE). It can fail on purpose: --fail-rate 0.3 answers 30% of requests
 with a mix of 500, 429 + Retry-After and dropped connections; change faults while it runs
 with POST /__faults, see counters at GET /__stats. It also answers the Objects API's
 /v1/set (Segment.set objects): read them with segfn_kit.read_sink(FILE, objects=True).
