@@ -28,13 +28,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from segfn_kit._events import is_event_frame, sample_events
 from segfn_kit._http import EventRecord, Interception, Responses
+from segfn_kit._run import settings_values
 from segfn_kit.runtime import (
     DEFAULT_TIMEOUT,
     DESTINATION_HANDLERS,
@@ -158,7 +158,7 @@ def run_destination(
             "with run(function, load_payloads(...))"
         )
     frame = _event_frame(events)
-    values = _settings_values(settings)
+    values = settings_values(settings)
     bound = fn.settings(values)
     secrets = bound.secret_values()
     script = responses if responses is not None else Responses()
@@ -519,25 +519,6 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _settings_values(settings: Any) -> dict[str, Any]:
-    if settings is None:
-        return {}
-    if isinstance(settings, Mapping):
-        return dict(settings)
-    path = Path(settings)
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the settings file ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: the settings file is not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: settings are a flat JSON object of names to values")
-    return data
 
 
 class _NoBar:

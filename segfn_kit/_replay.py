@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from segfn_kit._run import SettingsFileError, settings_values
 from segfn_kit.runtime import Function
 from segfn_kit.runtime._delivery import (
     DEFAULT_OBJECTS_HOST,
@@ -191,20 +192,10 @@ class _Checkpoint:
 
 
 def _load_settings(settings: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
-    if settings is None:
-        return {}
-    if isinstance(settings, Mapping):
-        return dict(settings)
-    path = Path(settings)
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ReplayError(f"{path}: cannot read the settings file ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ReplayError(f"{path}: the settings file is not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ReplayError(f"{path}: the settings file must hold a JSON object of names to values")
-    return value
+        return settings_values(settings)
+    except SettingsFileError as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def _replay_key(function: Function, settings: Mapping[str, Any], paths: tuple[Any, ...]) -> str:

@@ -56,7 +56,7 @@ from segfn_kit.spec import validate_object
 if TYPE_CHECKING:
     from segfn_kit.runtime import Settings
 
-__all__ = ["COLUMNS", "JSONL_KEYS", "SettingsFileError", "coverage", "diff", "read_settings", "run", "to_jsonl"]
+__all__ = ["COLUMNS", "JSONL_KEYS", "SettingsFileError", "coverage", "diff", "read_settings", "run", "settings_values", "to_jsonl"]
 
 COLUMNS = (
     "outcome",
@@ -87,6 +87,23 @@ class SettingsFileError(ValueError):
 
 
 # -- inputs ------------------------------------------------------------------------------
+
+
+def settings_values(settings: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Setting values given as a mapping, a settings file's path, or nothing.
+
+    Raises:
+        SettingsFileError: as ``read_settings``.
+
+    Example:
+        >>> settings_values({"subdomain": "acme"}), settings_values(None)
+        ({'subdomain': 'acme'}, {})
+    """
+    if settings is None:
+        return {}
+    if isinstance(settings, Mapping):
+        return dict(settings)
+    return read_settings(settings)
 
 
 def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def test_settings_from_a_file_and_bad_settings_files(tmp_path: Path) -> None:
     assert run_destination(fn(POSTER), [TRACK], good)["outcome"].iloc[0] == "ok"
     bad = tmp_path / "bad.json"
     bad.write_text("[1]")
-    with pytest.raises(ValueError, match="flat JSON object"):
+    with pytest.raises(ValueError, match="write a flat object of setting names"):
         run_destination(fn(POSTER), [TRACK], bad)
 
 

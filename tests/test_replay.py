@@ -146,7 +146,7 @@ def test_mistakes_are_clear(archive: Path, tmp_path: Path, monkeypatch: pytest.M
         replay(destination, archive, dry_run=True)
     settings = tmp_path / "settings.json"
     settings.write_text("[1]")
-    with pytest.raises(ReplayError, match="JSON object"):
+    with pytest.raises(ReplayError, match="write a flat object of setting names"):
         replay(STRIPE, archive, dry_run=True, settings=settings)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from segfn_kit import __version__
+from segfn_kit._run import SettingsFileError, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Settings
 
 from ._cases import TEMPLATES, approved_cases, destination_cases, source_cases
@@ -57,20 +58,10 @@ def _placeholder(name: str) -> str:
 
 
 def _load_settings(settings: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
-    if settings is None:
-        return {}
-    if isinstance(settings, Mapping):
-        return dict(settings)
-    path = Path(settings)
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ExportError(f"cannot read the settings file {path.name}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ExportError(f"the settings file {path.name} is not JSON ({exc})") from None
-    if not isinstance(values, dict):
-        raise ExportError(f"the settings file {path.name} must hold a JSON object of names to values")
-    return values
+        return settings_values(settings)
+    except SettingsFileError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _load_function(
