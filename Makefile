@@ -34,7 +34,7 @@ browser: ## install Debian's Chromium for the browser test when missing
 
 .PHONY: lab
 lab: install ## set up and open JupyterLab on notebooks/
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: test
 test: install browser ## set up and run every test (unit, notebooks, browser, short reliability suite)
