@@ -116,8 +116,16 @@ class FakeClient:
         self.objects: list[dict[str, Any]] = []
         self.fail = fail
         self.budget = 10.0
+        self.budgets: list[float | None] = []
 
-    def send(self, events: list[dict[str, Any]], *, objects: list[dict[str, Any]] | None = None) -> None:
+    def send(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        objects: list[dict[str, Any]] | None = None,
+        budget: float | None = None,
+    ) -> None:
+        self.budgets.append(budget)
         if self.fail:
             raise self.fail
         self.sent.extend(events)
@@ -438,6 +446,21 @@ def test_timeout_answers_504_within_lambdas_remaining_time(ping: types.ModuleTyp
     response = ping.lambda_handler(v2_event(b'{"type":"slow","user":"u"}', JSON), Context())
     assert response["statusCode"] == 504
     assert fake.sent == []
+
+
+def test_lambdas_remaining_time_bounds_this_delivery_only(ping: types.ModuleType, fake: FakeClient) -> None:
+    class Context:
+        aws_request_id = "req-2"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 3000
+
+    assert ping.lambda_handler(v2_event(b'{"user":"u1"}', JSON), Context())["statusCode"] == 200
+    assert ping.lambda_handler(v2_event(b'{"user":"u2"}', JSON), None)["statusCode"] == 200
+    first, second = fake.budgets
+    assert first is not None and 0.5 <= first < 3.0  # what was left of the Lambda's time
+    assert second is None  # the next call is not bound by the earlier deadline
+    assert fake.budget == 10.0  # the shared client was not changed
 
 
 def test_failed_delivery_is_never_acknowledged(ping: types.ModuleType, clean_env: pytest.MonkeyPatch) -> None:

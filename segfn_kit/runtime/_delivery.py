@@ -643,7 +643,10 @@ class TrackingClient:
     # -- delivery ----------------------------------------------------------------------
 
     def _deliver(
-        self, encoded: list[tuple[str, bytes]], objects: list[tuple[str, str, bytes]] | None = None
+        self,
+        encoded: list[tuple[str, bytes]],
+        objects: list[tuple[str, str, bytes]] | None = None,
+        budget: float | None = None,
     ) -> Generator[_Step, Any, DeliveryReport]:
         """The delivery itself, without I/O: yields what to do and gets back what happened.
 
@@ -655,8 +658,9 @@ class TrackingClient:
         Objects follow the events through the same loop: one budget covers both, so a
         handler can answer once everything was accepted.
         """
+        budget = self.budget if budget is None else budget
         start = time.monotonic()
-        deadline = start + self.budget
+        deadline = start + budget
         report = DeliveryReport(events=len(encoded), objects=len(objects or ()))
         batches = self._pack(encoded) + self._pack_objects(objects or [])
         report.batches = len(batches)
@@ -673,7 +677,7 @@ class TrackingClient:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._bury(batch, f"time budget of {self.budget:g} s spent (last: {last.reason})",
+                    self._bury(batch, f"time budget of {budget:g} s spent (last: {last.reason})",
                                attempts, report)
                     break
                 body, headers = self._encode_body(batch)
@@ -697,7 +701,7 @@ class TrackingClient:
                     break
                 delay = self._delay(attempts - 1, last.delay)
                 if time.monotonic() + delay >= deadline:
-                    self._bury(batch, f"{last.reason}; no time left in the {self.budget:g} s budget to retry",
+                    self._bury(batch, f"{last.reason}; no time left in the {budget:g} s budget to retry",
                                attempts, report)
                     break
                 logger.info("%s to %s: %s; retry %d in %.2f s", noun, host, last.reason, attempts, delay)
@@ -711,13 +715,17 @@ class TrackingClient:
                 missed.append(f"{len(report.dead_letter_objects)} of {report.objects} object(s) were not "
                               f"accepted by {self.objects_host}")
             raise DeliveryError(
-                f"{' and '.join(missed)} within {self.budget:g} s ({report.summary()})",
+                f"{' and '.join(missed)} within {budget:g} s ({report.summary()})",
                 report,
             )
         return report
 
     def send(
-        self, events: Iterable[Mapping[str, Any]], *, objects: Iterable[Mapping[str, Any]] = ()
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        objects: Iterable[Mapping[str, Any]] = (),
+        budget: float | None = None,
     ) -> DeliveryReport:
         """Deliver ``events`` (then ``objects``) and return what happened; blocks until done
         or out of budget.
@@ -726,6 +734,8 @@ class TrackingClient:
             events: spec events, to ``{host}/v1/batch``.
             objects: ``Segment.set`` records (``{"collection", "id", "properties"}``), to
                 ``{objects_host}/v1/set``, within the same budget.
+            budget: seconds for this call only (a Lambda's remaining time), instead of the
+                client's ``budget``.
 
         Raises:
             UndeliverableEvent: an event or object can never be accepted (nothing was sent).
@@ -738,7 +748,7 @@ class TrackingClient:
             ...     client.send([{"type": "track", "userId": "u1", "event": "Paid"}]).accepted
             1
         """
-        return self.send_encoded(*self.check_all(events, objects))
+        return self.send_encoded(*self.check_all(events, objects), budget=budget)
 
     def send_objects(self, objects: Iterable[Mapping[str, Any]]) -> DeliveryReport:
         """Deliver ``Segment.set`` records only: ``send([], objects=objects)``.
@@ -783,7 +793,10 @@ class TrackingClient:
         return encoded, encoded_objects
 
     def send_encoded(
-        self, encoded: list[tuple[str, bytes]], objects: list[tuple[str, str, bytes]] | None = None
+        self,
+        encoded: list[tuple[str, bytes]],
+        objects: list[tuple[str, str, bytes]] | None = None,
+        budget: float | None = None,
     ) -> DeliveryReport:
         """``send`` for events already checked: ``(messageId, bytes)`` from ``check``, and
         objects from ``check_objects``.
@@ -796,7 +809,7 @@ class TrackingClient:
             >>> client.send_encoded(client.check([])).events
             0
         """
-        steps = self._deliver(encoded, objects)
+        steps = self._deliver(encoded, objects, budget)
         answer: Any = None
         errors = _transport_errors()
         try:
@@ -818,7 +831,11 @@ class TrackingClient:
             return report
 
     async def asend(
-        self, events: Iterable[Mapping[str, Any]], *, objects: Iterable[Mapping[str, Any]] = ()
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        objects: Iterable[Mapping[str, Any]] = (),
+        budget: float | None = None,
     ) -> DeliveryReport:
         """``send`` for asyncio code (an ASGI handler): same packing, retries and budget.
 
@@ -827,7 +844,7 @@ class TrackingClient:
             >>> asyncio.run(TrackingClient("KEY").asend([])).events
             0
         """
-        steps = self._deliver(*self.check_all(events, objects))
+        steps = self._deliver(*self.check_all(events, objects), budget)
         answer: Any = None
         errors = _transport_errors()
         try:

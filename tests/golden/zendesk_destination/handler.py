@@ -256,11 +256,13 @@ def deliver(
 ) -> HandlerResult:
     """Send the events, then the objects (blocking), and say what to answer."""
     client = get_client(config)
+    budget = None
     if deadline is not None:
-        # Lambda answers nothing once its time is up: deliver within what is left
-        client.budget = max(0.5, min(config.delivery_budget, deadline - time.monotonic() - 0.2))
+        # Lambda answers nothing once its time is up: deliver within what is left (for this
+        # call only: the client is shared)
+        budget = max(0.5, min(config.delivery_budget, deadline - time.monotonic() - 0.2))
     try:
-        report = client.send(events, objects=objects or [])
+        report = client.send(events, objects=objects or [], budget=budget)
     except Exception as exc:
         return _delivered(result, None, exc, config)
     return _delivered(result, report, None, config)

@@ -43,13 +43,25 @@ class FakeTrackingAPI:
         self.fail = False
         self.budget = 10.0
 
-    def send(self, events: list[dict[str, Any]], *, objects: list[dict[str, Any]] | None = None) -> None:
+    def send(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        objects: list[dict[str, Any]] | None = None,
+        budget: float | None = None,
+    ) -> None:
         if self.fail:
             raise ConnectionError("Tracking API unreachable")
         self.delivered.extend(events)
         self.objects.extend(objects or [])
 
-    async def asend(self, events: list[dict[str, Any]], *, objects: list[dict[str, Any]] | None = None) -> None:
+    async def asend(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        objects: list[dict[str, Any]] | None = None,
+        budget: float | None = None,
+    ) -> None:
         self.send(events, objects=objects)
 
 
