@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: help
 help: ## list the tasks
-	@grep -hE '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -21,6 +21,20 @@ $(UV):
 .PHONY: install
 install: $(UV) ## create .venv from uv.lock (idempotent, fast when nothing changed)
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
+
+.PHONY: install-inexact
+install-inexact: $(UV) ## like install, but keeps packages you added to .venv yourself (lab, bench)
+	$(UV) sync --frozen --inexact --all-extras --python $(PYTHON)
+
+.PHONY: node
+node: ## install Debian's Node.js and npm for the Mapping Kit tests when missing
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  elif command -v sudo >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "cannot install node: run 'apt-get install nodejs npm' as root"; exit 1; fi; \
+	fi
 
 .PHONY: browser
 browser: ## install Debian's Chromium for the browser test when missing
@@ -33,11 +47,11 @@ browser: ## install Debian's Chromium for the browser test when missing
 	fi
 
 .PHONY: lab
-lab: install ## set up and open JupyterLab on notebooks/
+lab: install-inexact ## set up and open JupyterLab on notebooks/
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: test
-test: install browser ## set up and run every test (unit, notebooks, browser, short reliability suite)
+test: install browser node ## set up and run every test (unit, notebooks, browser, short reliability suite)
 	$(PY) -m pytest
 
 .PHONY: lint
@@ -46,7 +60,7 @@ lint: install ## ruff and mypy --strict on the package
 	$(VENV)/bin/mypy
 
 .PHONY: bench
-bench: install ## performance figures as ratios against same-process baselines
+bench: install-inexact ## performance figures as ratios against same-process baselines
 	$(PY) -m benchmarks
 
 .PHONY: soak
