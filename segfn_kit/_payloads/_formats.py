@@ -1,0 +1,598 @@
+"""The capture formats: envelopes, bare bodies, JSON Lines, HAR, wrappers, forms.
+
+``_Reader`` turns one file or value into ``Payload`` records; ``_shape`` tells the formats of a
+parsed JSON document apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+
+from ._body import (
+    SEGMENT_BODY_LIMIT,
+    _Body,
+    _body_from_bytes,
+    _body_from_text,
+    _body_from_value,
+    _decode_form,
+    _header,
+    _join,
+    _looks_form,
+)
+from ._eventtype import detect_event_type
+from ._files import JSONL_SUFFIXES
+from ._jsonparse import (
+    _compact,
+    _duplicate_key,
+    _may_have_duplicates,
+    _may_hold_long_int,
+    parse_json,
+)
+from ._record import Payload, Skip, _replace
+
+ENVELOPE_KEYS = frozenset(
+    {
+        "method",
+        "url",
+        "path",
+        "query",
+        "headers",
+        "body",
+        "body_base64",
+        "received_at",
+        "signature",
+        "client",
+        "http_version",
+    }
+)
+
+
+def _headers_dict(value: Any) -> tuple[dict[str, str], str | None]:
+    """Headers as a dict of str; accepts a mapping, pairs, or HAR's [{name, value}]."""
+    if value is None:
+        return {}, None
+    result: dict[str, str] = {}
+    lower_index: dict[str, str] = {}
+
+    def put(name: Any, val: Any) -> None:
+        name = str(name)
+        if isinstance(val, list | tuple):
+            val = ", ".join(str(v) for v in val)
+        val = "" if val is None else str(val)
+        existing = lower_index.get(name.lower())
+        if existing is not None:  # a repeated header: joined as HTTP does
+            result[existing] = f"{result[existing]}, {val}"
+        else:
+            lower_index[name.lower()] = name
+            result[name] = val
+
+    if isinstance(value, Mapping):
+        for name, val in value.items():
+            put(name, val)
+        return result, None
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, Mapping) and "name" in item:
+                put(item["name"], item.get("value"))
+            elif isinstance(item, list | tuple) and len(item) == 2:
+                put(item[0], item[1])
+            else:
+                return result, f"headers entry {item!r} is not a name/value pair"
+        return result, None
+    return {}, f"headers must be an object, not {type(value).__name__}"
+
+
+def _query_dict(value: Any, url: str | None) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, list):  # HAR queryString
+        out: dict[str, Any] = {}
+        for item in value:
+            if isinstance(item, Mapping) and "name" in item:
+                name, val = str(item["name"]), item.get("value", "")
+                if name in out:
+                    prev = out[name]
+                    out[name] = [*prev, val] if isinstance(prev, list) else [prev, val]
+                else:
+                    out[name] = val
+        return out
+    if url:
+        return _decode_form(urlsplit(url).query)
+    return {}
+
+
+def _shape(value: Any) -> str:
+    """The capture shape of one parsed JSON document."""
+    if not isinstance(value, dict):
+        return "bare"
+    if isinstance(value.get("log"), dict) and isinstance(value["log"].get("entries"), list):
+        return "har"
+    payload = value.get("payload")
+    if (
+        len(value) <= 2
+        and isinstance(payload, dict)
+        and "body" in payload
+        and set(payload) <= {"body", "headers", "queryParameters", "queryParams", "query"}
+    ):
+        return "functions-library"
+    if "topic" in value and "body" in value and "headers" in value and len(value) <= 5:
+        return "topic"
+    if (
+        ("body" in value or "body_base64" in value)
+        and "headers" in value
+        and isinstance(value["headers"], dict | list)
+        and set(value) <= ENVELOPE_KEYS
+    ):
+        return "envelope"
+    return "bare"
+
+
+class _Reader:
+    """Turns files and values into ``Payload`` records; one instance per load."""
+
+    def __init__(
+        self,
+        *,
+        split_arrays: bool,
+        check_duplicates: bool,
+        on_skip: Callable[[Skip], None] | None,
+    ):
+        self.split_arrays = split_arrays
+        self.check_duplicates = check_duplicates
+        self.on_skip = on_skip
+        self.seen_ids: dict[str, int] = {}  # file ids only
+
+    # ids ---------------------------------------------------------------
+    def unique_id(self, base: str) -> str:
+        count = self.seen_ids.get(base, 0) + 1
+        self.seen_ids[base] = count
+        return base if count == 1 else f"{base}~{count}"
+
+    def skip(self, source: str, reason: str) -> None:
+        if self.on_skip is not None:
+            self.on_skip(Skip(source, reason))
+
+    # one document ---------------------------------------------------------
+    def from_document(
+        self,
+        value: Any,
+        *,
+        pid: str,
+        source: str,
+        position: int,
+        raw_text: str | None,
+        fmt_bare: str,
+    ) -> Payload:
+        """A payload from one parsed JSON document (a file, a line, an array item)."""
+        shape = _shape(value)
+        if shape == "functions-library":
+            inner = value["payload"]
+            query = inner.get("queryParameters", inner.get("queryParams", inner.get("query")))
+            return self.from_parts(
+                pid=pid,
+                source=source,
+                position=position,
+                fmt="functions-library",
+                headers=inner.get("headers"),
+                body=inner.get("body"),
+                query=query,
+            )
+        if shape == "topic":
+            return self.from_parts(
+                pid=pid,
+                source=source,
+                position=position,
+                fmt="topic",
+                headers=value.get("headers"),
+                body=value.get("body"),
+                topic=value.get("topic"),
+                query=value.get("query"),
+                method=value.get("method"),
+                url=value.get("url"),
+            )
+        if shape == "envelope":
+            return self.from_parts(
+                pid=pid,
+                source=source,
+                position=position,
+                fmt="envelope",
+                headers=value.get("headers"),
+                body=value.get("body"),
+                body_base64=value.get("body_base64"),
+                has_body="body" in value,
+                query=value.get("query"),
+                method=value.get("method"),
+                url=value.get("url"),
+                path=value.get("path"),
+                received_at=value.get("received_at"),
+            )
+        if shape == "har":
+            # a HAR nested in a JSON Lines file or an array: not a request itself
+            return Payload(
+                pid,
+                source,
+                position,
+                "har",
+                raw_text or "",
+                None,
+                error="a HAR archive inside another file; load the .har file itself",
+            )
+        raw = raw_text if raw_text is not None else _compact(value)
+        return Payload(
+            payload_id=pid,
+            source=source,
+            position=position,
+            format=fmt_bare,
+            raw=raw,
+            body=value,
+            content_type=None,
+            event_type=detect_event_type({}, value),
+        )
+
+    def from_parts(
+        self,
+        *,
+        pid: str,
+        source: str,
+        position: int,
+        fmt: str,
+        headers: Any,
+        body: Any,
+        body_base64: Any = None,
+        has_body: bool = True,
+        query: Any = None,
+        method: Any = None,
+        url: Any = None,
+        path: Any = None,
+        received_at: Any = None,
+        topic: Any = None,
+    ) -> Payload:
+        hdrs, header_problem = _headers_dict(headers)
+        ctype = _header(hdrs, "Content-Type")
+        url_s = url if isinstance(url, str) else None
+        path_s = path if isinstance(path, str) else None
+        if path_s is None and url_s:
+            path_s = urlsplit(url_s).path or None
+        if url_s is None and path_s:
+            url_s = path_s
+        error: str | None = header_problem
+        if body_base64 is not None and not (has_body and body is not None):
+            try:
+                data = base64.b64decode(str(body_base64), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                parsed = _Body("", None, None, f"body_base64 is not valid base64: {exc}")
+            else:
+                parsed = _body_from_bytes(data, ctype, self.check_duplicates)
+        elif isinstance(body, str):
+            parsed = _body_from_text(body, ctype, self.check_duplicates)
+        elif body is None and not has_body:
+            parsed = _Body("", None, None, "the envelope has neither body nor body_base64")
+        else:
+            parsed = _body_from_value(body, ctype)
+        if parsed.error and parsed.body is None and not error:
+            # an unreadable body is still a request a function would receive: keep it loadable
+            warning = parsed.error
+        else:
+            warning = None
+            error = _join(error, parsed.error)
+        warning = _join(warning, parsed.warning)
+        size = len(parsed.raw)
+        if size > SEGMENT_BODY_LIMIT:
+            warning = _join(
+                warning, f"the body is {size / 1e6:.1f} MB, over Segment's 512 KiB webhook limit"
+            )
+        return Payload(
+            payload_id=pid,
+            source=source,
+            position=position,
+            format=fmt,
+            raw=parsed.raw,
+            body=parsed.body,
+            headers=hdrs,
+            query=_query_dict(query, url_s),
+            method=str(method).upper() if isinstance(method, str) and method else "POST",
+            url=url_s,
+            path=path_s,
+            received_at=received_at if isinstance(received_at, str) else None,
+            content_type=ctype,
+            event_type=detect_event_type(hdrs, parsed.body, topic),
+            error=error,
+            warning=warning,
+        )
+
+    # files -------------------------------------------------------------
+    def read_file(self, path: Path, base_id: str) -> Iterator[Payload]:
+        # ids are made unique per file (lines and entries add "#n"), so the memory this
+        # takes grows with the number of files, not of payloads
+        base_id = self.unique_id(base_id)
+        source = str(path)
+        name = path.name.lower()
+        gz = name.endswith(".gz")
+        inner = name[:-3] if gz else name
+        try:
+            if inner.endswith(JSONL_SUFFIXES):
+                yield from self.read_jsonl(path, base_id, gz)
+                return
+            opener = gzip.open if gz else open
+            with opener(path, "rb") as fh:
+                data = fh.read()
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            yield Payload(base_id, source, 0, "bare", "", error=f"cannot read the file: {exc}")
+            return
+        if inner.endswith(".har"):
+            yield from self.read_har(data, path, base_id)
+            return
+        yield from self.read_document(data, path, base_id)
+
+    def read_document(self, data: bytes, path: Path, base_id: str) -> Iterator[Payload]:
+        source = str(path)
+        warning = None
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+            warning = "a UTF-8 byte order mark at the start of the file was removed"
+        if not data.strip():
+            yield Payload(
+                base_id,
+                source,
+                0,
+                "bare",
+                data.decode("utf-8", "surrogateescape"),
+                error="the file is empty; expected a JSON payload",
+            )
+            return
+        raw = data.decode("utf-8", "surrogateescape")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Payload(
+                base_id,
+                source,
+                0,
+                "bare",
+                raw,
+                error=f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                "re-save it as UTF-8 or capture it as an envelope with body_base64",
+                warning=warning,
+            )
+            return
+        try:
+            value, parse_warning = parse_json(data)
+        except ValueError as exc:
+            if _looks_form(raw):
+                yield Payload(
+                    base_id,
+                    source,
+                    0,
+                    "form",
+                    raw,
+                    _decode_form(raw),
+                    content_type="application/x-www-form-urlencoded",
+                    warning=warning,
+                )
+                return
+            yield Payload(
+                base_id,
+                source,
+                0,
+                "bare",
+                raw,
+                error=f"{exc}; fix the JSON or remove the file",
+                warning=warning,
+            )
+            return
+        warning = _join(warning, parse_warning)
+        if isinstance(value, dict) and _shape(value) == "har":
+            yield from self.read_har(data, path, base_id, value)
+            return
+        if isinstance(value, list) and self.split_arrays:
+            if not value:
+                self.skip(source, "an empty JSON array: no payloads")
+            for index, item in enumerate(value, 1):
+                yield self.finish(
+                    self.from_document(
+                        item,
+                        pid=f"{base_id}#{index}",
+                        source=source,
+                        position=index,
+                        raw_text=None,
+                        fmt_bare="array-item",
+                    ),
+                    warning,
+                    None,
+                )
+            return
+        payload = self.from_document(
+            value,
+            pid=base_id,
+            source=source,
+            position=0,
+            raw_text=raw,
+            fmt_bare="bare",
+        )
+        yield self.finish(payload, warning, raw if payload.format == "bare" else None)
+
+    def finish(self, payload: Payload, warning: str | None, raw: str | bytes | None) -> Payload:
+        """Add file-level warnings and, for a bare body read from text, the duplicate-key check."""
+        extra = warning
+        if raw is not None and self.check_duplicates and _may_have_duplicates(payload.body, raw):
+            dup = _duplicate_key(payload.raw)
+            if dup is not None:
+                extra = _join(
+                    extra, f"duplicate key {dup!r}: the last value is kept, as request.json() does"
+                )
+        size = len(payload.raw)
+        if payload.format in ("bare", "jsonl", "array-item") and size > SEGMENT_BODY_LIMIT:
+            extra = _join(
+                extra, f"the body is {size / 1e6:.1f} MB, over Segment's 512 KiB webhook limit"
+            )
+        if not extra:
+            return payload
+        return _replace(payload, warning=_join(payload.warning, extra))
+
+    def read_jsonl(self, path: Path, base_id: str, gz: bool) -> Iterator[Payload]:
+        source = str(path)
+        opener = gzip.open if gz else open
+        count = 0
+        with opener(path, "rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                stripped = line.strip()
+                if not stripped:
+                    continue
+                count += 1
+                pid = f"{base_id}#{number}"
+                raw = stripped.decode("utf-8", "surrogateescape")
+                exact = False
+                try:
+                    value = orjson.loads(stripped)
+                    warning = None
+                    # A compact line that orjson writes back byte for byte lost nothing: no
+                    # integer beyond 64 bits turned float, no repeated key dropped. One
+                    # comparison then stands for both checks, the common case of exports.
+                    try:
+                        exact = orjson.dumps(value) == stripped
+                    except orjson.JSONEncodeError:
+                        exact = False
+                    if not exact and _may_hold_long_int(stripped):
+                        raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
+                except orjson.JSONDecodeError:
+                    try:
+                        stripped.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        yield Payload(
+                            pid,
+                            source,
+                            number,
+                            "jsonl",
+                            raw,
+                            error=f"line {number} is not valid UTF-8 (offset {exc.start})",
+                        )
+                        continue
+                    try:
+                        value, warning = parse_json(raw)
+                    except ValueError as exc:
+                        yield Payload(
+                            pid,
+                            source,
+                            number,
+                            "jsonl",
+                            raw,
+                            error=f"line {number}: {exc}; fix or remove the line",
+                        )
+                        continue
+                shape = _shape(value) if isinstance(value, dict) else "bare"
+                if shape == "bare":
+                    # the hot path of large exports: no re-serialisation, the line is the body
+                    payload = Payload(
+                        pid,
+                        source,
+                        number,
+                        "jsonl",
+                        raw,
+                        value,
+                        event_type=detect_event_type({}, value),
+                    )
+                    yield self.finish(payload, warning, None if exact else stripped)
+                else:
+                    payload = self.from_document(
+                        value,
+                        pid=pid,
+                        source=source,
+                        position=number,
+                        raw_text=raw,
+                        fmt_bare="jsonl",
+                    )
+                    yield self.finish(payload, warning, None)
+        if count == 0:
+            self.skip(source, "no payloads: the JSON Lines file has no non-blank line")
+
+    def read_har(
+        self, data: bytes, path: Path, base_id: str, value: Any = None
+    ) -> Iterator[Payload]:
+        source = str(path)
+        if value is None:
+            if data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            try:
+                value, _ = parse_json(data)
+            except ValueError as exc:
+                yield Payload(base_id, source, 0, "har", "", error=f"HAR file: {exc}")
+                return
+        log = value.get("log") if isinstance(value, dict) else None
+        entries = log.get("entries") if isinstance(log, dict) else None
+        if not isinstance(entries, list):
+            yield Payload(
+                base_id,
+                source,
+                0,
+                "har",
+                "",
+                error="not a HAR archive: no log.entries list",
+            )
+            return
+        posts = 0
+        for number, entry in enumerate(entries, 1):
+            request = entry.get("request") if isinstance(entry, dict) else None
+            if not isinstance(request, dict) or str(request.get("method", "")).upper() != "POST":
+                continue
+            posts += 1
+            headers = [
+                h
+                for h in request.get("headers") or []
+                if not str(h.get("name", "")).startswith(":")
+            ]
+            post = request.get("postData") or {}
+            body_text: Any = post.get("text")
+            body_b64 = None
+            if body_text is not None and post.get("encoding") == "base64":
+                body_b64, body_text = body_text, None
+            elif body_text is None and isinstance(post.get("params"), list):
+                body_text = urlencode(
+                    [(p.get("name", ""), p.get("value", "")) for p in post["params"]]
+                )
+            elif body_text is None:
+                body_text = ""
+            hdr_dict, _ = _headers_dict(headers)
+            if post.get("mimeType") and _header(hdr_dict, "Content-Type") is None:
+                headers = [*headers, {"name": "Content-Type", "value": post["mimeType"]}]
+            yield self.from_parts(
+                pid=f"{base_id}#{number}",
+                source=source,
+                position=number,
+                fmt="har",
+                headers=headers,
+                body=body_text,
+                body_base64=body_b64,
+                has_body=body_b64 is None,
+                query=request.get("queryString"),
+                method="POST",
+                url=request.get("url"),
+                received_at=entry.get("startedDateTime"),
+            )
+        if posts == 0:
+            self.skip(source, f"a HAR archive with {len(entries)} entries and no POST request")
+
+    # values ------------------------------------------------------------
+    def read_value(self, value: Any, base_id: str) -> Iterator[Payload]:
+        base_id = self.unique_id(base_id)
+        items = value if isinstance(value, list) else [value]
+        many = isinstance(value, list)
+        for index, item in enumerate(items, 1):
+            pid = f"{base_id}#{index}" if many else base_id
+            yield self.from_document(
+                item,
+                pid=pid,
+                source="<input>",
+                position=index if many else 0,
+                raw_text=None,
+                fmt_bare="bare",
+            )

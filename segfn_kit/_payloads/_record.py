@@ -1,0 +1,142 @@
+"""The payload record: one captured request as read from any format, and its ``Request``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from segfn_kit.runtime import Request
+
+from ._body import _body_from_value
+
+
+class PayloadError(ValueError):
+    """A payload could not be loaded and ``strict=True`` was asked for.
+
+    Attributes:
+        source: the file (or input) that failed.
+        reason: why.
+    """
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An input that holds no payload, with the reason (``frame.attrs["skipped"]``)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Payload:
+    """One captured request, as read from any input format.
+
+    Attributes:
+        payload_id: stable across loads, unique per row (from the source and position).
+        source: the file it came from.
+        position: line / entry number in the file (1-based), 0 for one-payload files.
+        format: ``envelope``, ``bare``, ``jsonl``, ``har``, ``functions-library``, ``topic``, ...
+        raw: the body text as received (invalid UTF-8 kept via surrogateescape).
+        body: the parsed body (JSON value, or dict for url-encoded), None if unparseable.
+        error: why this input could not be loaded as a payload, else None.
+        warning: something a person should know about an otherwise loaded payload.
+    """
+
+    payload_id: str
+    source: str
+    position: int
+    format: str
+    raw: str
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    method: str = "POST"
+    url: str | None = None
+    path: str | None = None
+    received_at: str | None = None
+    content_type: str | None = None
+    event_type: str | None = None
+    error: str | None = None
+    warning: str | None = None
+
+    def request(self) -> Request:
+        """The ``runtime.Request`` a source function would receive for this payload."""
+        return request_from_row(self)
+
+    def to_envelope(self) -> dict[str, Any]:
+        """This payload as a capture envelope (the raw body kept exactly, as a string)."""
+        envelope: dict[str, Any] = {"method": self.method}
+        if self.url is not None:
+            envelope["url"] = self.url
+        if self.path is not None:
+            envelope["path"] = self.path
+        if self.query:
+            envelope["query"] = self.query
+        envelope["headers"] = self.headers
+        try:
+            self.raw.encode("utf-8")
+            envelope["body"] = self.raw
+        except UnicodeEncodeError:
+            envelope["body_base64"] = base64.b64encode(
+                self.raw.encode("utf-8", "surrogateescape")
+            ).decode("ascii")
+        if self.received_at is not None:
+            envelope["received_at"] = self.received_at
+        return envelope
+
+
+def _replace(payload: Payload, **changes: Any) -> Payload:
+    values = {name: getattr(payload, name) for name in Payload.__slots__}
+    values.update(changes)
+    return Payload(**values)
+
+
+def request_from_row(row_or_payload: Any) -> Request:
+    """The ``runtime.Request`` for one payload: a ``Payload``, a frame row, or a dict.
+
+    The body is the raw text as received, so signatures and ``request.text()`` see exactly
+    the captured bytes.
+
+    Example:
+        >>> from segfn_kit import load_payloads
+        >>> frame = load_payloads({"headers": {"X-Shopify-Topic": "orders/create"}, "body": {"id": 1}})
+        >>> request = request_from_row(frame.iloc[0])
+        >>> request.json(), request.headers["x-shopify-topic"]
+        ({'id': 1}, 'orders/create')
+    """
+    if isinstance(row_or_payload, Payload):
+        p = row_or_payload
+        raw, headers, method, url, query, received = (
+            p.raw,
+            p.headers,
+            p.method,
+            p.url,
+            p.query,
+            p.received_at,
+        )
+    else:
+        get = row_or_payload.get
+        raw = get("raw")
+        if raw is None and get("body") is not None:  # a hand-made dict with a parsed body
+            raw = _body_from_value(get("body"), None).raw
+        headers = get("headers") or {}
+        method = get("method") or "POST"
+        url = get("url")
+        query = get("query")
+        received = get("received_at")
+    raw_s = raw if isinstance(raw, str) else ""
+    return Request(
+        raw_s.encode("utf-8", "surrogateescape"),
+        headers if isinstance(headers, Mapping) else {},
+        method=str(method) if isinstance(method, str) and method else "POST",
+        url=url if isinstance(url, str) else "",
+        query=query if isinstance(query, Mapping) and query else None,
+        received_at=received if isinstance(received, str) else None,
+    )

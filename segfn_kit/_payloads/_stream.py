@@ -1,0 +1,67 @@
+"""``iter_payloads``: payload records streamed from files, folders, globs and values."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from ._files import _files_of
+from ._formats import _Reader
+from ._record import Payload, PayloadError, Skip
+
+PathArg = str | os.PathLike[str]
+
+
+def iter_payloads(
+    *paths: PathArg | Mapping[str, Any] | list[Any],
+    split_arrays: bool = False,
+    check_duplicates: bool = True,
+    strict: bool = False,
+    on_skip: Callable[[Skip], None] | None = None,
+) -> Iterator[Payload]:
+    """Stream ``Payload`` records from files, folders (recursive), globs or values.
+
+    Reads one file at a time and JSON Lines one line at a time, so memory stays flat
+    whatever the size of the input.
+
+    Args:
+        *paths: files, folders, glob patterns (``captures/**/*.json``), or payloads given
+            as dicts (an envelope or a bare body) or a list of them.
+        split_arrays: read a ``.json`` file whose top level is an array as one payload per
+            item (by default the array is one body, as SendGrid and HubSpot send it).
+        check_duplicates: look for repeated keys in JSON objects (a warning on the row).
+        strict: raise ``PayloadError`` on the first input that cannot be loaded or is skipped.
+        on_skip: called with a ``Skip`` for each input that holds no payload.
+
+    Raises:
+        FileNotFoundError: a named file or folder does not exist.
+        PayloadError: only with ``strict=True``.
+
+    Example:
+        >>> rows = list(iter_payloads({"headers": {}, "body": {"type": "ping"}}))
+        >>> rows[0].event_type, rows[0].raw
+        ('ping', '{"type":"ping"}')
+    """
+
+    def skip(item: Skip) -> None:
+        if strict:
+            raise PayloadError(item.source, item.reason)
+        if on_skip is not None:
+            on_skip(item)
+
+    reader = _Reader(split_arrays=split_arrays, check_duplicates=check_duplicates, on_skip=skip)
+    for index, arg in enumerate(paths, 1):
+        if isinstance(arg, Mapping | list):
+            stream: Iterable[Payload] = reader.read_value(arg, f"input{index}")
+        else:
+            stream = _stream_files(arg, reader)
+        for payload in stream:
+            if strict and payload.error:
+                raise PayloadError(payload.source, payload.error)
+            yield payload
+
+
+def _stream_files(arg: PathArg, reader: _Reader) -> Iterator[Payload]:
+    for path, base_id in _files_of(arg, reader):
+        yield from reader.read_file(path, base_id)
