@@ -33,9 +33,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from segfn_kit._run import SettingsFileError, settings_values
 from segfn_kit.runtime import Function
@@ -49,6 +49,9 @@ from segfn_kit.runtime._delivery import (
     TrackingClient,
     UndeliverableEvent,
 )
+
+if TYPE_CHECKING:
+    from segfn_kit._payloads import Payload
 
 __all__ = ["ReplayError", "ReplaySummary", "replay"]
 
@@ -223,6 +226,7 @@ def replay(
     budget: float = 120.0,
     progress: bool = False,
     client: TrackingClient | None = None,
+    stream: Iterable[Payload] | None = None,
 ) -> ReplaySummary:
     """Run a source function over archived payloads and deliver (or write) the events.
 
@@ -244,6 +248,8 @@ def replay(
         budget: seconds each chunk of events may take to be accepted, retries included.
         progress: show a progress bar (on stderr).
         client: a ``TrackingClient`` to use instead of one built from ``to`` and ``write_key``.
+        stream: payloads already read (a partition of a cluster replay), run instead of
+            reading ``paths``; ``paths`` then only name the run (the checkpoint's key).
 
     Returns:
         A ``ReplaySummary``; print it for the table the command line shows.
@@ -323,7 +329,7 @@ def replay(
         limit_objects = (client.max_batch_objects if client else MAX_BATCH_OBJECTS) * _CHUNK_BATCHES
         chunk: _Chunk | None = None
         try:
-            for index, payload in enumerate(iter_payloads(*paths)):
+            for index, payload in enumerate(iter_payloads(*paths) if stream is None else stream):
                 summary.payloads += 1
                 if bar is not None:
                     bar.update(1)

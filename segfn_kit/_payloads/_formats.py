@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -442,78 +442,87 @@ class _Reader:
         opener = gzip.open if gz else open
         count = 0
         with opener(path, "rb") as fh:
-            for number, line in enumerate(fh, 1):
-                if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
-                stripped = line.strip()
-                if not stripped:
-                    continue
+            for payload in self.read_lines(enumerate(fh, 1), source, base_id):
                 count += 1
-                pid = f"{base_id}#{number}"
-                raw = stripped.decode("utf-8", "surrogateescape")
-                exact = False
+                yield payload
+        if count == 0:
+            self.skip(source, "no payloads: the JSON Lines file has no non-blank line")
+
+    def read_lines(self, numbered: Iterable[tuple[int, bytes]], source: str, base_id: str) -> Iterator[Payload]:
+        """One payload per non-blank JSON Lines line, given as ``(line number, bytes)``.
+
+        A file read whole, or a byte range of one (a partition of a cluster replay) whose
+        line numbers were counted elsewhere: ids are ``{base_id}#{line number}`` either way.
+        """
+        for number, line in numbered:
+            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            stripped = line.strip()
+            if not stripped:
+                continue
+            pid = f"{base_id}#{number}"
+            raw = stripped.decode("utf-8", "surrogateescape")
+            exact = False
+            try:
+                value = orjson.loads(stripped)
+                warning = None
+                # A compact line that orjson writes back byte for byte lost nothing: no
+                # integer beyond 64 bits turned float, no repeated key dropped. One
+                # comparison then stands for both checks, the common case of exports.
                 try:
-                    value = orjson.loads(stripped)
-                    warning = None
-                    # A compact line that orjson writes back byte for byte lost nothing: no
-                    # integer beyond 64 bits turned float, no repeated key dropped. One
-                    # comparison then stands for both checks, the common case of exports.
-                    try:
-                        exact = orjson.dumps(value) == stripped
-                    except orjson.JSONEncodeError:
-                        exact = False
-                    if not exact and _may_hold_long_int(stripped):
-                        raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
-                except orjson.JSONDecodeError:
-                    try:
-                        stripped.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        yield Payload(
-                            pid,
-                            source,
-                            number,
-                            "jsonl",
-                            raw,
-                            error=f"line {number} is not valid UTF-8 (offset {exc.start})",
-                        )
-                        continue
-                    try:
-                        value, warning = parse_json(raw)
-                    except ValueError as exc:
-                        yield Payload(
-                            pid,
-                            source,
-                            number,
-                            "jsonl",
-                            raw,
-                            error=f"line {number}: {exc}; fix or remove the line",
-                        )
-                        continue
-                shape = _shape(value) if isinstance(value, dict) else "bare"
-                if shape == "bare":
-                    # the hot path of large exports: no re-serialisation, the line is the body
-                    payload = Payload(
+                    exact = orjson.dumps(value) == stripped
+                except orjson.JSONEncodeError:
+                    exact = False
+                if not exact and _may_hold_long_int(stripped):
+                    raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
+            except orjson.JSONDecodeError:
+                try:
+                    stripped.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield Payload(
                         pid,
                         source,
                         number,
                         "jsonl",
                         raw,
-                        value,
-                        event_type=detect_event_type({}, value),
+                        error=f"line {number} is not valid UTF-8 (offset {exc.start})",
                     )
-                    yield self.finish(payload, warning, None if exact else stripped)
-                else:
-                    payload = self.from_document(
-                        value,
-                        pid=pid,
-                        source=source,
-                        position=number,
-                        raw_text=raw,
-                        fmt_bare="jsonl",
+                    continue
+                try:
+                    value, warning = parse_json(raw)
+                except ValueError as exc:
+                    yield Payload(
+                        pid,
+                        source,
+                        number,
+                        "jsonl",
+                        raw,
+                        error=f"line {number}: {exc}; fix or remove the line",
                     )
-                    yield self.finish(payload, warning, None)
-        if count == 0:
-            self.skip(source, "no payloads: the JSON Lines file has no non-blank line")
+                    continue
+            shape = _shape(value) if isinstance(value, dict) else "bare"
+            if shape == "bare":
+                # the hot path of large exports: no re-serialisation, the line is the body
+                payload = Payload(
+                    pid,
+                    source,
+                    number,
+                    "jsonl",
+                    raw,
+                    value,
+                    event_type=detect_event_type({}, value),
+                )
+                yield self.finish(payload, warning, None if exact else stripped)
+            else:
+                payload = self.from_document(
+                    value,
+                    pid=pid,
+                    source=source,
+                    position=number,
+                    raw_text=raw,
+                    fmt_bare="jsonl",
+                )
+                yield self.finish(payload, warning, None)
 
     def read_har(
         self, data: bytes, path: Path, base_id: str, value: Any = None
