@@ -43,10 +43,16 @@ _EXPORTS = {
     "export": "segfn_kit._export",
     # delivery
     "replay": "segfn_kit._replay",
+    "Checkpoint": "segfn_kit._checkpoint",
+    "CheckpointKey": "segfn_kit._checkpoint",
+    "CheckpointError": "segfn_kit._checkpoint",
     "read_sink": "segfn_kit._sink",
 }
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointKey",
     "Responses",
     "__version__",
     "approve",
@@ -69,6 +75,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from segfn_kit._approve import approve
+    from segfn_kit._checkpoint import Checkpoint, CheckpointError, CheckpointKey
     from segfn_kit._events import sample_events
     from segfn_kit._export import export
     from segfn_kit._http import Responses

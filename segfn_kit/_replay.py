@@ -10,11 +10,13 @@ Exactly once, in effect:
 
 - events keep the messageIds the function derives from each payload's content, so the same
   payload replayed twice gives the same ids and Segment deduplicates them;
-- a checkpoint file records, after each delivered chunk, how far the stream was accepted
-  (written atomically: a temporary file renamed over the old one). Run the same command
-  again after an interruption and accepted payloads are skipped; payloads whose events went
-  to the dead-letter file are tried again. A hard kill can leave one chunk accepted but not
-  yet recorded: it is sent again under the same messageIds, which Segment deduplicates.
+- a checkpoint (``segfn_kit._checkpoint.Checkpoint``, a file or a directory) records, after
+  each delivered chunk, how far each archive file was accepted, keyed by the file's path AND
+  the sha256 of its bytes. Run the same command again after an interruption and accepted
+  payloads are skipped; payloads whose events went to the dead-letter file, and payloads that
+  could not be loaded, are tried again. A file rewritten at the same path is replayed from its
+  start (never skipped), and named in the summary. A hard kill can leave one chunk accepted but
+  not yet recorded: it is sent again under the same messageIds, which Segment deduplicates.
 
 Objects travel in the same chunks as the events of their payloads and count for the
 checkpoint the same way: a payload is settled only once its events and its objects were
@@ -37,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from segfn_kit._checkpoint import Checkpoint, CheckpointEntry, CheckpointError, CheckpointKey
 from segfn_kit._run import SettingsFileError, settings_values
 from segfn_kit.runtime import Function
 from segfn_kit.runtime._delivery import (
@@ -58,7 +61,7 @@ __all__ = ["ReplayError", "ReplaySummary", "replay"]
 # a chunk (the unit of a checkpoint) holds this many batches' worth of events: enough for the
 # client to pack full batches across payload boundaries, small enough that little is re-sent
 _CHUNK_BATCHES = 4
-_CHECKPOINT_VERSION = 1
+_LISTED = 20  # unloadable payloads and changed archives named in the printed summary
 
 
 class ReplayError(Exception):
@@ -81,6 +84,10 @@ class ReplaySummary:
             (or ``objects[<i>]``) of objects Segment cannot take (in the dead-letter file).
         failed_payloads: payload ids whose events were not all accepted, or whose function
             raised ``RetryError`` or timed out (tried again on resume, as Segment retries them).
+        unloadable: ``<payload id>: <reason>`` of each payload that could not be loaded (a
+            failure: the exit status is 1; read again on resume).
+        changed: archives whose content changed since the checkpoint was written, at the same
+            path: replayed from their start (their messageIds let Segment deduplicate).
         elapsed: seconds.
         interrupted: the replay was stopped before the end (Ctrl-C).
         mode: ``deliver``, ``dry-run`` or ``out``.
@@ -94,6 +101,8 @@ class ReplaySummary:
     delivery: DeliveryReport = dataclasses.field(default_factory=DeliveryReport)
     undeliverable: list[str] = dataclasses.field(default_factory=list)
     failed_payloads: list[str] = dataclasses.field(default_factory=list)
+    unloadable: list[str] = dataclasses.field(default_factory=list)
+    changed: list[str] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0
     interrupted: bool = False
     mode: str = "deliver"
@@ -106,7 +115,7 @@ class ReplaySummary:
     @property
     def ok(self) -> bool:
         """Nothing was left undelivered (function outcomes other than ok are not failures)."""
-        return not (self.failed_payloads or self.undeliverable or self.interrupted
+        return not (self.failed_payloads or self.undeliverable or self.interrupted or self.unloadable
                     or self.delivery.dead_letter_ids or self.delivery.dead_letter_objects)
 
     def __str__(self) -> str:
@@ -132,6 +141,15 @@ class ReplaySummary:
             ]
         if self.failed_payloads:
             lines.append(f"not accepted  {len(self.failed_payloads):,} payloads (run again to retry them)")
+        if self.unloadable:
+            lines.append(f"unloadable    {len(self.unloadable):,} payloads could not be loaded:")
+            lines += [f"  {line}" for line in self.unloadable[:_LISTED]]
+            if len(self.unloadable) > _LISTED:
+                lines.append(f"  ... and {len(self.unloadable) - _LISTED:,} more")
+        if self.changed:
+            lines.append(f"changed       {len(self.changed):,} archives changed since the checkpoint, "
+                         "replayed from their start: " + ", ".join(self.changed[:_LISTED])
+                         + (" ..." if len(self.changed) > _LISTED else ""))
         if self.interrupted:
             lines.append("interrupted   run the same command again to resume")
         lines.append(f"time          {self.elapsed:.1f} s")
@@ -149,49 +167,28 @@ class _Chunk:
     objects: list[tuple[str, str, bytes]] = dataclasses.field(default_factory=list)
     object_owners: list[int] = dataclasses.field(default_factory=list)
     retry: list[str] = dataclasses.field(default_factory=list)  # RetryError or timed out
+    unloadable: list[str] = dataclasses.field(default_factory=list)  # read again on resume
+    units: list[tuple[_Unit | None, int]] = dataclasses.field(default_factory=list)  # per payload: file, position
+    ends: list[tuple[_Unit, int]] = dataclasses.field(default_factory=list)  # files whose last payload is in here
 
 
-class _Checkpoint:
-    """How far a replay got: the first ``done`` payloads of the stream are settled, except
-    those in ``retry`` (their events were not accepted)."""
+class _Unit:
+    """A file of the stream as the checkpoint sees it: its key, and how far it got.
 
-    def __init__(self, path: Path, key: str):
-        self.path = path
+    The main thread owns ``count`` (payloads of the file read so far); the sender thread owns
+    ``position``, ``retry`` and ``complete`` (what was accepted)."""
+
+    def __init__(self, source: str, key: CheckpointKey, entry: CheckpointEntry | None):
+        self.source = source
         self.key = key
-        self.done = 0
-        self.last_id: str | None = None
-        self.retry: set[str] = set()
-
-    @classmethod
-    def load(cls, path: Path, key: str) -> _Checkpoint:
-        cp = cls(path, key)
-        if not path.exists():
-            return cp
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") != _CHECKPOINT_VERSION:
-                raise ValueError("unknown version")
-            if data["key"] != key:
-                raise ReplayError(
-                    f"{path} is the checkpoint of another replay (a different function, settings or "
-                    "archives); delete it or pass another --checkpoint file"
-                )
-            cp.done = int(data["done"])
-            cp.last_id = data.get("last_id")
-            cp.retry = set(data.get("retry", []))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReplayError(f"{path}: not a readable replay checkpoint ({exc}); delete it to start over") from None
-        return cp
-
-    def save(self) -> None:
-        data = {"version": _CHECKPOINT_VERSION, "key": self.key, "done": self.done,
-                "last_id": self.last_id, "retry": sorted(self.retry)}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        self.entry = entry
+        self.skip_before = entry.position if entry is not None else 0
+        self.skip_except = set(entry.retry) if entry is not None else set()
+        self.count = 0
+        self.position = entry.position if entry is not None else 0
+        self.retry: set[str] = set(entry.retry) if entry is not None else set()
+        self.complete = entry.complete if entry is not None else False
+        self.payloads = entry.info.get("payloads") if entry is not None else None
 
 
 def _load_settings(settings: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -201,15 +198,21 @@ def _load_settings(settings: Mapping[str, Any] | str | os.PathLike[str] | None) 
         raise ReplayError(str(exc)) from None
 
 
-def _replay_key(function: Function, settings: Mapping[str, Any], paths: tuple[Any, ...]) -> str:
-    # the checkpoint belongs to one function text, one set of settings and one list of inputs;
-    # settings are hashed (never stored), so secrets do not reach the checkpoint file
+def _replay_key(function: Function, settings: Mapping[str, Any]) -> str:
+    # the checkpoint belongs to one function text and one set of settings (the archives are
+    # its entries, each keyed by path and content); settings are hashed, never stored, so
+    # secrets do not reach the checkpoint file
     h = hashlib.sha256()
     h.update(function.source.encode("utf-8", "surrogatepass"))
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for p in paths:
-        h.update(b"\0" + str(Path(p).resolve() if not isinstance(p, Mapping | list) else p).encode())
     return h.hexdigest()
+
+
+def _unit_key(source: str) -> CheckpointKey:
+    path = Path(source)
+    if path.is_file():
+        return CheckpointKey.of_file(path)
+    return CheckpointKey.of_bytes(source, source.encode("utf-8", "surrogatepass"))
 
 
 def replay(
@@ -290,7 +293,7 @@ def replay(
     mode = "dry-run" if dry_run else "out" if out is not None else "deliver"
     summary = ReplaySummary(mode=mode)
 
-    cp: _Checkpoint | None = None
+    cp: Checkpoint | None = None
     sender: _Sender | None = None
     writer: TextIO | None = None
     with contextlib.ExitStack() as stack:
@@ -302,12 +305,16 @@ def replay(
                 host = to or os.environ.get("SEGMENT_API_HOST") or "https://api.segment.io"
                 objects_host = objects_to or os.environ.get("SEGMENT_OBJECTS_HOST") or DEFAULT_OBJECTS_HOST
                 if dead_letter is None:
-                    dead_letter = f"{checkpoint}.dead.jsonl" if checkpoint else "segfn-replay.dead.jsonl"
+                    dead_letter = (f"{os.fspath(checkpoint).rstrip('/' + os.sep)}.dead.jsonl" if checkpoint
+                                   else "segfn-replay.dead.jsonl")
                 client = TrackingClient(key, host, objects_host=objects_host, budget=budget,
                                         timeout=min(30.0, budget), dead_letter=dead_letter)
                 stack.callback(client.close)
             if checkpoint is not None:
-                cp = _Checkpoint.load(Path(checkpoint), _replay_key(fn, values, paths))
+                try:
+                    cp = Checkpoint(checkpoint, run=_replay_key(fn, values))
+                except CheckpointError as exc:
+                    raise ReplayError(str(exc)) from None
             sender = _Sender(client, cp, summary)
             stack.callback(sender.close)
         elif mode == "out":
@@ -328,20 +335,41 @@ def replay(
         limit_events = (client.max_batch_events if client else MAX_BATCH_EVENTS) * _CHUNK_BATCHES
         limit_objects = (client.max_batch_objects if client else MAX_BATCH_OBJECTS) * _CHUNK_BATCHES
         chunk: _Chunk | None = None
+        unit: _Unit | None = None
+        seen: set[str] = set()
+
+        def end_unit(index: int) -> None:
+            # the file ended: a checkpoint that claims more of it than it holds belongs elsewhere
+            nonlocal chunk
+            assert unit is not None
+            if unit.skip_before > unit.count:
+                raise ReplayError(
+                    f"the checkpoint {checkpoint} says {unit.skip_before:,} payloads of {unit.key.location} "
+                    f"were settled, but the file holds {unit.count:,}: the checkpoint does not match "
+                    "these archives; delete it to start over"
+                )
+            if chunk is None:
+                chunk = _Chunk(index, index, [], [], [])
+            chunk.ends.append((unit, unit.count))
+
         try:
             for index, payload in enumerate(iter_payloads(*paths) if stream is None else stream):
                 summary.payloads += 1
                 if bar is not None:
                     bar.update(1)
-                if cp is not None and index < cp.done and payload.payload_id not in cp.retry:
-                    summary.resumed += 1
-                    if index == cp.done - 1 and cp.last_id is not None and payload.payload_id != cp.last_id:
-                        raise ReplayError(
-                            f"the archives changed since the checkpoint {cp.path} was written (payload "
-                            f"{index + 1} is {payload.payload_id}, the checkpoint says {cp.last_id}); "
-                            "delete the checkpoint to start over"
-                        )
-                    continue
+                position = 0
+                if cp is not None:
+                    if unit is None or payload.source != unit.source:
+                        if unit is not None:
+                            end_unit(index)
+                        unit = _open_unit(cp, payload.source, seen, summary)
+                    position = unit.count
+                    unit.count += 1
+                    if position < unit.skip_before and payload.payload_id not in unit.skip_except:
+                        summary.resumed += 1
+                        continue
+                if payload.error:
+                    summary.unloadable.append(f"{payload.payload_id}: {payload.error}")
                 events, objects, retryable = _run_one(fn, payload, fn_settings, outcomes)
                 summary.events += len(events)
                 summary.objects += len(objects)
@@ -376,10 +404,15 @@ def replay(
                 chunk.object_owners.extend([len(chunk.payload_ids)] * len(encoded_objects))
                 chunk.objects.extend(encoded_objects)
                 chunk.payload_ids.append(payload.payload_id)
+                chunk.units.append((unit, position))
                 if retryable:
                     chunk.retry.append(payload.payload_id)
+                if payload.error:
+                    chunk.unloadable.append(payload.payload_id)
                 chunk.events.extend(encoded)
                 chunk.size += size
+            if unit is not None:
+                end_unit(summary.payloads)
             if chunk is not None and sender is not None:
                 sender.put(chunk)
                 chunk = None
@@ -390,9 +423,26 @@ def replay(
             if sender is not None:
                 # what is already handed over is delivered and checkpointed; the rest waits
                 sender.finish()
+        except CheckpointError as exc:
+            raise ReplayError(str(exc)) from None
         summary.outcomes = {k: v for k, v in sorted(outcomes.items()) if v}
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _open_unit(cp: Checkpoint, source: str, seen: set[str], summary: ReplaySummary) -> _Unit:
+    """The checkpoint's view of the file a payload comes from (its digest read once per run)."""
+    key = _unit_key(source)
+    if key.location in seen:
+        # named twice (overlapping globs): the second pass runs in full, under the same messageIds
+        return _Unit(source, key, None)
+    seen.add(key.location)
+    old = cp.changed(key)
+    if old is not None:
+        summary.changed.append(key.location)
+        print(f"segfn replay: {key.location} changed since the checkpoint was written ({old.digest[:19]}..., "
+              f"now {key.digest[:19]}...): replaying it from its start", file=sys.stderr)
+    return _Unit(source, key, cp.get(key))
 
 
 def _run_one(
@@ -413,7 +463,7 @@ def _run_one(
 class _Sender:
     """Delivers chunks on a background thread, in order, and advances the checkpoint."""
 
-    def __init__(self, client: TrackingClient, cp: _Checkpoint | None, summary: ReplaySummary):
+    def __init__(self, client: TrackingClient, cp: Checkpoint | None, summary: ReplaySummary):
         self.client = client
         self.cp = cp
         self.summary = summary
@@ -527,13 +577,26 @@ class _Sender:
         with self._lock:
             self.summary.failed_payloads.extend(sorted(failed_ids))
         cp = self.cp
-        if cp is not None:
-            cp.retry -= set(chunk.payload_ids)
-            cp.retry |= failed_ids
-            if chunk.last + 1 >= cp.done:
-                cp.done = chunk.last + 1
-                cp.last_id = chunk.payload_ids[-1]
-            cp.save()
+        if cp is None:
+            return
+        again = failed_ids | set(chunk.unloadable)
+        touched: dict[int, _Unit] = {}
+        for payload_id, (unit, position) in zip(chunk.payload_ids, chunk.units, strict=True):
+            assert unit is not None
+            unit.position = max(unit.position, position + 1)
+            if payload_id in again:
+                unit.retry.add(payload_id)
+            else:
+                unit.retry.discard(payload_id)
+            touched[id(unit)] = unit
+        for unit, total in chunk.ends:
+            unit.complete = True
+            unit.payloads = total
+            touched[id(unit)] = unit
+        for unit in touched.values():
+            info = {"payloads": unit.payloads} if unit.payloads is not None else {}
+            cp.mark(unit.key, complete=unit.complete, position=unit.position, retry=unit.retry, save=False, **info)
+        cp.save()
 
 
 def _object_label(obj: Any, index: int) -> str:

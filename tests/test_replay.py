@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from segfn_kit import run
+from segfn_kit._checkpoint import Checkpoint
 from segfn_kit._replay import ReplayError, replay
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.runtime import TrackingClient
@@ -23,6 +24,10 @@ from tests._archives import expected_events, write_archive
 ROOT = Path(__file__).resolve().parents[1]
 STRIPE = ROOT / "segfn_kit" / "examples" / "stripe_source.py"
 KEY = "wk_replay_test_41c7"
+
+
+def _retry(ckpt: Path) -> list[str]:
+    return sorted(r for entry in Checkpoint(ckpt).entries() for r in entry.retry)
 
 
 @pytest.fixture
@@ -85,11 +90,12 @@ def test_undelivered_payloads_are_retried_on_resume(archive: Path, sink: tuple[s
     assert len(failed.failed_payloads) == 300  # the 100 unmapped payloads had nothing to send
     assert "not accepted  300 payloads" in str(failed)
     assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == expected_events(400)
-    assert json.loads(ckpt.read_text())["done"] == 400
+    (entry,) = Checkpoint(ckpt).entries()
+    assert entry.complete and entry.position == 400 and len(entry.retry) == 300
     httpx.post(url + "/__faults", json={"fail_rate": 0.0})
     resumed = replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
     assert resumed.ok and resumed.resumed == 100 and resumed.events == expected_events(400)
-    assert json.loads(ckpt.read_text())["retry"] == []
+    assert [e.done for e in Checkpoint(ckpt).entries()] == [True]
     assert len(read_sink(store)) == expected_events(400)
 
 
@@ -97,9 +103,12 @@ def test_checkpoint_of_another_replay_is_refused(archive: Path, tmp_path: Path, 
     url, _ = sink
     ckpt = tmp_path / "ckpt.json"
     replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
-    other = write_archive(tmp_path / "other.jsonl", 10)
     with pytest.raises(ReplayError, match="another replay"):
-        replay(STRIPE, other, to=url, write_key=KEY, checkpoint=ckpt)
+        replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt, settings={"unused": "x"})
+    other = tmp_path / "fn.py"
+    other.write_text(STRIPE.read_text() + "\n# edited\n")
+    with pytest.raises(ReplayError, match="another replay"):
+        replay(other, archive, to=url, write_key=KEY, checkpoint=ckpt)
     ckpt.write_text("{not json")
     with pytest.raises(ReplayError, match="delete it"):
         replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
@@ -185,7 +194,7 @@ def test_retry_error_payloads_are_tried_again_on_resume(tmp_path: Path, sink: tu
     ckpt = tmp_path / "ckpt.json"
     first = replay(fn, payloads, to=url, write_key=KEY, checkpoint=ckpt)
     assert first.outcomes == {"RetryError": 1, "ok": 2} and first.failed_payloads == ["p.jsonl#2"]
-    assert json.loads(ckpt.read_text())["retry"] == ["p.jsonl#2"]
+    assert _retry(ckpt) == ["p.jsonl#2"]
     flag.unlink()
     second = replay(fn, payloads, to=url, write_key=KEY, checkpoint=ckpt)
     assert second.ok and second.resumed == 2 and second.outcomes == {"ok": 1}
@@ -247,12 +256,12 @@ def test_payloads_whose_objects_were_not_accepted_are_retried_on_resume(
         failed = replay(fn, payloads, checkpoint=ckpt, client=client)
     assert not failed.ok and failed.delivery.accepted == 20 and failed.delivery.objects_accepted == 0
     assert len(failed.failed_payloads) == 20 and len(failed.delivery.dead_letter_objects) == 20
-    assert sorted(json.loads(ckpt.read_text())["retry"]) == sorted(f"rooms.jsonl#{i + 1}" for i in range(20))
+    assert sorted(_retry(ckpt)) == sorted(f"rooms.jsonl#{i + 1}" for i in range(20))
     lines = [json.loads(line) for line in dead.read_text().splitlines()]
     assert [(line["collection"], line["object"]["id"]) for line in lines] == [("rooms", f"r{i}") for i in range(20)]
     assert read_sink(store, objects=True).empty
     resumed = replay(fn, payloads, to=url, objects_to=url, write_key=KEY, checkpoint=ckpt)
-    assert resumed.ok and resumed.objects == 20 and json.loads(ckpt.read_text())["retry"] == []
+    assert resumed.ok and resumed.objects == 20 and _retry(ckpt) == []
     assert read_sink(store, objects=True)["id"].tolist() == [f"r{i}" for i in range(20)]
     assert len(read_sink(store, unique=True)) == 20  # the events came again under the same messageIds
 
@@ -286,3 +295,97 @@ def test_command_line_replay_sends_objects_to_objects_to(tmp_path: Path, sink: t
     assert out.returncode == 0, out.stderr
     assert "objects       3 emitted, 3 accepted" in out.stdout
     assert read_sink(store, objects=True)["id"].tolist() == ["r0", "r1", "r2"]
+
+
+# -- checkpoints keyed by content -------------------------------------------------------------
+
+
+def test_an_archive_rewritten_at_the_same_path_is_replayed_not_skipped(
+    archive: Path, sink: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, store = sink
+    ckpt = tmp_path / "ckpt.json"
+    replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    write_archive(archive, 400, start=400)  # new content, same path
+    again = replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    assert again.changed == [str(archive.resolve())] and again.resumed == 0
+    assert again.ok and again.delivery.accepted == expected_events(400, start=400)
+    assert "changed       1 archives" in str(again)
+    assert len(read_sink(store)) == expected_events(400) + expected_events(400, start=400)
+    third = replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    assert (third.resumed, third.events, third.changed) == (400, 0, [])
+
+
+def test_a_new_archive_next_to_replayed_ones_is_replayed(
+    archive: Path, sink: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, store = sink
+    ckpt = tmp_path / "ckpt.json"
+    replay(STRIPE, archive.parent, to=url, write_key=KEY, checkpoint=ckpt)
+    write_archive(archive.parent / "2025-02.jsonl", 40, start=400)
+    again = replay(STRIPE, archive.parent, to=url, write_key=KEY, checkpoint=ckpt)
+    assert again.resumed == 400 and again.delivery.accepted == expected_events(40, start=400)
+    assert len(read_sink(store)) == expected_events(440)
+
+
+def test_a_checkpoint_past_the_end_of_an_archive_is_an_error(
+    archive: Path, sink: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, store = sink
+    ckpt = tmp_path / "ckpt.json"
+    data = {"version": 2, "run": None, "entries": {}}
+    location = str(archive.resolve())
+    from segfn_kit._checkpoint import CheckpointKey
+
+    digest = CheckpointKey.of_file(archive).digest
+    data["entries"] = {location: {"location": location, "digest": digest, "complete": True,
+                                  "position": 10_000, "retry": [], "info": {}}}
+    ckpt.write_text(json.dumps(data))
+    with pytest.raises(ReplayError, match=r"says 10,000 payloads .* holds 400"):
+        replay(STRIPE, archive, to=url, write_key=KEY, checkpoint=ckpt)
+    assert not store.exists() or len(read_sink(store)) == 0
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[1, 2]", "a JSON list"),
+    ('{"version": 1, "key": "k", "done": 3}', "older segfn_kit"),
+    ('{"version": 2, "run": null, "entries": [1]}', "'entries' is list"),
+    ('{"version": 2, "run": null, "entries": {"a": {"location": "a"}}}', "has no 'digest'"),
+    ("\ud83d", "cannot read the checkpoint"),
+])
+def test_a_malformed_checkpoint_is_a_clear_error_with_exit_2(
+    archive: Path, tmp_path: Path, text: str, says: str
+) -> None:
+    ckpt = tmp_path / "ckpt.json"
+    if text == "\ud83d":
+        ckpt.write_bytes(b"\xed\xa0\xbd")  # a lone surrogate, not UTF-8
+    else:
+        ckpt.write_text(text, encoding="utf-8")
+    env = {**os.environ, "SEGMENT_WRITE_KEY": KEY, "SEGMENT_API_HOST": "http://127.0.0.1:9"}
+    cmd = [sys.executable, "-m", "segfn_kit", "replay", str(STRIPE), str(archive), "--checkpoint", str(ckpt),
+           "--no-progress"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and str(ckpt) in out.stderr and "delete it" in out.stderr
+    assert says in out.stderr
+
+
+def test_unloadable_payloads_fail_the_replay_and_are_listed(
+    tmp_path: Path, sink: tuple[str, Path]
+) -> None:
+    url, store = sink
+    folder = tmp_path / "archive"
+    write_archive(folder / "a.jsonl", 8)
+    (folder / "b.jsonl").write_text('{"id": "evt_1", "type": "payout.paid"\n{not json}\n')
+    dry = replay(STRIPE, folder, dry_run=True)
+    assert not dry.ok and len(dry.unloadable) == 2 and dry.unloadable[0].startswith("archive/b.jsonl#1: ")
+    assert "unloadable    2 payloads could not be loaded" in str(dry) and "archive/b.jsonl#2" in str(dry)
+    ckpt = tmp_path / "ckpt.json"
+    env = {**os.environ, "SEGMENT_WRITE_KEY": KEY, "SEGMENT_API_HOST": url}
+    cmd = [sys.executable, "-m", "segfn_kit", "replay", str(STRIPE), str(folder), "--checkpoint", str(ckpt),
+           "--no-progress"]
+    for _ in range(2):  # a resume reads them again: still a failure, still listed
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        assert out.returncode == 1, out.stderr
+        assert "unloadable    2 payloads" in out.stdout and "archive/b.jsonl#1" in out.stdout
+    assert len(read_sink(store)) == expected_events(8)

@@ -16,10 +16,14 @@ The write key comes from $SEGMENT_WRITE_KEY, the host from --to or $SEGMENT_API_
 Events keep messageIds derived from each payload, so Segment deduplicates a replay of the
 same archive. With --checkpoint FILE an interrupted replay resumes where it stopped: run the
 same command again (Ctrl-C stops after the events already handed over are delivered).
-Payloads whose events were not accepted, and those whose function raised RetryError or timed
-out, are tried again on the next run. Events that cannot be delivered go to a dead-letter
+The checkpoint keys each archive file by its path and content: a file rewritten at the same
+path is replayed from its start (and named in the summary), never skipped. Payloads whose
+events were not accepted, those whose function raised RetryError or timed out, and those that
+could not be loaded are tried again on the next run; unloadable payloads are listed and make
+the exit status 1. Events that cannot be delivered go to a dead-letter
 file (JSON Lines); an event over 32 KB is reported with its payload id, never dropped quietly.
-Exit status: 0 all delivered, 1 something was not, 2 bad arguments, 130 interrupted.
+Exit status: 0 all delivered, 1 something was not (or a payload could not be loaded),
+2 bad arguments or an unusable checkpoint, 130 interrupted.
 
 examples:
   segfn replay stripe.py archive/2025-*.jsonl.gz --checkpoint stripe.ckpt
@@ -45,7 +49,8 @@ def register(subparsers: Any) -> None:
     where.add_argument("--dry-run", action="store_true", help="run the function and count; send nothing")
     where.add_argument("--out", metavar="FILE", help="write the events as JSON Lines to FILE instead of sending")
     p.add_argument("--settings", metavar="FILE", help="the function's settings, a JSON object")
-    p.add_argument("--checkpoint", metavar="FILE", help="record what was accepted here; resume from it")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="record what was accepted here (a file, or an existing folder); resume from it")
     p.add_argument("--dead-letter", metavar="FILE",
                    help="JSON Lines file for undelivered events (default <checkpoint>.dead.jsonl "
                         "or segfn-replay.dead.jsonl)")
