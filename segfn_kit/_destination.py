@@ -12,20 +12,21 @@ not slept through:
 ``final`` says where the event ended: ``delivered``, ``dropped`` (``DropEvent``),
 ``discarded`` (unsupported, rejected, or failed), or ``retries exhausted``.
 
-With ``batch=True`` events go to ``on_batch`` in groups (input order kept); it may return
-one ``{"status": ...}`` per event, and only the failed ones are retried. Without an
-``on_batch`` handler the single-event handlers are used, as in Segment.
+A function that defines ``on_batch`` gets the events in groups (input order kept; a
+batch of one too, as deployed; ``batch=False`` uses the single handlers instead). It may
+return one ``{"status": ...}`` per event with Segment's meaning (``runtime._rules``): 2xx
+delivered, 429 and 5xx retried (only those events), any other status discarded as Bad
+Request and never retried. Without an ``on_batch`` handler the single-event handlers are
+used, as in Segment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import email.utils
 import functools
 import io
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +38,18 @@ from segfn_kit._http import EventRecord, Interception, Responses
 from segfn_kit._run import settings_values
 from segfn_kit.runtime import (
     DEFAULT_TIMEOUT,
-    DESTINATION_HANDLERS,
     Function,
     Invocation,
     Settings,
     mask_text,
+)
+from segfn_kit.runtime._rules import (
+    MAX_BATCH_EVENTS_PER_CALL,
+    EventResult,
+    batch_results,
+    event_result,
+    reject_event,
+    retry_after,
 )
 
 __all__ = ["RESULT_COLUMNS", "RetryPolicy", "requests_frame", "run_destination"]
@@ -50,8 +58,7 @@ RESULT_COLUMNS = [
     "outcome", "events", "objects", "error", "error_line", "issues", "duration", "event_type",
     "discarded_events", "logs", "requests", "returned", "attempts", "final", "payload", "event",
 ]
-MAX_BATCH = 400  # Segment's largest batch on request
-_RETRYABLE_STATUS = "RetryError"
+MAX_BATCH = MAX_BATCH_EVENTS_PER_CALL
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ def run_destination(
     live: bool = False,
     strict: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
-    batch: bool = False,
+    batch: bool | None = None,
     batch_size: int = 20,
     retry: RetryPolicy | None = None,
     progress: bool | None = False,
@@ -122,7 +129,9 @@ def run_destination(
         live: send the requests for real (announced on stderr).
         strict: override the script's strict mode.
         timeout: the per-invocation time limit in seconds (Segment's is 5 s).
-        batch: send events to ``on_batch`` in groups of ``batch_size`` (at most 400).
+        batch: send events to ``on_batch`` in groups of ``batch_size`` (at most 400);
+            ``None`` (the default) does so whenever the function defines ``on_batch``, as
+            the exported handler does; ``False`` uses the single-event handlers.
         retry: the simulated retry schedule; ``RetryPolicy(max_attempts=1)`` turns it off.
         progress: show a progress bar (``None``: only from 1,000 events on).
         validate: check the input events (and the events an insert function returns)
@@ -168,6 +177,8 @@ def run_destination(
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size={batch_size}: Segment batches 1 to {MAX_BATCH} events")
     policy = retry or RetryPolicy()
+    # as deployed: a function with on_batch gets every event through it, batches of one too
+    batching = "on_batch" in fn.handlers and batch is not False
     runner = _Runner(fn, bound, secrets, timeout, policy)
 
     rows: dict[str, dict[str, Any]] = {}
@@ -194,7 +205,7 @@ def run_destination(
                 bar.update(1)
                 continue
             event = entry["event"]
-            if batch and "on_batch" in fn.handlers:
+            if batching:
                 pending.append((pid, event, base))
                 if len(pending) == batch_size:
                     rows.update(runner.run_batch(pending))
@@ -273,36 +284,11 @@ def _base_row(entry: Mapping[str, Any], check: bool) -> dict[str, Any]:
 
 def _rejection(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     """Why this entry is not an event Segment would hand a destination, or ``None``."""
-    event = entry.get("event")
-    known = ", ".join(DESTINATION_HANDLERS)
-    if entry.get("error"):
-        reason = str(entry["error"])
-    elif not isinstance(event, Mapping):
-        reason = (f"the entry is {type(event).__name__}, not an event object; a Segment event "
-                  f"is a JSON object with a type ({known})")
-    elif "type" not in event or event["type"] in (None, ""):
-        reason = f"the event has no type; set type to one of {known}"
-    elif event["type"] not in DESTINATION_HANDLERS:
-        reason = f"type {event['type']!r} is not a Segment event type; use one of {known}"
-    elif event["type"] in ("delete", "alias") and not event.get("userId"):
-        reason = f"the {event['type']} event has no userId; Segment's {event['type']} events always carry one"
-    elif not event.get("userId") and not event.get("anonymousId"):
-        reason = ("the event has neither userId nor anonymousId; Segment only delivers events "
-                  "that carry one: add userId or anonymousId")
-    else:
+    reason = str(entry["error"]) if entry.get("error") else reject_event(entry.get("event"))
+    if reason is None:
         return None
     return {"outcome": "InvalidEventPayload", "error": f"InvalidEventPayload: {reason}",
             "final": "discarded"}
-
-
-def _final(outcome: str, retryable: bool) -> str:
-    if outcome == "ok":
-        return "delivered"
-    if outcome == "DropEvent":
-        return "dropped"
-    if retryable:
-        return "retries exhausted"
-    return "discarded"
 
 
 class _Runner:
@@ -339,7 +325,7 @@ class _Runner:
         last = next((r for r in reversed(rec.requests) if r.get("attempt") == attempt), None)
         response = (last or {}).get("response") or {}
         if response.get("status") == 429:
-            after = _retry_after((response.get("headers") or {}).get("retry-after"))
+            after = retry_after((response.get("headers") or {}).get("retry-after"))
             if after is not None:
                 delay = max(delay, after)
         return delay
@@ -355,42 +341,45 @@ class _Runner:
                 lambda: self.fn.on_event(event, self.settings, timeout=self.timeout), rec)
             if violations:
                 inv = _violated(inv, violations)
+            result = event_result(inv)
             duration += inv.duration
             if printed:
                 logs.append(printed if rec.attempt == 1 else f"[attempt {rec.attempt}]\n{printed}")
-            attempts.append({"attempt": rec.attempt, "delay_s": delay, "outcome": inv.outcome,
-                             "error": inv.error})
-            timeouts = timeouts + 1 if inv.timed_out else 0
-            if not inv.retryable or timeouts >= self.policy.timeout_attempts:
+            attempts.append({"attempt": rec.attempt, "delay_s": delay, "outcome": result.outcome,
+                             "error": result.error})
+            timeouts = timeouts + 1 if result.timed_out else 0
+            if not result.retryable or timeouts >= self.policy.timeout_attempts:
                 break
             next_delay = self._next_delay(rec.attempt, rec)
             if next_delay is None:
                 break
             delay = next_delay
-        returned = inv.returned if inv.outcome == "ok" else None
-        events, issues = _inserted(returned)
+        return self._row(base, result, duration, logs, rec, attempts)
+
+    @staticmethod
+    def _row(base: dict[str, Any], result: EventResult, duration: float, logs: list[str],
+             rec: EventRecord, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+        events, issues = _inserted(result)
         return {
             **base,
-            "outcome": inv.outcome,
+            "outcome": result.outcome,
             "events": events,
-            "error": inv.error,
-            "error_line": inv.error_line,
+            "error": result.error,
+            "error_line": result.error_line,
             "issues": base["issues"] + issues,
             "duration": duration,
             "logs": "".join(logs),
             "requests": rec.requests,
-            "returned": returned,
+            "returned": result.returned,
             "attempts": attempts,
-            "final": _final(inv.outcome, inv.retryable),
+            "final": result.final,
         }
 
     def run_batch(self, items: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> dict[str, dict[str, Any]]:
         rec = EventRecord(items[0][0], None)
         pending = list(range(len(items)))
-        state: dict[int, dict[str, Any]] = {
-            i: {"attempts": [], "outcome": "ok", "error": None, "error_line": None,
-                "retryable": False, "returned": None} for i in pending
-        }
+        results: dict[int, EventResult] = {i: EventResult("ok") for i in pending}
+        attempts: dict[int, list[dict[str, Any]]] = {i: [] for i in pending}
         logs: list[str] = []
         duration, delay, timeouts, attempt = 0.0, 0.0, 0, 1
         while True:
@@ -403,12 +392,12 @@ class _Runner:
             duration += inv.duration
             if printed:
                 logs.append(printed if attempt == 1 else f"[attempt {attempt}]\n{printed}")
-            for i, status in zip(pending, _statuses(inv, len(pending)), strict=True):
-                state[i].update(status)
-                state[i]["attempts"].append({"attempt": attempt, "delay_s": delay,
-                                             "outcome": status["outcome"], "error": status["error"]})
+            for i, result in zip(pending, batch_results(inv, len(pending)), strict=True):
+                results[i] = result
+                attempts[i].append({"attempt": attempt, "delay_s": delay,
+                                    "outcome": result.outcome, "error": result.error})
             timeouts = timeouts + 1 if inv.timed_out else 0
-            retry = [i for i in pending if state[i]["retryable"]]
+            retry = [i for i in pending if results[i].retryable]
             if not retry or timeouts >= self.policy.timeout_attempts:
                 break
             next_delay = self._next_delay(attempt, rec)
@@ -416,31 +405,19 @@ class _Runner:
                 break
             # only the failed events go into the next attempt, as Segment retries them
             delay, pending, attempt = next_delay, retry, attempt + 1
-        out = {}
-        for i, (pid, _event, base) in enumerate(items):
-            s = state[i]
-            events, issues = _inserted(s["returned"] if s["outcome"] == "ok" else None)
-            out[pid] = {
-                **base, "outcome": s["outcome"], "events": events, "error": s["error"],
-                "error_line": s["error_line"], "issues": base["issues"] + issues,
-                "duration": duration, "logs": "".join(logs), "requests": rec.requests,
-                "returned": s["returned"], "attempts": s["attempts"],
-                "final": _final(s["outcome"], s["retryable"]),
-            }
-        return out
+        return {
+            pid: self._row(base, results[i], duration, logs, rec, attempts[i])
+            for i, (pid, _event, base) in enumerate(items)
+        }
 
 
-def _inserted(returned: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """An insert function's changed event (and its spec issues), when it returned one.
-
-    Only a returned event counts (a mapping with a Segment ``type``): a destination handler
-    may return anything else (an API response), which Segment ignores.
-    """
-    if not isinstance(returned, Mapping) or returned.get("type") not in DESTINATION_HANDLERS:
+def _inserted(result: EventResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An insert function's changed event (and its spec issues), when it returned one."""
+    if result.event is None:
         return [], []
     from segfn_kit.spec import validate
 
-    event = dict(returned)
+    event = result.event
     issues = [] if event.get("type") == "delete" else [i.to_dict() for i in validate(event, index=0)]
     return [event], issues
 
@@ -450,75 +427,6 @@ def _violated(inv: Invocation, violations: list[str]) -> Invocation:
     message = violations[0] + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else "")
     return Invocation(outcome="error", error=message, error_line=inv.error_line,
                       duration=inv.duration, returned=None)
-
-
-def _statuses(inv: Invocation, n: int) -> list[dict[str, Any]]:
-    """Per-event results of one ``on_batch`` invocation over ``n`` events."""
-    if inv.outcome != "ok":
-        return [{"outcome": inv.outcome, "error": inv.error, "error_line": inv.error_line,
-                 "retryable": inv.retryable, "returned": None}] * n
-    returned = inv.returned
-    ok = {"outcome": "ok", "error": None, "error_line": None, "retryable": False}
-    if returned is None:  # nothing said: the whole batch went through
-        return [{**ok, "returned": None} for _ in range(n)]
-    problem = None
-    if not isinstance(returned, list):
-        problem = f"on_batch returned {type(returned).__name__} {_short(returned)}"
-    elif len(returned) != n:
-        problem = f"on_batch returned {len(returned)} statuses for {n} events"
-    if problem is None:
-        out: list[dict[str, Any]] = []
-        for k, item in enumerate(returned):
-            status = _status_of(item)
-            if status is None:
-                out = []
-                problem = f"on_batch status {k + 1} is {_short(item)}, not {{'status': <int>}}"
-                break
-            if isinstance(item, Mapping) and item.get("type") and "status" not in item:
-                # an insert function's on_batch returns the changed events, one per input
-                out.append({**ok, "returned": dict(item)})
-            elif 200 <= status < 300:
-                out.append({**ok, "returned": item})
-            else:
-                message = str(item.get("errormessage") or item.get("errorMessage") or "") if isinstance(item, Mapping) else ""
-                out.append({"outcome": _RETRYABLE_STATUS, "error":
-                            f"RetryError: on_batch gave status {status} for this event"
-                            + (f": {message}" if message else ""),
-                            "error_line": None, "retryable": True, "returned": item})
-        if problem is None:
-            return out
-    error = (f"error: {problem}; on_batch returns None (all delivered) or a list of one "
-             f"{{'status': <int>, 'errormessage': <str>}} per event, in input order")
-    return [{"outcome": "error", "error": error, "error_line": None, "retryable": False,
-             "returned": returned}] * n
-
-
-def _status_of(item: Any) -> int | None:
-    if isinstance(item, Mapping):
-        if item.get("type") and "status" not in item:
-            return 200
-        status = item.get("status")
-        return status if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599 else None
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class _NoBar:

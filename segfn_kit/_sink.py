@@ -57,7 +57,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from segfn_kit.runtime._delivery import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES
+from segfn_kit.runtime._delivery import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+from segfn_kit.runtime._rules import MAX_EVENT_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -53,6 +53,8 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from segfn_kit.runtime._rules import MAX_EVENT_BYTES
+
 __all__ = [
     "EVENT_TYPES",
     "MAX_EVENT_BYTES",
@@ -70,7 +72,6 @@ __all__ = [
     "validate_object",
 ]
 
-MAX_EVENT_BYTES = 32 << 10  # 32 KB, analytics-python's MAX_MSG_SIZE and the Tracking API's limit
 MAX_MESSAGE_ID_LENGTH = 99  # "under 100 characters"
 EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 _TIMESTAMP_FIELDS = ("timestamp", "sentAt", "originalTimestamp", "receivedAt")

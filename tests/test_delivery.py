@@ -24,8 +24,10 @@ from segfn_kit.runtime._delivery import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     MAX_EVENT_BYTES,
-    _retry_after,
     encode_event,
+)
+from segfn_kit.runtime._delivery import (
+    retry_after as _retry_after,
 )
 
 KEY = "wk_test_5f3a9c1e77b24d0e"

@@ -178,26 +178,49 @@ def test_a_returned_api_response_is_not_taken_for_an_event() -> None:
 
 BATCH = '''
 import httpx
+STATUS = {"Bad": {"status": 400, "errormessage": "bad one"}, "Busy": {"status": 429}, "Down": {"status": 503},
+          "Gone": {"status": 404}}
 def on_batch(events, settings):
     httpx.post("https://api.example.com/batch", json=[e["messageId"] for e in events])
-    return [{"status": 200} if e["event"] != "Bad" else {"status": 400, "errormessage": "bad one"} for e in events]
+    return [STATUS.get(e["event"], {"status": 200}) for e in events]
 def on_track(event, settings):
     raise AssertionError("on_batch should be used")
 '''
 
 
 def test_on_batch_keeps_order_and_retries_only_the_failed_events() -> None:
-    events = [{**TRACK, "messageId": f"m{i}", "event": "Bad" if i == 2 else "Good"} for i in range(5)]
-    out = run_destination(fn(BATCH), events, batch=True, batch_size=3, retry=RetryPolicy(max_attempts=2))
-    assert out.index.tolist() == [f"events#{i}" for i in range(1, 6)]
-    assert out["outcome"].tolist() == ["ok", "ok", "RetryError", "ok", "ok"]
-    assert out["error"].iloc[2] == "RetryError: on_batch gave status 400 for this event: bad one"
-    assert out["final"].iloc[2] == "retries exhausted"
-    assert [len(a) for a in out["attempts"]] == [1, 1, 2, 1, 1]
-    # the retry sent only the failed event
+    names = ["Good", "Busy", "Bad", "Down", "Good", "Gone"]
+    events = [{**TRACK, "messageId": f"m{i}", "event": name} for i, name in enumerate(names)]
+    out = run_destination(fn(BATCH), events, batch=True, batch_size=4, retry=RetryPolicy(max_attempts=2))
+    assert out.index.tolist() == [f"events#{i}" for i in range(1, 7)]
+    assert out["outcome"].tolist() == ["ok", "RetryError", "ValidationError", "RetryError", "ok", "ValidationError"]
+    # Segment's rule: 4xx other than 429 is Bad Request, discarded and never retried
+    assert out["error"].iloc[2] == (
+        "ValidationError: on_batch gave status 400 for this event (Bad Request: discarded, never retried): bad one")
+    assert out["final"].tolist() == ["delivered", "retries exhausted", "discarded", "retries exhausted",
+                                     "delivered", "discarded"]
+    assert [len(a) for a in out["attempts"]] == [1, 2, 1, 2, 1, 1]
+    # the retry sent only the failed (retryable) events
     bodies = [r["body"] for r in out["requests"].iloc[0]]
-    assert bodies == [["m0", "m1", "m2"], ["m2"]]
-    assert [r["body"] for r in out["requests"].iloc[3]] == [["m3", "m4"]]
+    assert bodies == [["m0", "m1", "m2", "m3"], ["m1", "m3"]]
+    assert [r["body"] for r in out["requests"].iloc[4]] == [["m4", "m5"]]
+
+
+def test_a_batch_of_one_goes_to_on_batch_by_default_as_deployed() -> None:
+    page_only_batch = "def on_batch(events, settings):\n    return [{'status': 200} for e in events]\n"
+    out = run_destination(fn(page_only_batch), [{"type": "page", "userId": "u1"}])
+    assert out["outcome"].tolist() == ["ok"] and out["final"].tolist() == ["delivered"]
+    single = run_destination(fn(page_only_batch + "def on_track(e, s):\n    pass\n"),
+                             [{"type": "page", "userId": "u1"}], batch=False)
+    assert single["outcome"].tolist() == ["EventNotSupported"]
+
+
+def test_insert_function_on_batch_returns_the_changed_events() -> None:
+    insert = "def on_batch(events, settings):\n    return [{**e, 'properties': {'seen': True}} for e in events]\n"
+    out = run_destination(fn(insert), [TRACK, {**TRACK, "event": "Other"}])
+    assert out["final"].tolist() == ["delivered", "delivered"]
+    assert [row[0]["properties"] for row in out["events"]] == [{"seen": True}, {"seen": True}]
+    assert out["events"].iloc[1][0]["event"] == "Other"
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ def test_small_payload_ids_are_pinned_through_run() -> None:
     assert [[e["messageId"] for e in events] for events in results["events"]] == [ids for _, ids in SMALL]
 
 
-@pytest.mark.parametrize(("body", "ids"), SMALL[:1] + [(b'{"a":1}', None)])
+@pytest.mark.parametrize(("body", "ids"), [*SMALL[:1], (b'{"a":1}', None)])
 def test_runtime_gives_the_same_ids_as_run(body: object, ids: list[str] | None) -> None:
     fn = Function.from_source(TWO_CALLS)
     direct = [e["messageId"] for e in fn.on_request(Request(body)).events]

@@ -29,6 +29,16 @@ from ._errors import (
 )
 from ._function import DEFAULT_TIMEOUT, DESTINATION_HANDLERS, Function, FunctionKind, Invocation
 from ._request import Headers, Request
+from ._rules import (
+    MAX_BODY_BYTES,
+    MAX_EVENT_BYTES,
+    EventResult,
+    batch_results,
+    event_result,
+    reject_event,
+    retry_after,
+    status_of,
+)
 from ._segment import Segment, payload_digest
 from ._settings import MASK, Settings, declared_settings, mask_text, secret_names
 from ._signatures import SCHEMES, SignatureCheck, sign, verify_signature
@@ -38,11 +48,14 @@ __all__ = [
     "DESTINATION_HANDLERS",
     "FUNCTION_ERRORS",
     "MASK",
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_BYTES",
     "SCHEMES",
     "DeliveryError",
     "DeliveryReport",
     "DropEvent",
     "EventNotSupported",
+    "EventResult",
     "Function",
     "FunctionError",
     "FunctionKind",
@@ -59,10 +72,15 @@ __all__ = [
     "TrackingClient",
     "UndeliverableEvent",
     "ValidationError",
+    "batch_results",
     "declared_settings",
+    "event_result",
     "mask_text",
     "payload_digest",
+    "reject_event",
+    "retry_after",
     "secret_names",
     "sign",
+    "status_of",
     "verify_signature",
 ]

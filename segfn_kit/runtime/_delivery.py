@@ -36,12 +36,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as _dt
-import email.utils
 import gzip
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import threading
@@ -51,6 +49,8 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._rules import MAX_EVENT_BYTES, retry_after
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -71,8 +71,6 @@ __all__ = [
 
 logger = logging.getLogger("segfn_kit.delivery")
 
-MAX_EVENT_BYTES = 32 * 1024
-"""Segment's limit for one event (analytics-python's ``MAX_MSG_SIZE = 32 << 10``)."""
 MAX_BATCH_BYTES = 500_000
 """Segment's ``/v1/batch`` limit, read as 500,000 bytes (the stricter reading of "500 KB"),
 for the whole uncompressed body including ``sentAt``."""
@@ -569,7 +567,7 @@ class TrackingClient:
         if status in _RETRY_STATUSES:
             return _Attempt(
                 retry=True,
-                delay=_retry_after(response.headers.get("Retry-After")) if status == 429 else None,
+                delay=retry_after(response.headers.get("Retry-After")) if status == 429 else None,
                 status=str(status),
                 reason=f"HTTP {status}" + (f": {detail}" if detail else ""),
             )
@@ -911,23 +909,3 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     import httpx
 
     return (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=_dt.UTC)
-        seconds = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)

@@ -43,16 +43,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from segfn_kit.runtime import (
-    DESTINATION_HANDLERS,
     SCHEMES,
     DeliveryError,
+    EventResult,
     Function,
     Headers,
     Invocation,
@@ -60,7 +60,11 @@ from segfn_kit.runtime import (
     Settings,
     TrackingClient,
     UndeliverableEvent,
+    batch_results,
+    event_result,
     mask_text,
+    reject_event,
+    status_of,
     verify_signature,
 )
 
@@ -86,15 +90,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_STATUS = {
-    "ok": 200,
-    "EventNotSupported": 200,
-    "DropEvent": 200,
-    "InvalidEventPayload": 400,
-    "ValidationError": 400,
-    "RetryError": 503,
-    "error": 500,
-}
 _TEXT_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
 
 
@@ -364,7 +359,7 @@ def _function_timeout(config: Config, deadline: float | None) -> float:
 
 
 def _outcome_result(inv: Invocation, config: Config) -> HandlerResult:
-    status = 504 if inv.timed_out else _STATUS.get(inv.outcome, 500)
+    status = status_of(inv.outcome, inv.timed_out)
     error = mask_text(inv.error, config.secret_values())[:300] if inv.error else None
     return HandlerResult(status=status, outcome="timeout" if inv.timed_out else inv.outcome, error=error)
 
@@ -402,59 +397,12 @@ def _destination_events(body: bytes) -> tuple[list[dict[str, Any]], HandlerResul
     return events, None
 
 
-def reject_event(event: Any) -> str | None:
-    """Why Segment would never hand this to a destination, or ``None`` when it is an event.
-
-    The same rule as the workbench's preview, so the package answers as the preview showed.
-    """
-    known = ", ".join(DESTINATION_HANDLERS)
-    if not isinstance(event, Mapping):
-        return (
-            f"the entry is {type(event).__name__}, not an event object; "
-            f"a Segment event is a JSON object with a type ({known})"
-        )
-    kind = event.get("type")
-    if kind in (None, ""):
-        return f"the event has no type; set type to one of {known}"
-    if kind not in DESTINATION_HANDLERS:
-        return f"type {kind!r} is not a Segment event type; use one of {known}"
-    if kind in ("delete", "alias") and not event.get("userId"):
-        return f"the {kind} event has no userId; Segment's {kind} events always carry one"
-    if not event.get("userId") and not event.get("anonymousId"):
-        return (
-            "the event has neither userId nor anonymousId; Segment only delivers events "
-            "that carry one: add userId or anonymousId"
-        )
-    return None
-
-
 def run_event(event: Any, settings: Settings, timeout: float | None = DEFAULT_TIMEOUT) -> Invocation:
     """Run the destination handler for one event, after the preview's check that it is one."""
     reason = reject_event(event)
     if reason is not None:
         return Invocation(outcome="InvalidEventPayload", error=f"InvalidEventPayload: {reason}")
     return FUNCTION.on_event(event, settings, timeout=timeout)
-
-
-def _batch_statuses(inv: Invocation, count: int) -> list[str] | None:
-    """Outcomes from ``on_batch``'s returned statuses (``None`` when it returned none)."""
-    returned = inv.returned
-    if returned is None:
-        return ["ok"] * count
-    if not isinstance(returned, list) or len(returned) != count:
-        return None
-    outcomes = []
-    for item in returned:
-        status = item.get("status") if isinstance(item, dict) else None
-        if not isinstance(status, int):
-            return None
-        if status < 300:
-            outcomes.append("ok")
-        elif status == 429 or status >= 500:
-            outcomes.append("RetryError")
-        else:
-            outcomes.append("ValidationError")
-    return outcomes
 
 
 def _run_destination(body: bytes, config: Config, deadline: float | None) -> HandlerResult:
@@ -464,31 +412,23 @@ def _run_destination(body: bytes, config: Config, deadline: float | None) -> Han
     details: list[dict[str, Any]] = []
     rejected = [reject_event(e) for e in events]
     valid: list[Mapping[str, Any]] = [e for e, r in zip(events, rejected, strict=True) if r is None]
-    if len(valid) > 1 and "on_batch" in FUNCTION.handlers:
-        inv = FUNCTION.on_batch(valid, config.settings, timeout=_function_timeout(config, deadline))
-        if inv.outcome != "ok" or inv.timed_out:
-            result = _outcome_result(inv, config)
-            result.events = len(events)
-            return result
-        statuses = _batch_statuses(inv, len(valid))
-        if statuses is None:
-            return HandlerResult(
-                500, "error", len(events), "on_batch returned something other than one status per event"
-            )
-        outcomes = iter(statuses)
-        for reason in rejected:
-            if reason is None:
-                outcome = next(outcomes)
-                details.append({"outcome": outcome, "status": _STATUS[outcome]})
-            else:
-                details.append({"outcome": "InvalidEventPayload", "status": 400, "error": reason[:300]})
-    else:
-        for event in events:
-            inv = run_event(event, config.settings, timeout=_function_timeout(config, deadline))
-            one = _outcome_result(inv, config)
-            details.append(
-                {"outcome": one.outcome, "status": one.status, **({"error": one.error} if one.error else {})}
-            )
+    timeout = _function_timeout(config, deadline)
+    batching = "on_batch" in FUNCTION.handlers
+    results: Iterator[EventResult] = iter(())
+    if batching and valid:
+        # batching is on: every batch goes to on_batch, a batch of one too (as in the preview)
+        results = iter(batch_results(FUNCTION.on_batch(valid, config.settings, timeout=timeout), len(valid)))
+    for event, reason in zip(events, rejected, strict=True):
+        if reason is not None:
+            details.append({"outcome": "InvalidEventPayload", "status": 400, "error": reason[:300]})
+            continue
+        one = next(results) if batching else event_result(FUNCTION.on_event(event, config.settings, timeout=timeout))
+        detail: dict[str, Any] = {"outcome": "timeout" if one.timed_out else one.outcome, "status": one.status}
+        if one.error:
+            detail["error"] = mask_text(one.error, config.secret_values())[:300]
+        if one.event is not None:
+            detail["event"] = one.event  # an insert function's changed event
+        details.append(detail)
     codes = [d["status"] for d in details]
     worst = max(codes, key=lambda s: (s >= 500, s >= 400, s))
     if worst >= 500:
@@ -499,7 +439,7 @@ def _run_destination(body: bytes, config: Config, deadline: float | None) -> Han
         first = details[0].get("error") or "no event was accepted"
         return HandlerResult(400, details[0]["outcome"], len(events), first, details=details)
     outcome = "ok" if all(d["outcome"] == "ok" for d in details) else "partial"
-    return HandlerResult(200, outcome, len(events), details=details if len(events) > 1 else [])
+    return HandlerResult(200, outcome, len(events), details=details)
 
 
 @dataclass
@@ -857,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
             docs = doc if isinstance(doc, list) else [doc]
             for event in docs:
                 inv = run_event(event, config.settings, timeout=config.timeout)
-                failures += _STATUS.get(inv.outcome, 500) >= 300
+                failures += status_of(inv.outcome, inv.timed_out) >= 300
                 print(json.dumps({"payload": name, "outcome": inv.outcome, "error": inv.error}))
             continue
         inv = FUNCTION.on_request(_request_of(doc), config.settings, timeout=config.timeout)
@@ -877,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
             if answer.status != 200:
                 record["error"] = answer.error
                 failures += 1
-        failures += _STATUS.get(inv.outcome, 500) >= 300
+        failures += status_of(inv.outcome, inv.timed_out) >= 300
         print(json.dumps(record, ensure_ascii=False))
     return 1 if failures else 0
 

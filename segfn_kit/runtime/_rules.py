@@ -1,0 +1,279 @@
+"""Segment's rules for running functions, each written once.
+
+Every path that runs a function (the notebook preview, ``run``, ``segfn run``, ``segfn
+replay``, and the Lambda, ASGI and command-line entry points of an exported handler)
+applies these, so a function behaves the same wherever it runs:
+
+- limits: a request body of at most 512 KiB, an event of at most 32 KB, 400 events per
+  ``on_batch`` call;
+- which input is no event a destination would ever receive (``reject_event``);
+- what an outcome answers (``status_of``);
+- what ``on_batch``'s returned statuses mean (``batch_results``): 2xx delivered; 429 and
+  5xx retried; any other 4xx discarded (Bad Request), never retried; a list of the wrong
+  length, a non-list or a status that is no integer is one clear error;
+- what a single destination handler's invocation means (``event_result``), including an
+  insert function's changed event;
+- how long a ``Retry-After`` header asks to wait (``retry_after``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import email.utils
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._function import DESTINATION_HANDLERS, Invocation
+
+__all__ = [
+    "BATCH_CONTRACT",
+    "MAX_BATCH_EVENTS_PER_CALL",
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_BYTES",
+    "STATUS",
+    "EventResult",
+    "batch_results",
+    "event_result",
+    "reject_event",
+    "retry_after",
+    "status_of",
+]
+
+MAX_BODY_BYTES = 512 * 1024
+"""Segment's limit for a source function's request body (512 KiB)."""
+MAX_EVENT_BYTES = 32 * 1024
+"""Segment's limit for one event (analytics-python's ``MAX_MSG_SIZE = 32 << 10``)."""
+MAX_BATCH_EVENTS_PER_CALL = 400
+"""The most events Segment hands one ``on_batch`` call."""
+
+STATUS: dict[str, int] = {
+    "ok": 200,
+    "EventNotSupported": 200,
+    "DropEvent": 200,
+    "InvalidEventPayload": 400,
+    "ValidationError": 400,
+    "RetryError": 503,
+    "timeout": 504,
+    "error": 500,
+}
+"""The HTTP status an outcome answers: 2xx when nothing should be sent again, 4xx when
+sending again cannot help, 5xx when it should be retried."""
+
+BATCH_CONTRACT = (
+    "on_batch returns None (all delivered) or a list of one {'status': <int>, "
+    "'errormessage': <str>} per event, in input order"
+)
+
+
+def status_of(outcome: str, timed_out: bool = False) -> int:
+    """The HTTP status for an invocation's outcome.
+
+    Example:
+        >>> status_of("ok"), status_of("ValidationError"), status_of("error", timed_out=True)
+        (200, 400, 504)
+    """
+    if timed_out:
+        return STATUS["timeout"]
+    return STATUS.get(outcome, 500)
+
+
+def reject_event(event: Any) -> str | None:
+    """Why Segment would never hand this input to a destination, or ``None`` for an event.
+
+    Example:
+        >>> reject_event({"type": "track", "userId": "u1", "event": "Paid"}) is None
+        True
+        >>> reject_event({"type": "track"})
+        'the event has neither userId nor anonymousId; Segment only delivers events that carry one: add userId or anonymousId'
+    """
+    known = ", ".join(DESTINATION_HANDLERS)
+    if not isinstance(event, Mapping):
+        return (
+            f"the entry is {type(event).__name__}, not an event object; "
+            f"a Segment event is a JSON object with a type ({known})"
+        )
+    kind = event.get("type")
+    if kind in (None, ""):
+        return f"the event has no type; set type to one of {known}"
+    if not isinstance(kind, str) or kind not in DESTINATION_HANDLERS:
+        return f"type {kind!r} is not a Segment event type; use one of {known}"
+    if kind in ("delete", "alias") and not event.get("userId"):
+        return f"the {kind} event has no userId; Segment's {kind} events always carry one"
+    if not event.get("userId") and not event.get("anonymousId"):
+        return (
+            "the event has neither userId nor anonymousId; Segment only delivers events "
+            "that carry one: add userId or anonymousId"
+        )
+    return None
+
+
+def retry_after(value: str | None, now: _dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Example:
+        >>> retry_after("3"), retry_after("soon"), retry_after(None)
+        (3.0, None, None)
+        >>> retry_after("Wed, 21 Oct 2015 07:28:00 GMT")  # in the past
+        0.0
+    """
+    if not value:
+        return None
+    value = str(value).strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.UTC)
+        seconds = (when - (now or _dt.datetime.now(_dt.UTC))).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass
+class EventResult:
+    """What one event's invocation means for that event.
+
+    Attributes:
+        outcome: ``ok``, one of the five Segment errors by name, or ``error``.
+        error: ``ErrorName: message`` (secrets masked), ``None`` when ok.
+        error_line: the function file's line that raised, when known.
+        retryable: Segment sends this event again (``RetryError``, 429/5xx, a timeout).
+        returned: what the handler returned for this event (a status, an API answer...).
+        event: the changed event an insert function returned, else ``None``.
+        timed_out: the invocation ran past its time limit.
+    """
+
+    outcome: str
+    error: str | None = None
+    error_line: int | None = None
+    retryable: bool = False
+    returned: Any = None
+    event: dict[str, Any] | None = None
+    timed_out: bool = False
+
+    @property
+    def status(self) -> int:
+        """The HTTP status this event's outcome answers (see ``status_of``)."""
+        return status_of(self.outcome, self.timed_out)
+
+    @property
+    def final(self) -> str:
+        """Where the event ends if this was its last attempt.
+
+        ``delivered``, ``dropped`` (``DropEvent``), ``retries exhausted``, or ``discarded``.
+        """
+        if self.outcome == "ok":
+            return "delivered"
+        if self.outcome == "DropEvent":
+            return "dropped"
+        if self.retryable:
+            return "retries exhausted"
+        return "discarded"
+
+
+def _changed_event(returned: Any) -> dict[str, Any] | None:
+    """An insert function's changed event: a returned mapping with a Segment ``type``."""
+    if isinstance(returned, Mapping) and returned.get("type") in DESTINATION_HANDLERS and "status" not in returned:
+        return dict(returned)
+    return None
+
+
+def event_result(inv: Invocation) -> EventResult:
+    """The result of a single destination handler's invocation (``on_track``, ...).
+
+    A returned event (a mapping with a Segment ``type``) is an insert function's changed
+    event; anything else returned (an API answer) is kept but changes nothing.
+
+    Example:
+        >>> event_result(Invocation("ok", returned={"type": "track", "event": "X"})).event
+        {'type': 'track', 'event': 'X'}
+        >>> event_result(Invocation("RetryError", error="RetryError: busy")).retryable
+        True
+    """
+    if inv.outcome != "ok":
+        return EventResult(inv.outcome, inv.error, inv.error_line, inv.retryable, None, None, inv.timed_out)
+    return EventResult("ok", returned=inv.returned, event=_changed_event(inv.returned))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _status_value(item: Any) -> int | None:
+    if not isinstance(item, Mapping):
+        return None
+    status = item.get("status")
+    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+        return status
+    return None
+
+
+def batch_results(inv: Invocation, count: int) -> list[EventResult]:
+    """Per-event results of one ``on_batch`` invocation over ``count`` events, in order.
+
+    - the invocation raised (or timed out): every event gets that outcome;
+    - it returned ``None``: every event was delivered;
+    - it returned one item per event: ``{"status": 2xx}`` delivered; 429 or 5xx retried
+      (``RetryError``); any other status discarded as Bad Request (``ValidationError``),
+      never retried; a returned event (insert functions) is that event's changed event;
+    - anything else (not a list, the wrong length, a status that is no integer from 100
+      to 599): every event is the same ``error`` naming the problem.
+
+    Example:
+        >>> rs = batch_results(Invocation("ok", returned=[{"status": 200}, {"status": 404}, {"status": 429}]), 3)
+        >>> [(r.outcome, r.retryable) for r in rs]
+        [('ok', False), ('ValidationError', False), ('RetryError', True)]
+        >>> batch_results(Invocation("ok", returned="done"), 2)[0].error
+        "error: on_batch returned str 'done'; on_batch returns None (all delivered) or a list of one {'status': <int>, 'errormessage': <str>} per event, in input order"
+    """
+    if inv.outcome != "ok":
+        one = EventResult(inv.outcome, inv.error, inv.error_line, inv.retryable, None, None, inv.timed_out)
+        return [EventResult(**vars(one)) for _ in range(count)]
+    returned = inv.returned
+    if returned is None:
+        return [EventResult("ok") for _ in range(count)]
+    problem = None
+    out: list[EventResult] = []
+    if not isinstance(returned, list):
+        problem = f"on_batch returned {type(returned).__name__} {_short(returned)}"
+    elif len(returned) != count:
+        problem = f"on_batch returned {len(returned)} statuses for {count} events"
+    else:
+        for position, item in enumerate(returned, 1):
+            changed = _changed_event(item)
+            if changed is not None:
+                out.append(EventResult("ok", returned=item, event=changed))
+                continue
+            status = _status_value(item)
+            if status is None:
+                problem = f"on_batch status {position} is {_short(item)}, not {{'status': <int>}}"
+                break
+            assert isinstance(item, Mapping)
+            message = str(item.get("errormessage") or item.get("errorMessage") or "")
+            said = f": {message}" if message else ""
+            if 200 <= status < 300:
+                out.append(EventResult("ok", returned=item))
+            elif status == 429 or status >= 500:
+                out.append(EventResult(
+                    "RetryError", f"RetryError: on_batch gave status {status} for this event{said}",
+                    retryable=True, returned=item,
+                ))
+            else:
+                out.append(EventResult(
+                    "ValidationError",
+                    f"ValidationError: on_batch gave status {status} for this event (Bad Request: "
+                    f"discarded, never retried){said}",
+                    returned=item,
+                ))
+    if problem is None:
+        return out
+    error = f"error: {problem}; {BATCH_CONTRACT}"
+    return [EventResult("error", error, returned=returned) for _ in range(count)]
