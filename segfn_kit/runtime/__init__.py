@@ -24,6 +24,7 @@ from ._errors import (
     FunctionLoadError,
     FunctionTimeout,
     InvalidEventPayload,
+    MappingError,
     RetryError,
     ValidationError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "Headers",
     "InvalidEventPayload",
     "Invocation",
+    "MappingError",
     "Request",
     "RetryError",
     "Segment",

@@ -15,6 +15,8 @@ Runtime errors (raised by the runtime itself, never by a function)::
                              or no handler at all
     FunctionTimeout          an invocation ran past its time limit (Segment retries timeouts);
                              a BaseException, so a function's ``except Exception`` cannot hide it
+    MappingError             a Mapping Kit mapping is invalid (the message names the place),
+                             or one of its directives failed on a payload
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "FunctionLoadError",
     "FunctionTimeout",
     "InvalidEventPayload",
+    "MappingError",
     "RetryError",
     "ValidationError",
 ]
@@ -95,3 +98,21 @@ class FunctionTimeout(BaseException):
     A ``BaseException``, like ``KeyboardInterrupt``: it is raised inside the running
     function, and a function's own ``except Exception:`` must not swallow it.
     """
+
+
+class MappingError(ValueError):
+    """A Mapping Kit mapping is invalid, or one of its directives failed on a payload.
+
+    Attributes:
+        problems: every problem found, each naming where it stands
+            (``/properties/ref/@path should be ...``).
+
+    Example:
+        >>> from segfn_kit.runtime import MappingError
+        >>> str(MappingError("/x has an invalid directive: @nope."))
+        '/x has an invalid directive: @nope.'
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
