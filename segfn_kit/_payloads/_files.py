@@ -1,12 +1,19 @@
-"""Files, folders and globs: which files an argument names, with their base payload ids."""
+"""Files, folders and globs: which files an argument names, and reading them within a size cap.
+
+The cap (``max_bytes``, default 256 MiB, or ``$SEGFN_MAX_BYTES``) bounds what is held in memory
+at once: a ``.json`` or ``.har`` file's content after decompression, or one line of a JSON Lines
+file (which is otherwise streamed whatever its length). Input over the cap is one error row
+naming the cap and how to raise it.
+"""
 
 from __future__ import annotations
 
 import glob
+import gzip
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 if TYPE_CHECKING:
     from ._formats import _Reader
@@ -77,3 +84,164 @@ def _walk(folder: Path, base: str, reader: _Reader) -> Iterator[tuple[Path, str]
                 )
             else:
                 yield path, f"{base}/{rel}"
+
+
+# --------------------------------------------------------------------------- size cap
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+MAX_BYTES_ENV = "SEGFN_MAX_BYTES"
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_CHUNK_BYTES = 1 << 20
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from ``"1048576"``, ``"512K"``, ``"256M"``, ``"1G"`` (powers of 1,024).
+
+    Raises:
+        ValueError: the text is not a size.
+
+    Example:
+        >>> parse_size("256M"), parse_size("1g"), parse_size("4096")
+        (268435456, 1073741824, 4096)
+    """
+    cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = cleaned[-1:] if cleaned[-1:] in ("k", "m", "g") else ""
+    number = cleaned[: len(cleaned) - len(unit)].strip()
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size; write bytes or e.g. 512M, 1G") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"{text!r} is not a size above zero; write bytes or e.g. 512M, 1G")
+    return int(value * _UNITS[unit])
+
+
+def max_bytes_default() -> int:
+    """The size cap in force: ``$SEGFN_MAX_BYTES`` when set, else 256 MiB.
+
+    Raises:
+        ValueError: ``SEGFN_MAX_BYTES`` is set but is not a size.
+
+    Example:
+        >>> max_bytes_default() >= 1
+        True
+    """
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ValueError(f"{MAX_BYTES_ENV}: {exc}") from None
+
+
+def size_text(n: int) -> str:
+    """A byte count for people: ``256 MiB``, ``1.5 GiB``, ``300 bytes``.
+
+    Example:
+        >>> size_text(256 * 1024 * 1024), size_text(1536 * 1024 * 1024), size_text(300)
+        ('256 MiB', '1.5 GiB', '300 bytes')
+    """
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+class TooLarge(Exception):
+    """A file (or one line of a JSON Lines file) is over the size cap."""
+
+
+def cap_message(what: str, limit: int, compressed: bool) -> str:
+    """The error text for input over the cap, naming the cap and how to raise it."""
+    state = "decompressed, " if compressed else ""
+    return (
+        f"{state}{what} is over the {size_text(limit)} size cap, so it was not read; "
+        f"raise the cap with max_bytes= (load_payloads, iter_payloads) or the "
+        f"{MAX_BYTES_ENV} environment variable (e.g. {MAX_BYTES_ENV}=1G)"
+    )
+
+
+def open_binary(path: Path, gz: bool) -> BinaryIO:
+    """The file opened for reading bytes; ``.gz`` files decompressed as they are read."""
+    if gz:
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
+def read_capped(path: Path, gz: bool, limit: int) -> bytes:
+    """The file's bytes (decompressed for ``.gz``), reading at most ``limit`` + 1 of them.
+
+    Decompression streams in 1 MiB chunks, so a small archive that expands to gigabytes
+    costs at most the cap in memory before it is refused.
+
+    Raises:
+        TooLarge: the (decompressed) content is over ``limit`` bytes.
+        OSError, EOFError, zlib.error: the file cannot be read or decompressed.
+    """
+    if not gz and path.stat().st_size > limit:
+        raise TooLarge(cap_message("the file", limit, False))
+    if gz and _gzip_trailer_size(path) > limit:
+        # the trailer says too large (or is garbage, in a corrupt file): count the bytes
+        # without keeping them, so a bomb costs no memory before it is refused
+        _count_to(path, limit)
+    chunks: list[bytes] = []
+    total = 0
+    with open_binary(path, gz) as fh:
+        while True:
+            chunk = fh.read(min(_CHUNK_BYTES, limit + 1 - total))
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(cap_message("the file", limit, gz))
+            chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _count_to(path: Path, limit: int) -> None:
+    """Decompress without keeping anything; raise ``TooLarge`` past ``limit`` bytes."""
+    total = 0
+    with open_binary(path, True) as fh:
+        while chunk := fh.read(_CHUNK_BYTES):
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(cap_message("the file", limit, True))
+
+
+def _gzip_trailer_size(path: Path) -> int:
+    """The size a gzip file's last member says it expands to (0 when it cannot tell).
+
+    The trailer holds the size modulo 2^32, so it can understate (the streaming cap still
+    applies); in a corrupt or truncated file it is garbage, so it is only a hint.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                return 0
+            fh.seek(-4, os.SEEK_END)
+            return int.from_bytes(fh.read(4), "little")
+    except OSError:
+        return 0
+
+
+def capped_lines(fh: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary file; a line over ``limit`` bytes is None (and skipped unread).
+
+    Example:
+        >>> import io
+        >>> list(capped_lines(io.BytesIO(b"ab\\n" + b"x" * 10 + b"\\ncd"), 5))
+        [b'ab\\n', None, b'cd']
+    """
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:  # drain the rest of the long line, a chunk at a time
+                rest = fh.readline(_CHUNK_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None
+            continue
+        yield line

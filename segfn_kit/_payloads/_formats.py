@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,15 @@ from ._body import (
     _looks_form,
 )
 from ._eventtype import detect_event_type
-from ._files import JSONL_SUFFIXES
+from ._files import (
+    DEFAULT_MAX_BYTES,
+    JSONL_SUFFIXES,
+    TooLarge,
+    cap_message,
+    capped_lines,
+    open_binary,
+    read_capped,
+)
 from ._jsonparse import (
     _compact,
     _duplicate_key,
@@ -36,7 +44,7 @@ from ._jsonparse import (
     _may_hold_long_int,
     parse_json,
 )
-from ._record import Payload, Skip, _replace
+from ._record import Payload, PayloadError, Skip, _replace
 
 ENVELOPE_KEYS = frozenset(
     {
@@ -144,10 +152,12 @@ class _Reader:
         split_arrays: bool,
         check_duplicates: bool,
         on_skip: Callable[[Skip], None] | None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ):
         self.split_arrays = split_arrays
         self.check_duplicates = check_duplicates
         self.on_skip = on_skip
+        self.max_bytes = max_bytes
         self.seen_ids: dict[str, int] = {}  # file ids only
 
     # ids ---------------------------------------------------------------
@@ -310,21 +320,42 @@ class _Reader:
 
     # files -------------------------------------------------------------
     def read_file(self, path: Path, base_id: str) -> Iterator[Payload]:
+        """The payloads of one file; whatever goes wrong in it is one error row, never raised."""
         # ids are made unique per file (lines and entries add "#n"), so the memory this
         # takes grows with the number of files, not of payloads
         base_id = self.unique_id(base_id)
+        last: Payload | None = None
+        try:
+            for last in self.read_file_rows(path, base_id):
+                yield last
+        except PayloadError:  # strict=True asked for it
+            raise
+        except Exception as exc:
+            where = f" after {last.payload_id}" if last is not None else ""
+            yield Payload(
+                f"{base_id}#error" if last is not None else base_id,
+                str(path),
+                last.position + 1 if last is not None else 0,
+                "bare",
+                "",
+                error=f"cannot read the file{where} ({type(exc).__name__}: {exc}); "
+                "the file may be truncated or corrupt: re-export it or remove it",
+            )
+
+    def read_file_rows(self, path: Path, base_id: str) -> Iterator[Payload]:
         source = str(path)
         name = path.name.lower()
         gz = name.endswith(".gz")
         inner = name[:-3] if gz else name
+        if inner.endswith(JSONL_SUFFIXES):
+            yield from self.read_jsonl(path, base_id, gz)
+            return
         try:
-            if inner.endswith(JSONL_SUFFIXES):
-                yield from self.read_jsonl(path, base_id, gz)
-                return
-            opener = gzip.open if gz else open
-            with opener(path, "rb") as fh:
-                data = fh.read()
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            data = read_capped(path, gz, self.max_bytes)
+        except TooLarge as exc:
+            yield Payload(base_id, source, 0, "bare", "", error=str(exc))
+            return
+        except (OSError, EOFError, zlib.error) as exc:
             yield Payload(base_id, source, 0, "bare", "", error=f"cannot read the file: {exc}")
             return
         if inner.endswith(".har"):
@@ -389,6 +420,9 @@ class _Reader:
             )
             return
         warning = _join(warning, parse_warning)
+        if isinstance(value, dict | list):
+            # repeated keys anywhere in the file: in a bare body, an envelope or a wrapper's body
+            warning = _join(warning, self.duplicate_warning(value, data))
         if isinstance(value, dict) and _shape(value) == "har":
             yield from self.read_har(data, path, base_id, value)
             return
@@ -417,17 +451,25 @@ class _Reader:
             raw_text=raw,
             fmt_bare="bare",
         )
-        yield self.finish(payload, warning, raw if payload.format == "bare" else None)
+        yield self.finish(payload, warning, None)
 
-    def finish(self, payload: Payload, warning: str | None, raw: str | bytes | None) -> Payload:
-        """Add file-level warnings and, for a bare body read from text, the duplicate-key check."""
+    def duplicate_warning(self, value: Any, raw: str | bytes) -> str | None:
+        """The warning for a key repeated anywhere in one JSON document, if there is one."""
+        if not self.check_duplicates or not _may_have_duplicates(value, raw):
+            return None
+        text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+        dup = _duplicate_key(text)
+        if dup is None:
+            return None
+        return f"duplicate key {dup!r}: the last value is kept, as request.json() does"
+
+    def finish(
+        self, payload: Payload, warning: str | None, document: tuple[Any, bytes] | None
+    ) -> Payload:
+        """Add file-level warnings and, given a ``(value, text)`` document, its duplicate-key check."""
         extra = warning
-        if raw is not None and self.check_duplicates and _may_have_duplicates(payload.body, raw):
-            dup = _duplicate_key(payload.raw)
-            if dup is not None:
-                extra = _join(
-                    extra, f"duplicate key {dup!r}: the last value is kept, as request.json() does"
-                )
+        if document is not None:
+            extra = _join(extra, self.duplicate_warning(*document))
         size = len(payload.raw)
         if payload.format in ("bare", "jsonl", "array-item") and size > SEGMENT_BODY_LIMIT:
             extra = _join(
@@ -439,22 +481,35 @@ class _Reader:
 
     def read_jsonl(self, path: Path, base_id: str, gz: bool) -> Iterator[Payload]:
         source = str(path)
-        opener = gzip.open if gz else open
         count = 0
-        with opener(path, "rb") as fh:
-            for payload in self.read_lines(enumerate(fh, 1), source, base_id):
+        with open_binary(path, gz) as fh:
+            lines = enumerate(capped_lines(fh, self.max_bytes), 1)
+            for payload in self.read_lines(lines, source, base_id):
                 count += 1
                 yield payload
         if count == 0:
             self.skip(source, "no payloads: the JSON Lines file has no non-blank line")
 
-    def read_lines(self, numbered: Iterable[tuple[int, bytes]], source: str, base_id: str) -> Iterator[Payload]:
+    def read_lines(
+        self, numbered: Iterable[tuple[int, bytes | None]], source: str, base_id: str
+    ) -> Iterator[Payload]:
         """One payload per non-blank JSON Lines line, given as ``(line number, bytes)``.
 
         A file read whole, or a byte range of one (a partition of a cluster replay) whose
         line numbers were counted elsewhere: ids are ``{base_id}#{line number}`` either way.
+        A line given as None was over the size cap (``_files.capped_lines``): an error row.
         """
         for number, line in numbered:
+            if line is None:
+                yield Payload(
+                    f"{base_id}#{number}",
+                    source,
+                    number,
+                    "jsonl",
+                    "",
+                    error=cap_message(f"line {number}", self.max_bytes, False),
+                )
+                continue
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
             stripped = line.strip()
@@ -512,7 +567,7 @@ class _Reader:
                     value,
                     event_type=detect_event_type({}, value),
                 )
-                yield self.finish(payload, warning, None if exact else stripped)
+                yield self.finish(payload, warning, None if exact else (value, stripped))
             else:
                 payload = self.from_document(
                     value,
@@ -522,7 +577,7 @@ class _Reader:
                     raw_text=raw,
                     fmt_bare="jsonl",
                 )
-                yield self.finish(payload, warning, None)
+                yield self.finish(payload, warning, None if exact else (value, stripped))
 
     def read_har(
         self, data: bytes, path: Path, base_id: str, value: Any = None
@@ -554,41 +609,91 @@ class _Reader:
             if not isinstance(request, dict) or str(request.get("method", "")).upper() != "POST":
                 continue
             posts += 1
-            headers = [
-                h
-                for h in request.get("headers") or []
-                if not str(h.get("name", "")).startswith(":")
-            ]
-            post = request.get("postData") or {}
-            body_text: Any = post.get("text")
-            body_b64 = None
+            pid = f"{base_id}#{number}"
+            try:
+                payload = self.har_entry(entry, request, pid, source, number)
+            except Exception as exc:
+                payload = Payload(
+                    pid,
+                    source,
+                    number,
+                    "har",
+                    "",
+                    error=f"HAR entry {number} cannot be read ({type(exc).__name__}: {exc})",
+                )
+            yield payload
+        if posts == 0:
+            self.skip(source, f"a HAR archive with {len(entries)} entries and no POST request")
+
+    def har_entry(
+        self, entry: dict[str, Any], request: dict[str, Any], pid: str, source: str, number: int
+    ) -> Payload:
+        """One POST entry of a HAR archive; headers and postData in any shape tools write."""
+        raw_headers = request.get("headers")
+        if isinstance(raw_headers, Mapping):  # some tools write {name: value}
+            raw_headers = list(raw_headers.items())
+        headers: list[Any] = []
+        for item in raw_headers if isinstance(raw_headers, list) else []:
+            name = item.get("name", "") if isinstance(item, Mapping) else None
+            if isinstance(item, list | tuple) and len(item) == 2:
+                name = item[0]
+            if not str(name).startswith(":"):  # HTTP/2 pseudo-headers are not headers
+                headers.append(item)
+        problem = None
+        if raw_headers is not None and not isinstance(raw_headers, list):
+            problem = f"HAR entry {number}: headers must be a list of {{name, value}}, not {type(raw_headers).__name__}"
+        post = request.get("postData")
+        body_b64 = None
+        mime: Any = None
+        if post is None:
+            body_text: Any = ""
+        elif isinstance(post, str):  # the body text itself
+            body_text = post
+        elif isinstance(post, Mapping):
+            mime = post.get("mimeType")
+            body_text = post.get("text")
+            params = post.get("params")
             if body_text is not None and post.get("encoding") == "base64":
                 body_b64, body_text = body_text, None
-            elif body_text is None and isinstance(post.get("params"), list):
+            elif body_text is None and isinstance(params, list):
                 body_text = urlencode(
-                    [(p.get("name", ""), p.get("value", "")) for p in post["params"]]
+                    [
+                        (str(p.get("name", "")), str(p.get("value", "")))
+                        for p in params
+                        if isinstance(p, Mapping)
+                    ]
                 )
             elif body_text is None:
                 body_text = ""
-            hdr_dict, _ = _headers_dict(headers)
-            if post.get("mimeType") and _header(hdr_dict, "Content-Type") is None:
-                headers = [*headers, {"name": "Content-Type", "value": post["mimeType"]}]
-            yield self.from_parts(
-                pid=f"{base_id}#{number}",
-                source=source,
-                position=number,
-                fmt="har",
-                headers=headers,
-                body=body_text,
-                body_base64=body_b64,
-                has_body=body_b64 is None,
-                query=request.get("queryString"),
-                method="POST",
-                url=request.get("url"),
-                received_at=entry.get("startedDateTime"),
+        else:
+            return Payload(
+                pid,
+                source,
+                number,
+                "har",
+                "",
+                error=f"HAR entry {number}: postData must be an object, not {type(post).__name__}",
             )
-        if posts == 0:
-            self.skip(source, f"a HAR archive with {len(entries)} entries and no POST request")
+        hdr_dict, _ = _headers_dict(headers)
+        if isinstance(mime, str) and mime and _header(hdr_dict, "Content-Type") is None:
+            headers = [*headers, {"name": "Content-Type", "value": mime}]
+        payload = self.from_parts(
+            pid=pid,
+            source=source,
+            position=number,
+            fmt="har",
+            headers=headers,
+            body=body_text,
+            body_base64=body_b64,
+            has_body=body_b64 is None,
+            query=request.get("queryString"),
+            method="POST",
+            url=request.get("url"),
+            received_at=entry.get("startedDateTime"),
+        )
+        if problem:
+            payload = _replace(payload, warning=_join(payload.warning, problem))
+        return payload
 
     # values ------------------------------------------------------------
     def read_value(self, value: Any, base_id: str) -> Iterator[Payload]:

@@ -67,6 +67,7 @@ def load_payloads(
     flatten_body: bool = True,
     max_depth: int = 32,
     progress: bool = False,
+    max_bytes: int | None = None,
 ) -> pd.DataFrame:
     """Load captured payloads from files, folders and globs into one DataFrame.
 
@@ -82,6 +83,8 @@ def load_payloads(
         flatten_body: add the ``body.<dot.path>`` columns.
         max_depth: the deepest level flattened; deeper objects stay whole in one column.
         progress: show a progress bar (tqdm) while loading.
+        max_bytes: the size cap of one file after decompression (or one JSON Lines line);
+            default ``$SEGFN_MAX_BYTES``, else 256 MiB. Input over it is one error row.
 
     Returns:
         The payload frame. ``frame.attrs["skipped"]`` lists ``{"source", "reason"}`` for
@@ -100,6 +103,7 @@ def load_payloads(
         check_duplicates=check_duplicates,
         strict=strict,
         on_skip=lambda s: skipped.append({"source": s.source, "reason": s.reason}),
+        max_bytes=max_bytes,
     )
     if progress:
         from tqdm.auto import tqdm

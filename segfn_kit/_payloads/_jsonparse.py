@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+_INF = float("inf")
 _LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19,}")
 _BEFORE_NUMBER_BYTES = b":,[ \t\r\n"
 
@@ -47,7 +48,8 @@ def parse_json(data: bytes | str) -> tuple[Any, str | None]:
 
     orjson rejects integers beyond 64 bits and the NaN/Infinity literals; the standard
     library reads both (integers stay exact Python ints). Returns the value and a warning
-    for non-standard input (NaN/Infinity literals).
+    for non-standard input (NaN/Infinity literals, numbers such as ``1e400`` that overflow
+    a double to infinity).
 
     Raises:
         ValueError: the text is not JSON (the message says where).
@@ -57,6 +59,8 @@ def parse_json(data: bytes | str) -> tuple[Any, str | None]:
         123456789012345678901234567890
         >>> parse_json("[NaN]")[1]
         'non-standard JSON literal NaN (kept as a float)'
+        >>> parse_json("[1e400]")
+        ([inf], 'number 1e400 is beyond a double and was read as infinity (inf)')
     """
     # orjson turns integers beyond 64 bits into floats without a word; any run of 19
     # digits may be one, so those texts go to the standard library, which keeps them exact
@@ -72,8 +76,15 @@ def parse_json(data: bytes | str) -> tuple[Any, str | None]:
         literals.append(name)
         return float(name)
 
+    def number(digits: str) -> float:
+        value = float(digits)
+        if value in (_INF, -_INF):  # 1e400: beyond a double
+            overflows.append(digits)
+        return value
+
+    overflows: list[str] = []
     try:
-        value = json.loads(text, parse_constant=constant)
+        value = json.loads(text, parse_constant=constant, parse_float=number)
     except json.JSONDecodeError as exc:
         ends_early = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
         hint = " (the text ends early: it looks truncated)" if ends_early else ""
@@ -86,7 +97,15 @@ def parse_json(data: bytes | str) -> tuple[Any, str | None]:
     if literals:
         names = ", ".join(dict.fromkeys(literals))
         warning = f"non-standard JSON literal {names} (kept as a float)"
+    if overflows:
+        shown = ", ".join(_short(n) for n in dict.fromkeys(overflows))
+        note = f"number {shown} is beyond a double and was read as infinity (inf)"
+        warning = f"{warning}; {note}" if warning else note
     return value, warning
+
+
+def _short(digits: str) -> str:
+    return digits if len(digits) <= 24 else f"{digits[:10]}...{digits[-8:]} ({len(digits)} chars)"
 
 
 def _duplicate_key(text: str) -> str | None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from ._files import _files_of
+from ._files import _files_of, max_bytes_default
 from ._formats import _Reader
 from ._record import Payload, PayloadError, Skip
 
@@ -19,6 +19,7 @@ def iter_payloads(
     check_duplicates: bool = True,
     strict: bool = False,
     on_skip: Callable[[Skip], None] | None = None,
+    max_bytes: int | None = None,
 ) -> Iterator[Payload]:
     """Stream ``Payload`` records from files, folders (recursive), globs or values.
 
@@ -33,9 +34,13 @@ def iter_payloads(
         check_duplicates: look for repeated keys in JSON objects (a warning on the row).
         strict: raise ``PayloadError`` on the first input that cannot be loaded or is skipped.
         on_skip: called with a ``Skip`` for each input that holds no payload.
+        max_bytes: the size cap: the most bytes of one ``.json``/``.har`` file (after
+            decompression) or of one JSON Lines line read into memory; input over it is one
+            error row. Default ``$SEGFN_MAX_BYTES`` (e.g. ``1G``), else 256 MiB.
 
     Raises:
         FileNotFoundError: a named file or folder does not exist.
+        ValueError: ``max_bytes`` is not positive, or ``$SEGFN_MAX_BYTES`` is not a size.
         PayloadError: only with ``strict=True``.
 
     Example:
@@ -50,7 +55,16 @@ def iter_payloads(
         if on_skip is not None:
             on_skip(item)
 
-    reader = _Reader(split_arrays=split_arrays, check_duplicates=check_duplicates, on_skip=skip)
+    if max_bytes is None:
+        max_bytes = max_bytes_default()
+    elif max_bytes < 1:
+        raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
+    reader = _Reader(
+        split_arrays=split_arrays,
+        check_duplicates=check_duplicates,
+        on_skip=skip,
+        max_bytes=max_bytes,
+    )
     for index, arg in enumerate(paths, 1):
         if isinstance(arg, Mapping | list):
             stream: Iterable[Payload] = reader.read_value(arg, f"input{index}")
