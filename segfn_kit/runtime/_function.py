@@ -261,7 +261,7 @@ class Function:
                 # since an abandoned worker thread may still be appending
                 events=list(collector.events),
                 objects=list(collector.objects),
-                error=f"FunctionTimeout: the function ran past its {timeout:g} s limit (Segment retries timeouts)",
+                error=_timeout_text(timeout),
                 duration=time.perf_counter() - start,
                 timed_out=True,
             )
@@ -311,6 +311,11 @@ class Function:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Function:
         return self
+
+
+def _timeout_text(timeout: float | None) -> str:
+    limit = f"{timeout:g} s limit" if timeout else "time limit"
+    return f"FunctionTimeout: the function ran past its {limit} (Segment retries timeouts)"
 
 
 def _sync(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -402,20 +407,26 @@ def run_coroutine(coro: Any) -> Any:
     return box.get("value")
 
 
-def _raise_timeout(signum: int, frame: Any) -> None:
-    raise FunctionTimeout()
-
-
 def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
     """Call ``fn(*args)``; raise ``FunctionTimeout`` past ``timeout`` seconds.
 
     On the main thread a timer signal interrupts the function itself; elsewhere it runs in a
-    worker thread that is abandoned (not killed) when it overruns.
+    worker thread that is abandoned (not killed) when it overruns. Neither can stop a call
+    that swallows the signal or sits in one long C call: :class:`WorkerPool` (a process it
+    can kill) is what enforces limits for real; this is the in-process fallback.
     """
     if not timeout or timeout <= 0:
         return fn(*args)
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        previous = signal.signal(signal.SIGALRM, _raise_timeout)
+        here = sys._getframe()
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            # the signal is handled in whatever frame runs when it arrives: in this one, the
+            # call has already returned (or is just returning), so it did finish in time
+            if frame is not here:
+                raise FunctionTimeout()
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             return fn(*args)

@@ -1,0 +1,733 @@
+"""Invocations in worker processes that can be stopped for real: time and memory limits.
+
+A function runs in a worker process (a child Python started with :mod:`subprocess`), never in
+the caller's. The caller sends payloads in chunks; the worker runs them one after another and
+streams each result back as soon as it is ready, so a chunk's finished results survive
+whatever happens to the call after them. A worker that passes a limit is killed and replaced,
+and the rest of its chunk runs on the new one:
+
+============================== ================================================================
+what the function does          that payload's row (every other payload still runs)
+============================== ================================================================
+runs past its time limit        ``FunctionTimeout``: a signal interrupts Python code at the
+                                limit; a call that ignores it (a bare ``except:`` in a loop)
+                                or sits in one long C call is killed ``grace`` seconds later
+allocates past the memory limit ``MemoryLimitExceeded`` (the worker's address space is capped
+                                with ``RLIMIT_AS``; the worker is replaced afterwards)
+``os._exit``, a crash           ``WorkerExit`` with the exit code or signal
+``KeyboardInterrupt``,          ``error`` naming the exception (the worker ignores the real
+``SystemExit``, any             Ctrl-C: the caller handles that)
+``BaseException``
+``sys.stdout.close()``          nothing special: the streams it sees are its own, per call
+============================== ================================================================
+
+Limits (defaults as Segment's where Segment has one): :data:`DEFAULT_TIMEOUT` (5 s per call)
+and :data:`DEFAULT_MEMORY_LIMIT` (512 MiB of address space per worker on top of what it holds
+once the function is loaded; Linux enforces it, other systems have no memory limit).
+
+What the function prints (``print``, ``sys.stdout``/``sys.stderr``) is captured inside the
+worker, per call, with secrets masked: other threads of the caller never end up in a
+payload's logs. Output written to file descriptor 1 directly goes to the caller's stderr,
+never into its stdout (which may be JSON Lines).
+
+The worker loads the function from its source text and file name (so a notebook cell works
+as well as a file), with the caller's ``sys.path``. Module-level code therefore runs once in
+the caller (to read the function's kind and settings) and once per worker.
+
+Example:
+    >>> from segfn_kit.runtime import Function, Request
+    >>> fn = Function.from_source('''
+    ... from segfn_kit.runtime import Segment
+    ... def on_request(request, settings):
+    ...     print("seen", request.json()["n"])
+    ...     Segment.track(user_id="u1", event="Pinged")
+    ... ''')
+    >>> with WorkerPool(fn) as pool:
+    ...     [(r.invocation.outcome, r.logs) for r in pool.map([Request(b'{"n": 1}')])]
+    [('ok', 'seen 1\\n')]
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import FunctionLoadError, FunctionTimeout
+from ._function import DEFAULT_TIMEOUT, Function, Invocation, _line_in, _timeout_text
+from ._request import _UNSET, Request
+from ._settings import mask_text
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_MEMORY_LIMIT",
+    "Call",
+    "CallResult",
+    "WorkerPool",
+]
+
+DEFAULT_MEMORY_LIMIT = 512 * 2**20
+"""Bytes of address space a worker may add to what it holds after loading the function."""
+
+DEFAULT_GRACE = 0.5
+"""Seconds past the time limit before a call that ignored the timeout signal is killed."""
+
+_CHUNK = 256  # payloads per message to a worker
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_START_TIMEOUT = 60.0
+_POLL = 0.05  # seconds between looks at a busy worker's results while a deadline runs  # seconds a worker may take to start and load the function
+
+CallKind = Literal["request", "event", "batch"]
+Call = tuple[CallKind, Any]
+"""One invocation to run: ``("request", Request)``, ``("event", dict)`` or ``("batch", [dict])``."""
+
+
+@dataclass(slots=True)
+class CallResult:
+    """What one isolated call gave.
+
+    Attributes:
+        invocation: the :class:`Invocation` (events, outcome, error, ...).
+        logs: what the function printed during the call, secrets masked.
+        digest: the request's body digest, when the call computed one (so callers can cache it).
+    """
+
+    invocation: Invocation
+    logs: str
+    digest: str | None = None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB"
+
+
+# -- the caller's side -------------------------------------------------------------------
+
+
+class _Worker:
+    """One worker process: a pipe each way for messages, and a results file.
+
+    Results go to the file (framed pickles written with one ``write`` each): writing to a
+    file wakes nobody, so a chunk costs one notification, and what a killed worker wrote
+    is still there to read.
+    """
+
+    def __init__(self, pool: WorkerPool):
+        parent_r, child_w = os.pipe()
+        child_r, parent_w = os.pipe()
+        self.results = _results_file()
+        root = str(Path(__file__).resolve().parents[2])
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[4]); "
+            "from segfn_kit.runtime._isolation import _worker_main; "
+            "_worker_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
+        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, str(child_r), str(child_w), str(self.results), root],
+                pass_fds=(child_r, child_w, self.results),
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except BaseException:
+            for fd in (parent_r, parent_w, self.results):
+                os.close(fd)
+            raise
+        finally:
+            os.close(child_r)
+            os.close(child_w)
+        self.reader = Connection(parent_r, writable=False)
+        self.writer = Connection(parent_w, readable=False)
+        self.pending: collections.deque[tuple[int, Call]] = collections.deque()
+        self.started = 0.0  # when the call at the head of ``pending`` started (monotonic)
+        self.offset = 0  # how far the results file was read
+        self.recycle = False  # the worker asked to be replaced (it hit its memory limit)
+        self.writer.send((
+            "load",
+            pool.function.source,
+            pool.function.filename,
+            list(sys.path),
+            pool.settings_values,
+            pool.memory_limit,
+            pool.timeout,
+            pool.prepare,
+            pool.context,
+        ))
+        if not self.reader.poll(_START_TIMEOUT):
+            self.kill()
+            raise FunctionLoadError(
+                f"the worker process did not load the function within {_START_TIMEOUT:g} s",
+                filename=pool.function.filename,
+            )
+        try:
+            answer = self.reader.recv()
+        except EOFError:
+            code_ = self.kill()
+            raise FunctionLoadError(
+                f"the worker process ended while loading the function ({_exit_text(code_)})",
+                filename=pool.function.filename,
+            ) from None
+        if answer[0] != "loaded":
+            self.kill()
+            raise FunctionLoadError(answer[1], filename=pool.function.filename, line=answer[2])
+
+    def submit(self, items: list[tuple[int, Call]]) -> None:
+        self.pending.extend(items)
+        # the worker is idle: empty its results file (the file offset is shared with it)
+        os.ftruncate(self.results, 0)
+        os.lseek(self.results, 0, os.SEEK_SET)
+        self.offset = 0
+        self.started = time.monotonic()
+        self.writer.send(("run", [(index, _wire(call)) for index, call in items]))
+
+    def drain(self, done: dict[int, CallResult]) -> None:
+        """Move the results written so far from the file to ``done``."""
+        size = os.fstat(self.results).st_size
+        if size <= self.offset:
+            return
+        data = os.pread(self.results, size - self.offset, self.offset)
+        pos, end = 0, len(data)
+        while pos + 4 <= end and self.pending:
+            n = int.from_bytes(data[pos : pos + 4], "little")
+            if pos + 4 + n > end:  # still being written
+                break
+            index, fields, logs, digest, recycle = pickle.loads(data[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+            result = CallResult(Invocation(*fields), logs, digest)
+            self.pending.popleft()
+            done[index] = result
+            self.started = time.monotonic()
+            self.recycle = self.recycle or recycle
+        self.offset += pos
+
+    def kill(self) -> int | None:
+        """Stop the process now; its exit code (negative: the signal)."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot stop
+            code = None
+        self.close()
+        return code
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            os.close(self.results)
+
+    def stop(self) -> None:
+        """Ask the process to end; kill it if it does not."""
+        with contextlib.suppress(OSError, ValueError):
+            self.writer.send(("stop",))
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+def _results_file() -> int:
+    """An unnamed file (in memory on Linux) for a worker's results."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("segfn-results", 0)
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="segfn-results-")
+    os.unlink(path)
+    return fd
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "it could not be stopped"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exit code {code}"
+
+
+def _wire(call: Call) -> tuple[str, Any]:
+    """A call as plain data (a ``Request`` holds a sentinel that does not survive pickling)."""
+    kind, value = call
+    if kind == "request":
+        r: Request = value
+        parsed = r._json if r._json is not _UNSET else _NOT_PARSED
+        return (kind, (r.content, list(r.headers._items.values()), r.method, r.url, dict(r.query),
+                       r.received_at, r._digest, parsed))
+    return (kind, value)
+
+
+class _NotParsed:
+    """Pickles as itself: the body was not parsed in the caller."""
+
+    def __reduce__(self) -> str:
+        return "_NOT_PARSED"
+
+
+_NOT_PARSED = _NotParsed()
+
+
+def _request_of(data: tuple[Any, ...]) -> Request:
+    content, headers, method, url, query, received_at, digest, parsed = data
+    request = Request(content, headers, method=method, url=url, query=query, received_at=received_at)
+    request._digest = digest
+    if parsed is not _NOT_PARSED:
+        request._json = parsed
+    return request
+
+
+class WorkerPool:
+    """Worker processes running one function, each call under a time and a memory limit.
+
+    Args:
+        function: the loaded function; its source and file name are sent to the workers.
+        settings: the setting values (secret ones are masked in errors and logs, as in-process).
+        timeout: seconds per call (``None`` or 0: no time limit).
+        memory_limit: bytes of address space per worker beyond what the loaded function
+            holds (``None``: no memory limit).
+        workers: how many processes run calls in parallel.
+        grace: seconds past ``timeout`` before a call that ignored the timeout is killed.
+        chunk_size: payloads per message to a worker.
+        prepare: ``"module:function"`` called on each ``Request`` in the worker before the
+            handler (for example a faster JSON parse), or ``None``.
+        context: ``"module:function"`` returning a context manager entered around each call
+            in the worker (for example scripted HTTP answers), or ``None``.
+
+    A pool is thread-safe: :meth:`call` may be used from many threads (a web server's), and
+    a call blocks only its own thread. Use it as a context manager, or call :meth:`close`.
+
+    Example:
+        >>> fn = Function.from_source("def on_request(r, s):\\n    while True: pass\\n")
+        >>> with WorkerPool(fn, timeout=0.2) as pool:
+        ...     pool.call(("request", Request(b"{}"))).invocation.error.split(":")[0]
+        'FunctionTimeout'
+    """
+
+    def __init__(
+        self,
+        function: Function,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+        workers: int = 1,
+        grace: float = DEFAULT_GRACE,
+        chunk_size: int = _CHUNK,
+        prepare: str | None = None,
+        context: str | None = None,
+    ):
+        self.function = function
+        self.settings_values = dict(settings or {})
+        self.timeout = timeout if timeout and timeout > 0 else None
+        self.memory_limit = memory_limit
+        self.size = max(1, workers)
+        self.grace = grace
+        self.chunk_size = max(1, chunk_size)
+        self.prepare = prepare
+        self.context = context
+        self._secrets = function.settings(self.settings_values).secret_values()
+        self._idle: list[_Worker] = []
+        self._count = 0  # workers alive (idle or busy)
+        self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)
+        self._closed = False
+        self.replaced = 0
+        """How many workers were killed (or died) and replaced so far."""
+
+    # -- public ------------------------------------------------------------------------
+    def map(self, calls: Iterable[Request | Call]) -> Iterator[CallResult]:
+        """Run every call, in chunks, yielding results in input order as they finish.
+
+        A ``Request`` stands for ``("request", request)``.
+        """
+        queue: collections.deque[tuple[int, Call]] = collections.deque()
+        source = enumerate(calls)
+        exhausted = False
+        busy: dict[Connection, _Worker] = {}
+        done: dict[int, CallResult] = {}
+        expected = 0
+        try:
+            while True:
+                # hand chunks to idle workers
+                while not exhausted and len(queue) < self.chunk_size * self.size:
+                    try:
+                        index, call = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    queue.append((index, ("request", call) if isinstance(call, Request) else call))
+                while queue and len(busy) < self.size:
+                    worker = self._acquire(block=not busy)
+                    if worker is None:
+                        break
+                    chunk = [queue.popleft() for _ in range(min(self.chunk_size, len(queue)))]
+                    worker.submit(chunk)
+                    busy[worker.reader] = worker
+                while expected in done:
+                    yield done.pop(expected)
+                    expected += 1
+                if not busy:
+                    if exhausted and not queue:
+                        if done:  # a result went missing: never end a run short in silence
+                            raise RuntimeError(f"worker pool lost the result of call {expected}")
+                        return
+                    continue
+                for worker in self._collect(busy, done):
+                    del busy[worker.reader]
+                    if worker.pending:  # killed mid-chunk: the rest runs on another worker
+                        queue.extendleft(reversed(worker.pending))
+                        worker.pending.clear()
+                while expected in done:
+                    yield done.pop(expected)
+                    expected += 1
+        finally:
+            for worker in busy.values():  # abandoned half-way (the caller stopped reading)
+                self._discard(worker)
+
+    def call(self, call: Request | Call) -> CallResult:
+        """Run one call on a free worker (waits for one) and return its result."""
+        item: Call = ("request", call) if isinstance(call, Request) else call
+        worker = self._acquire(block=True)
+        assert worker is not None
+        worker.submit([(0, item)])
+        done: dict[int, CallResult] = {}
+        busy = {worker.reader: worker}
+        while not done:
+            finished = self._collect(busy, done)
+            if finished and 0 not in done:  # pragma: no cover - a worker always answers or dies
+                break
+        return done[0]
+
+    def close(self) -> None:
+        """Stop every idle worker (busy ones stop when their call returns)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._free.notify_all()
+        for worker in idle:
+            worker.stop()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- workers -----------------------------------------------------------------------
+    def _acquire(self, *, block: bool) -> _Worker | None:
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the worker pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < self.size:
+                    self._count += 1
+                    break
+                if not block:
+                    return None
+                self._free.wait()
+        try:
+            return _Worker(self)
+        except BaseException:
+            with self._lock:
+                self._count -= 1
+                self._free.notify()
+            raise
+
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(worker)
+                self._free.notify()
+                return
+            self._count -= 1
+        worker.stop()
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            self._count -= 1
+            self.replaced += 1
+            self._free.notify()
+
+    def _deadline(self, worker: _Worker) -> float | None:
+        if self.timeout is None:
+            return None
+        return worker.started + self.timeout + self.grace
+
+    def _collect(self, busy: dict[Connection, _Worker], done: dict[int, CallResult]) -> list[_Worker]:
+        """Wait for results of busy workers (up to the nearest deadline); store them in
+        ``done``; return the workers that finished their chunk, died or were killed."""
+        deadlines = [d for d in map(self._deadline, busy.values()) if d is not None]
+        wait_for = min(_POLL, max(0.0, min(deadlines) - time.monotonic())) if deadlines else None
+        ready = set(wait(list(busy), wait_for))
+        finished: list[_Worker] = []
+        now = time.monotonic()
+        for conn, worker in busy.items():
+            if conn in ready:
+                try:
+                    worker.reader.recv_bytes()  # the chunk is done: every result is in the file
+                    ended = False
+                except (EOFError, OSError):
+                    ended = True
+                worker.drain(done)
+                if worker.recycle:
+                    self._discard(worker)
+                elif ended:
+                    code = worker.kill()
+                    self._forget(worker)
+                    if worker.pending:
+                        index, _ = worker.pending.popleft()
+                        done[index] = self._failure(
+                            f"WorkerExit: the function ended its worker process ({_exit_text(code)}); "
+                            "a function returns or raises, it never exits the process",
+                        )
+                else:
+                    self._release(worker)
+                finished.append(worker)
+                continue
+            worker.drain(done)
+            deadline = self._deadline(worker)
+            if deadline is not None and now >= deadline and worker.pending:
+                index, _ = worker.pending.popleft()
+                elapsed = now - worker.started
+                self._discard(worker)
+                finished.append(worker)
+                done[index] = self._failure(
+                    f"FunctionTimeout: the function ran past its {self.timeout:g} s limit and "
+                    "did not stop; its worker process was killed (Segment retries timeouts)",
+                    duration=elapsed,
+                    timed_out=True,
+                )
+        return finished
+
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            self._count -= 1
+            self.replaced += 1
+            self._free.notify()
+
+    def _failure(self, text: str, *, duration: float = 0.0, timed_out: bool = False) -> CallResult:
+        message = mask_text(text, self._secrets) if self._secrets else text
+        return CallResult(Invocation(outcome="error", error=message, duration=duration, timed_out=timed_out), "")
+
+
+# -- the worker's side -------------------------------------------------------------------
+
+
+class _Capture(io.StringIO):
+    """A call's ``sys.stdout`` and ``sys.stderr``: closing it does not lose what was printed."""
+
+    def close(self) -> None:
+        self.closed_by_function = True
+
+    closed_by_function = False
+
+
+def _resolve(spec: str | None) -> Callable[..., Any] | None:
+    if not spec:
+        return None
+    import importlib
+
+    module, _, name = spec.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target  # type: ignore[no-any-return]
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _limit_memory(limit: int | None) -> int | None:
+    """Cap the address space at what is mapped now plus ``limit``; the cap, or ``None``."""
+    if limit is None:
+        return None
+    try:
+        import resource
+
+        cap = _address_space() + limit
+        resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    except (ImportError, OSError, ValueError):  # no /proc or no RLIMIT_AS: no memory limit here
+        return None
+    return cap
+
+
+def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
+    """The worker process: load the function, then run chunks until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+    os.dup2(2, 1)  # output written to fd 1 never reaches the caller's stdout
+    inbox = Connection(read_fd, writable=False)
+    outbox = Connection(write_fd, readable=False)
+    message = inbox.recv()
+    _, source, filename, path, values, memory_limit, timeout, prepare_spec, context_spec = message
+    sys.path[:] = path
+    try:
+        fn = Function.from_source(source, filename=filename)
+        prepare = _resolve(prepare_spec)
+        context = _resolve(context_spec)
+    except FunctionLoadError as exc:
+        outbox.send(("error", exc.reason, exc.line))
+        return
+    except BaseException as exc:
+        outbox.send(("error", f"the worker could not start: {type(exc).__name__}: {exc}", None))
+        return
+    settings = fn.settings(values)
+    secrets = settings.secret_values()
+    _limit_memory(memory_limit)
+    outbox.send(("loaded",))
+    real_out, real_err = sys.stdout, sys.stderr
+    alarm = _Alarm(fn)
+    dumps, write = pickle.dumps, os.write
+    while True:
+        try:
+            message = inbox.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] != "run":
+            return
+        for index, (kind, data) in message[1]:
+            buffer = _Capture()
+            sys.stdout = sys.stderr = buffer
+            digest: str | None = None
+            try:
+                inv, digest = _run_one(fn, kind, data, settings, timeout, prepare, context, alarm)
+            except BaseException as exc:
+                inv = _error_of(exc, fn.filename, secrets)
+            finally:
+                sys.stdout, sys.stderr = real_out, real_err
+            recycle = False
+            if timeout and inv.duration > timeout and not inv.timed_out:
+                # it swallowed the timeout signal and then returned: still past the limit
+                inv = Invocation(
+                    outcome="error",
+                    events=inv.events,
+                    objects=inv.objects,
+                    error=_timeout_text(timeout),
+                    duration=inv.duration,
+                    timed_out=True,
+                )
+            elif inv.timed_out:
+                inv.error = _timeout_text(timeout)
+            elif inv.error and inv.error.startswith("MemoryError"):
+                where = f" at {os.path.basename(fn.filename)}, line {inv.error_line}" if inv.error_line else ""
+                inv.error = (
+                    f"MemoryLimitExceeded: the function used more than its {_mib(memory_limit or 0)} "
+                    f"memory limit (MemoryError{where})"
+                )
+                recycle = True
+            text = buffer.getvalue()
+            if text and secrets:
+                text = mask_text(text, secrets)
+            try:
+                blob = dumps((index, _fields(inv), text, digest, recycle), _PROTOCOL)
+            except Exception as exc:
+                if kind == "request":  # what on_request returns means nothing: leave it behind
+                    inv.returned = None
+                    with contextlib.suppress(Exception):
+                        blob = dumps((index, _fields(inv), text, digest, recycle), _PROTOCOL)
+                        write(results_fd, len(blob).to_bytes(4, "little") + blob)
+                        continue
+                inv = Invocation(
+                    outcome="error",
+                    error=(
+                        f"TypeError: what the function emitted or returned cannot leave its "
+                        f"worker process ({type(exc).__name__}: {exc})"
+                    ),
+                    duration=inv.duration,
+                )
+                blob = dumps((index, _fields(inv), text, digest, recycle), _PROTOCOL)
+            write(results_fd, len(blob).to_bytes(4, "little") + blob)
+            if recycle:
+                return
+        outbox.send_bytes(b"d")
+
+
+def _fields(inv: Invocation) -> tuple[Any, ...]:
+    # a tuple of plain values pickles several times faster than the dataclass
+    return (inv.outcome, inv.events, inv.objects, inv.problems, inv.error, inv.error_line,
+            inv.duration, inv.returned, inv.timed_out)
+
+
+class _Alarm:
+    """The worker's time limit: one signal handler for its life, a timer per call.
+
+    The handler raises :class:`FunctionTimeout` only while one of the function's handlers
+    is on the stack, so a call that returned just as the timer fired is never reported as
+    a timeout.
+    """
+
+    def __init__(self, fn: Function) -> None:
+        self.codes = {getattr(h, "__code__", None) for h in fn.handlers.values()} - {None}
+        signal.signal(signal.SIGALRM, self._fire)
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        while frame is not None:
+            if frame.f_code in self.codes:
+                raise FunctionTimeout()
+            frame = frame.f_back
+
+    def run(self, timeout: float | None, fn: Callable[..., Invocation], *args: Any) -> Invocation:
+        if not timeout:
+            return fn(*args, timeout=None)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return fn(*args, timeout=None)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _run_one(
+    fn: Function,
+    kind: str,
+    data: Any,
+    settings: Any,
+    timeout: float | None,
+    prepare: Callable[..., Any] | None,
+    context: Callable[..., Any] | None,
+    alarm: _Alarm,
+) -> tuple[Invocation, str | None]:
+    scope = context() if context is not None else contextlib.nullcontext()
+    with scope:
+        if kind == "request":
+            request = _request_of(data)
+            if prepare is not None:
+                prepare(request)
+            inv = alarm.run(timeout, fn.on_request, request, settings)
+            return inv, request._digest
+        if kind == "event":
+            return alarm.run(timeout, fn.on_event, data, settings), None
+        return alarm.run(timeout, fn.on_batch, data, settings), None
+
+
+def _error_of(exc: BaseException, filename: str, secrets: Iterable[str]) -> Invocation:
+    """An exception that escaped the runtime's own handling (``KeyboardInterrupt``, ...)."""
+    line = _line_in(exc, filename)
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt):
+        text = "KeyboardInterrupt: the function raised KeyboardInterrupt"
+    if line is not None:
+        text += f" ({os.path.basename(filename)}, line {line})"
+    secrets = list(secrets)
+    return Invocation(outcome="error", error=mask_text(text, secrets) if secrets else text, error_line=line)

@@ -1,0 +1,190 @@
+"""Hostile functions in worker processes: every bad call is its own error row, the rest run.
+
+Time limits here are short (a fraction of a second) to keep the suite fast; the rules are
+the same at Segment's 5 s.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from segfn_kit.runtime import Function, FunctionLoadError, FunctionTimeout, Request
+from segfn_kit.runtime._function import call_with_timeout
+from segfn_kit.runtime._isolation import DEFAULT_MEMORY_LIMIT, WorkerPool
+
+HOSTILE = '''
+import os, sys, time
+from segfn_kit.runtime import Segment
+
+SETTINGS = {"apiToken": {"type": "string", "secret": True}}
+
+class Boom(BaseException):
+    pass
+
+def on_request(request, settings):
+    k = request.json()["k"]
+    print("start", k, settings["apiToken"])
+    if k == "loop":
+        while True:
+            pass
+    if k == "swallow":  # a bare except in a loop swallows the timeout signal
+        while True:
+            try:
+                time.sleep(0.01)
+            except:
+                pass
+    if k == "c_call":
+        sum(range(10**11))
+    if k == "memory":
+        blob = bytearray(6 * 2**30)
+    if k == "exit":
+        os._exit(3)
+    if k == "keyboard":
+        raise KeyboardInterrupt
+    if k == "sys_exit":
+        sys.exit(2)
+    if k == "base":
+        raise Boom("custom base exception")
+    if k == "close":
+        sys.stdout.close()
+        print("still captured")
+    if k == "secret":
+        raise ValueError("token " + settings["apiToken"])
+    Segment.track(user_id="u1", event="Seen", properties={"k": k})
+'''
+
+SETTINGS = {"apiToken": "s3cr3t-value"}
+
+EXPECTED = {
+    "loop": "FunctionTimeout: the function ran past its 0.5 s limit",
+    "swallow": "FunctionTimeout: the function ran past its 0.5 s limit and did not stop",
+    "c_call": "FunctionTimeout: the function ran past its 0.5 s limit and did not stop",
+    "memory": f"MemoryLimitExceeded: the function used more than its {DEFAULT_MEMORY_LIMIT // 2**20:g} MiB",
+    "exit": "WorkerExit: the function ended its worker process (exit code 3)",
+    "keyboard": "KeyboardInterrupt: the function raised KeyboardInterrupt",
+    "sys_exit": "SystemExit: the function called sys.exit(2)",
+    "base": "Boom: custom base exception",
+    "secret": "ValueError: token ••••••",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Function:
+    return Function.from_source(HOSTILE, filename="<hostile cell>")
+
+
+def _requests(keys: list[str]) -> list[Request]:
+    return [Request({"k": k}) for k in keys]
+
+
+def test_every_hostile_call_is_its_own_row_and_the_next_payload_runs(hostile: Function) -> None:
+    keys = []
+    for bad in EXPECTED:
+        keys += [bad, f"ok-after-{bad}"]
+    keys.append("close")
+    with WorkerPool(hostile, SETTINGS, timeout=0.5, grace=0.5, chunk_size=64) as pool:
+        results = list(pool.map(_requests(keys)))
+        replaced = pool.replaced
+    assert len(results) == len(keys)
+    for key, result in zip(keys, results, strict=True):
+        inv = result.invocation
+        if key in EXPECTED:
+            assert inv.outcome == "error", key
+            assert inv.error is not None and inv.error.startswith(EXPECTED[key]), (key, inv.error)
+            assert "s3cr3t-value" not in inv.error
+            assert inv.events == []
+        elif key == "close":
+            assert inv.outcome == "ok"
+            assert result.logs == "start close ••••••\nstill captured\n"
+        else:
+            assert inv.outcome == "ok", (key, inv.error)
+            assert inv.events[0]["properties"] == {"k": key}
+            assert result.logs == f"start {key} ••••••\n"
+    timeouts = [results[keys.index(k)].invocation for k in ("loop", "swallow", "c_call")]
+    assert all(inv.timed_out for inv in timeouts)
+    # killed after the time limit (swallow, c_call), ended itself (exit), memory limit
+    assert replaced == 4
+
+
+def test_results_of_a_chunk_before_a_kill_are_kept(hostile: Function) -> None:
+    keys = ["a", "b", "c_call", "d", "e"]
+    with WorkerPool(hostile, SETTINGS, timeout=0.5, grace=0.2, chunk_size=100) as pool:
+        outcomes = [r.invocation.outcome for r in pool.map(_requests(keys))]
+    assert outcomes == ["ok", "ok", "error", "ok", "ok"]
+
+
+def test_parallel_workers_keep_input_order(hostile: Function) -> None:
+    keys = [str(n) for n in range(300)]
+    keys[17] = "exit"
+    keys[200] = "loop"
+    with WorkerPool(hostile, SETTINGS, timeout=0.5, workers=2, chunk_size=16) as pool:
+        results = list(pool.map(_requests(keys)))
+    for key, result in zip(keys, results, strict=True):
+        if key in ("exit", "loop"):
+            assert result.invocation.outcome == "error"
+        else:
+            assert result.invocation.events[0]["properties"]["k"] == key
+
+
+def test_calls_from_many_threads_survive_a_stuck_one(hostile: Function) -> None:
+    before = threading.active_count()
+    with WorkerPool(hostile, SETTINGS, timeout=0.5, grace=0.2, workers=2) as pool:
+        answers: dict[int, str] = {}
+
+        def one(n: int, key: str) -> None:
+            answers[n] = pool.call(Request({"k": key})).invocation.outcome
+
+        threads = [threading.Thread(target=one, args=(n, "c_call" if n % 4 == 0 else f"k{n}")) for n in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert [answers[n] for n in range(12)] == ["error" if n % 4 == 0 else "ok" for n in range(12)]
+        assert pool.replaced == 3
+    assert threading.active_count() == before
+
+
+def test_a_function_from_a_notebook_cell_runs_in_the_worker() -> None:
+    cell = "from segfn_kit.runtime import Segment\ndef on_request(r, s):\n    Segment.track(user_id='u', event=r.json()['e'])\n"
+    fn = Function.from_source(cell)
+    with WorkerPool(fn) as pool:
+        inv = pool.call(Request({"e": "Cell Event"})).invocation
+    assert inv.events[0]["event"] == "Cell Event"
+
+
+def test_a_destination_runs_in_the_worker() -> None:
+    fn = Function.from_source(
+        "def on_track(event, settings):\n    event['properties']['seen'] = True\n    return event\n"
+        "def on_batch(events, settings):\n    return [200] * len(events)\n"
+    )
+    event = {"type": "track", "event": "E", "userId": "u", "properties": {}}
+    with WorkerPool(fn) as pool:
+        one = pool.call(("event", event)).invocation
+        batch = pool.call(("batch", [event, event])).invocation
+    assert one.returned["properties"] == {"seen": True}
+    assert batch.returned == [200, 200]
+
+
+def test_a_function_that_does_not_load_in_the_worker_is_a_load_error() -> None:
+    fn = Function.from_source(
+        "import sys\nif sys.argv[0] == '-c':  # only in the worker process\n"
+        "    raise ImportError('no module named x')\ndef on_request(r, s):\n    pass\n",
+        filename="fn.py",
+    )
+    with WorkerPool(fn) as pool, pytest.raises(FunctionLoadError, match=r"fn\.py, line 3: the module raised ImportError"):
+        pool.call(Request(b"{}"))
+
+
+def test_call_with_timeout_never_reports_a_finished_call_as_a_timeout() -> None:
+    # the timer signal arrives as the call returns: the call finished, so no timeout
+    assert call_with_timeout(signal.raise_signal, (signal.SIGALRM,), 5.0) is None
+    with pytest.raises(FunctionTimeout):
+        call_with_timeout(_spin, (), 0.1)
+
+
+def _spin() -> None:
+    while True:
+        pass
