@@ -47,6 +47,11 @@ _EXPORTS = {
     "CheckpointKey": "segfn_kit._checkpoint",
     "CheckpointError": "segfn_kit._checkpoint",
     "read_sink": "segfn_kit._sink",
+    # tracking plans
+    "load_plan": "segfn_kit._plan",
+    "infer_plan": "segfn_kit._plan",
+    "diff_plans": "segfn_kit._plan",
+    "plan_summary": "segfn_kit._plan",
 }
 
 __all__ = [
@@ -58,10 +63,14 @@ __all__ = [
     "approve",
     "coverage",
     "diff",
+    "diff_plans",
     "drift",
     "export",
+    "infer_plan",
     "iter_payloads",
     "load_payloads",
+    "load_plan",
+    "plan_summary",
     "preview",
     "profile",
     "read_sink",
@@ -80,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from segfn_kit._export import export
     from segfn_kit._http import Responses
     from segfn_kit._payloads import iter_payloads, load_payloads
+    from segfn_kit._plan import diff_plans, infer_plan, load_plan, plan_summary
     from segfn_kit._preview import preview
     from segfn_kit._profile import drift, profile
     from segfn_kit._redact import redact

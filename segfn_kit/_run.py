@@ -54,6 +54,7 @@ from segfn_kit.spec import validate as validate_event
 from segfn_kit.spec import validate_object
 
 if TYPE_CHECKING:
+    from segfn_kit._plan import PlanLike
     from segfn_kit.runtime import Settings
 
 __all__ = ["COLUMNS", "JSONL_KEYS", "SettingsFileError", "coverage", "diff", "read_settings", "run", "settings_values", "to_jsonl"]
@@ -396,6 +397,7 @@ def run(
     timeout: float | None = 5.0,
     progress: bool | None = None,
     validate: bool = True,
+    plan: PlanLike | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Run a function over payloads and return the result frame (one row per payload).
@@ -409,6 +411,9 @@ def run(
         timeout: seconds each invocation may take (Segment's limit is 5); ``None`` for none.
         progress: show a progress bar; by default only from 1,000 payloads on.
         validate: check emitted events against the Segment spec (``issues`` column).
+        plan: a tracking plan (a file, parsed rules or a ``Plan``, see ``load_plan``): every
+            emitted event is also held against it (``plan_violation`` and
+            ``unplanned_event`` issues); ``attrs["plan"]`` holds it.
         **options: passed on to destination runs (scripted responses and the like).
 
     Returns:
@@ -417,6 +422,7 @@ def run(
 
     Raises:
         SettingsFileError: ``settings`` names a file that is not a flat JSON object.
+        PlanError: ``plan`` cannot be used (checked before anything runs).
 
     Example:
         >>> results = run('''
@@ -433,6 +439,14 @@ def run(
         >>> results.loc["input1", "events"][0]["userId"]
         'cus_1'
     """
+    if plan is not None:
+        # the one place plans join a run; a plan that cannot be used stops it before it starts
+        from segfn_kit._plan import check_results, load_plan
+
+        checked = load_plan(plan)
+        results = run(function, payloads, settings, timeout=timeout, progress=progress,
+                      validate=validate, **options)
+        return check_results(results, checked)
     values: Mapping[str, Any] | None
     if isinstance(settings, str | os.PathLike):
         values = read_settings(settings)

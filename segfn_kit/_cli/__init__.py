@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from segfn_kit import __version__
 
 # subcommand modules under segfn_kit._cli, in the order `segfn --help` lists them
-COMMANDS: list[str] = ["run", "sink", "replay", "export", "profile", "redact", "capture"]
+COMMANDS: list[str] = ["run", "sink", "replay", "export", "profile", "redact", "capture", "plan"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,13 +26,19 @@ exit status:
   0  every payload ran (EventNotSupported, InvalidEventPayload, ValidationError, RetryError
      and DropEvent are the function's own verdicts and do not fail the run)
   1  a payload's outcome is "error" (with --strict also: InvalidEventPayload,
-     ValidationError, RetryError, or any spec issue in an event)
+     ValidationError, RetryError, or any spec or plan issue in an event)
   2  the command line is wrong: a missing file, no payloads at all, an unreadable
-     settings file
+     settings file, a tracking plan that cannot be used
+
+With --plan FILE every event is also held against a tracking plan (Segment Public API
+rules JSON, typewriter plan.json, rudder-cli YAML): issues "plan_violation" (naming the
+rule, the field, the JSON Schema keyword and the value) and "unplanned_event", and a
+summary per rule (events checked, failing, unplanned).
 
 examples:
   segfn run stripe_source.py sample_payloads/stripe/
   segfn run stripe_source.py 'captures/**/*.json' --settings settings.json --jsonl > out.jsonl
+  segfn run stripe_source.py sample_payloads/stripe/ --plan stripe_plan.json --strict
 """
 
 # outcomes that fail the run by default, and the ones --strict adds
@@ -66,6 +72,11 @@ def register(subparsers: Any) -> None:
         "--strict", action="store_true",
         help="also fail on InvalidEventPayload, ValidationError, RetryError and on spec issues "
         "(destinations: and on requests that no rule of --responses answers)",
+    )
+    p.add_argument(
+        "--plan", metavar="FILE",
+        help="a tracking plan to hold every event against (Public API rules JSON, typewriter "
+        "plan.json, rudder-cli YAML file or folder); --strict then fails on plan issues too",
     )
     p.add_argument(
         "--timeout", type=float, default=5.0, metavar="S",
@@ -165,6 +176,14 @@ def run_command(args: argparse.Namespace) -> int:
         options = _destination_options(args)
     except ValueError as exc:
         return _error(str(exc))
+    plan = None
+    if args.plan:
+        from segfn_kit._plan import PlanError, load_plan
+
+        try:
+            plan = load_plan(args.plan)
+        except PlanError as exc:
+            return _error(f"--plan: {exc}")
     try:
         results = run(
             str(function),
@@ -172,6 +191,7 @@ def run_command(args: argparse.Namespace) -> int:
             settings,
             timeout=args.timeout or None,
             progress=False if args.no_progress else None,
+            plan=plan,
             **options,
         )
     except FileNotFoundError as exc:
@@ -253,3 +273,23 @@ def print_table(results: Any, file: Any = None) -> None:
     skipped = results.attrs.get("skipped") or []
     for item in skipped:
         print(f"skipped {item.get('source')}: {item.get('reason')}", file=out)
+    if results.attrs.get("plan") is not None:
+        print_plan_summary(results, file=out)
+
+
+def print_plan_summary(results: Any, file: Any = None) -> None:
+    """Per rule of the tracking plan: events checked, failing, unplanned."""
+    from segfn_kit._plan import plan_summary
+
+    out = file or sys.stdout
+    plan = results.attrs["plan"]
+    summary = plan_summary(results)
+    name = f" {plan.name!r}" if plan.name else ""
+    print(f"\ntracking plan{name} ({len(plan)} rule{'s' if len(plan) != 1 else ''}):", file=out)
+    if summary.empty:
+        print("  no event met a rule", file=out)
+        return
+    width = max(len("rule"), *(len(r) for r in summary["rule"]))
+    print(f"  {'rule':<{width}}  checked  failing  unplanned", file=out)
+    for r in summary.itertuples(index=False):
+        print(f"  {r.rule:<{width}}  {r.checked:>7}  {r.failing:>7}  {r.unplanned:>9}", file=out)

@@ -25,10 +25,12 @@ from ._errors import (
     FunctionTimeout,
     InvalidEventPayload,
     MappingError,
+    PlanError,
     RetryError,
     ValidationError,
 )
 from ._function import DEFAULT_TIMEOUT, DESTINATION_HANDLERS, Function, FunctionKind, Invocation
+from ._plan import Plan, plan_from_env
 from ._request import Headers, Request
 from ._rules import (
     MAX_BODY_BYTES,
@@ -66,6 +68,8 @@ __all__ = [
     "InvalidEventPayload",
     "Invocation",
     "MappingError",
+    "Plan",
+    "PlanError",
     "Request",
     "RetryError",
     "Segment",
@@ -79,6 +83,7 @@ __all__ = [
     "event_result",
     "mask_text",
     "payload_digest",
+    "plan_from_env",
     "reject_event",
     "retry_after",
     "secret_names",

@@ -17,6 +17,9 @@ Runtime errors (raised by the runtime itself, never by a function)::
                              a BaseException, so a function's ``except Exception`` cannot hide it
     MappingError             a Mapping Kit mapping is invalid (the message names the place),
                              or one of its directives failed on a payload
+    PlanError                a tracking plan cannot be used: an unknown file, a schema that is not
+                             JSON Schema, a $ref that does not resolve, two rules for one key and
+                             version (a ValueError; raised before any event is checked)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "FunctionTimeout",
     "InvalidEventPayload",
     "MappingError",
+    "PlanError",
     "RetryError",
     "ValidationError",
 ]
@@ -116,3 +120,7 @@ class MappingError(ValueError):
     def __init__(self, message: str, problems: list[str] | None = None):
         super().__init__(message)
         self.problems = list(problems) if problems is not None else [message]
+
+
+class PlanError(ValueError):
+    """A tracking plan cannot be used; the message names the file or rule and the fix."""
