@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -1053,11 +1054,14 @@ def compile_mapping(mapping: Any) -> CompiledMapping:
     return CompiledMapping(mapping)
 
 
-_CACHE: dict[str, CompiledMapping] = {}
+_CACHE: dict[int, tuple[Any, Any, CompiledMapping]] = {}
 
 
 def transform(mapping: Any, payload: Any = None) -> Any:
     """Resolve a Mapping Kit mapping against a payload, as ``transform`` of actions-core.
+
+    The mapping is compiled on first use and kept (while it is unchanged) for the next calls;
+    :func:`compile_mapping` does the same explicitly.
 
     Args:
         mapping: the mapping (JSON value; directives are objects with one ``@`` key).
@@ -1075,16 +1079,16 @@ def transform(mapping: Any, payload: Any = None) -> Any:
         ...           {"body": {"ref": "main"}})
         {'ref': 'main'}
     """
-    try:
-        key = json.dumps(mapping, sort_keys=False)
-    except (TypeError, ValueError):
-        return CompiledMapping(mapping)({} if payload is None else payload)
-    compiled = _CACHE.get(key)
-    if compiled is None:
-        if len(_CACHE) > 256:
+    data = {} if payload is None else payload
+    entry = _CACHE.get(id(mapping))
+    if entry is not None and entry[0] is mapping and entry[1] == mapping:
+        return entry[2](data)
+    compiled = CompiledMapping(mapping)
+    if isinstance(mapping, (dict, list)):
+        if len(_CACHE) > 64:
             _CACHE.clear()
-        compiled = _CACHE[key] = CompiledMapping(mapping)
-    return compiled({} if payload is None else payload)
+        _CACHE[id(mapping)] = (mapping, copy.deepcopy(mapping), compiled)
+    return compiled(data)
 
 
 # ---------------------------------------------------------------- validate.js
