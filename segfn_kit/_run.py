@@ -159,7 +159,11 @@ def _load_function(function: FunctionLike) -> Function:
     if isinstance(function, os.PathLike):
         return Function.from_file(function)
     if isinstance(function, str):
-        looks_like_source = "\n" in function or ("def " in function and not function.endswith(".py"))
+        looks_like_source = (
+            "\n" in function
+            or function.lstrip().startswith("{")  # a mapping function's JSON text
+            or ("def " in function and not function.endswith((".py", ".json")))
+        )
         if looks_like_source:
             return Function.from_source(function)
         return Function.from_file(function)

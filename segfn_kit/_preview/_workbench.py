@@ -741,7 +741,9 @@ def _frame_for(payloads: Any, kind: str) -> pd.DataFrame:
 def _load(function: str | os.PathLike[str] | Function, name: str | None) -> tuple[Function, str, str]:
     if isinstance(function, Function):
         return function, function.source, function.filename
-    if isinstance(function, os.PathLike) or ("\n" not in function and function.endswith(".py")):
+    if isinstance(function, os.PathLike) or (
+        "\n" not in function and function.endswith((".py", ".mapping.json"))
+    ):
         loaded = Function.from_file(function)
         return loaded, loaded.source, loaded.filename
     filename = f"<cell {name}>" if name else "<function>"

@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._errors import FUNCTION_ERRORS, FunctionLoadError, FunctionTimeout
+from ._mapping_function import (
+    MappingSpec,
+    is_mapping_source,
+    mapping_module,
+    parse_mapping_function,
+)
 from ._request import Request
 from ._segment import Collector, _current
 from ._settings import Settings, declared_settings, mask_text, secret_names
@@ -112,6 +118,7 @@ class Function:
         self.filename = filename
         self.module = module
         self.declared_settings = declared_settings(source)
+        self.mapping: MappingSpec | None = None  # a mapping function file's parsed spec
         ns = module.__dict__
         self.handlers: dict[str, Callable[..., Any]] = {
             name: ns[name]
@@ -148,10 +155,15 @@ class Function:
     def from_source(cls, source: str, filename: str = "<function>") -> Function:
         """Load a function from its text (a notebook cell, a string).
 
+        A JSON object (or a file named ``*.mapping.json``) is a mapping function file
+        (contract 5), loaded by :meth:`from_mapping`.
+
         Raises:
             FunctionLoadError: a syntax error, an error while the module runs, or no handler;
                 the message names the file and line.
         """
+        if is_mapping_source(source, filename):
+            return cls.from_mapping(source, filename)
         digest = hashlib.sha1(f"{filename}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
         name = f"segfn_function_{digest}"
         if filename.startswith("<"):  # text without a file: let tracebacks show its lines
@@ -175,6 +187,27 @@ class Function:
                 line=_line_in(exc, filename),
             ) from exc
         return cls(source, filename, module)
+
+    @classmethod
+    def from_mapping(cls, source: str, filename: str = "<mapping>") -> Function:
+        """Load a mapping function file (``NAME.mapping.json``, Mapping Kit JSON).
+
+        Example:
+            >>> fn = Function.from_mapping('{"route": "all", "routes": {"all": '
+            ...     '[{"type": "track", "event": "Seen", "userId": {"@path": "$.body.id"}}]}}')
+            >>> inv = fn.on_request(Request(b'{"id": "u1"}'))
+            >>> inv.outcome, inv.events[0]["userId"], inv.events[0]["event"]
+            ('ok', 'u1', 'Seen')
+
+        Raises:
+            FunctionLoadError: the file is not JSON or not a valid mapping function; the
+                message names each problem's place in the file.
+        """
+        spec = parse_mapping_function(source, filename)
+        fn = cls(source, filename, mapping_module(spec, filename))
+        fn.declared_settings = spec.settings
+        fn.mapping = spec
+        return fn
 
     # -- settings ----------------------------------------------------------------------
     def settings(self, values: Mapping[str, Any] | None = None) -> Settings:
