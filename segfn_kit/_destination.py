@@ -35,7 +35,7 @@ import pandas as pd
 
 from segfn_kit._events import is_event_frame, sample_events
 from segfn_kit._http import EventRecord, Interception, Responses
-from segfn_kit._run import settings_values
+from segfn_kit._settingsfile import settings_values
 from segfn_kit.runtime import (
     DEFAULT_TIMEOUT,
     Function,

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from segfn_kit._checkpoint import Checkpoint, CheckpointEntry, CheckpointError, CheckpointKey
-from segfn_kit._run import SettingsFileError, settings_values
+from segfn_kit._settingsfile import SettingsFileError, settings_values
 from segfn_kit.runtime import Function
 from segfn_kit.runtime._delivery import (
     DEFAULT_OBJECTS_HOST,
@@ -353,7 +353,7 @@ def replay(
             chunk.ends.append((unit, unit.count))
 
         try:
-            for index, payload in enumerate(iter_payloads(*paths) if stream is None else stream):
+            for index, payload in enumerate(iter_payloads(*paths, bodies=False) if stream is None else stream):
                 summary.payloads += 1
                 if bar is not None:
                     bar.update(1)

@@ -35,7 +35,6 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
@@ -48,6 +47,7 @@ from segfn_kit._payloads import (
     load_payloads,
     request_from_row,
 )
+from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
 from segfn_kit.runtime._request import _UNSET
 from segfn_kit.spec import validate as validate_event
@@ -83,74 +83,7 @@ FunctionLike = Function | str | os.PathLike[str]
 PayloadsLike = Any  # paths, a payload frame, or a list of envelopes / bodies / Requests
 
 
-class SettingsFileError(ValueError):
-    """A settings file is missing, not JSON, or not a flat object of names to values."""
-
-
 # -- inputs ------------------------------------------------------------------------------
-
-
-def settings_values(settings: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
-    """Setting values given as a mapping, a settings file's path, or nothing.
-
-    Raises:
-        SettingsFileError: as ``read_settings``.
-
-    Example:
-        >>> settings_values({"subdomain": "acme"}), settings_values(None)
-        ({'subdomain': 'acme'}, {})
-    """
-    if settings is None:
-        return {}
-    if isinstance(settings, Mapping):
-        return dict(settings)
-    return read_settings(settings)
-
-
-def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a settings file: a flat JSON object of setting names to values.
-
-    Raises:
-        SettingsFileError: the file is unreadable, not JSON, or not a flat object; the
-            message names the file and the fix (it never shows a value).
-
-    Example:
-        >>> import json, tempfile
-        >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        ...     json.dump({"apiKey": "k"}, f)
-        >>> read_settings(f.name)
-        {'apiKey': 'k'}
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SettingsFileError(f"settings file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsFileError(f"cannot read settings file {p}: {exc}") from None
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SettingsFileError(
-            f"settings file {p} is not valid JSON ({exc.msg} at line {exc.lineno} column "
-            f'{exc.colno}); write a flat object such as {{"apiKey": "...", "subdomain": "acme"}}'
-        ) from None
-    if not isinstance(values, dict):
-        raise SettingsFileError(
-            f"settings file {p} holds a JSON {type(values).__name__}; write a flat object of "
-            'setting names to values, such as {"apiKey": "...", "subdomain": "acme"}'
-        )
-    nested = [k for k, v in values.items() if isinstance(v, dict) and not _is_string_map(v)]
-    if nested:
-        raise SettingsFileError(
-            f"settings file {p}: {', '.join(nested)} hold nested objects; settings are flat "
-            "(a value is a string, number, boolean, list of strings or map of strings)"
-        )
-    return values
-
-
-def _is_string_map(value: dict[str, Any]) -> bool:
-    return all(isinstance(v, str) for v in value.values())
 
 
 def _load_function(function: FunctionLike) -> Function:

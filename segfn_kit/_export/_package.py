@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 
 from segfn_kit import __version__
-from segfn_kit._run import SettingsFileError, settings_values
+from segfn_kit._settingsfile import SettingsFileError, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Settings
 
 from ._cases import TEMPLATES, approved_cases, destination_cases, source_cases

@@ -153,11 +153,13 @@ class _Reader:
         check_duplicates: bool,
         on_skip: Callable[[Skip], None] | None,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        bodies: bool = True,
     ):
         self.split_arrays = split_arrays
         self.check_duplicates = check_duplicates
         self.on_skip = on_skip
         self.max_bytes = max_bytes
+        self.bodies = bodies
         self.seen_ids: dict[str, int] = {}  # file ids only
 
     # ids ---------------------------------------------------------------
@@ -280,9 +282,15 @@ class _Reader:
             except (binascii.Error, ValueError) as exc:
                 parsed = _Body("", None, None, f"body_base64 is not valid base64: {exc}")
             else:
-                parsed = _body_from_bytes(data, ctype, self.check_duplicates)
+                parsed = (
+                    _body_from_bytes(data, ctype, self.check_duplicates)
+                    if self.bodies
+                    else _Body(data.decode("utf-8", "surrogateescape"))
+                )
         elif isinstance(body, str):
-            parsed = _body_from_text(body, ctype, self.check_duplicates)
+            parsed = (
+                _body_from_text(body, ctype, self.check_duplicates) if self.bodies else _Body(body)
+            )
         elif body is None and not has_body:
             parsed = _Body("", None, None, "the envelope has neither body nor body_base64")
         else:
@@ -420,7 +428,7 @@ class _Reader:
             )
             return
         warning = _join(warning, parse_warning)
-        if isinstance(value, dict | list):
+        if self.bodies and isinstance(value, dict | list):
             # repeated keys anywhere in the file: in a bare body, an envelope or a wrapper's body
             warning = _join(warning, self.duplicate_warning(value, data))
         if isinstance(value, dict) and _shape(value) == "har":
@@ -521,15 +529,18 @@ class _Reader:
             try:
                 value = orjson.loads(stripped)
                 warning = None
-                # A compact line that orjson writes back byte for byte lost nothing: no
-                # integer beyond 64 bits turned float, no repeated key dropped. One
-                # comparison then stands for both checks, the common case of exports.
-                try:
-                    exact = orjson.dumps(value) == stripped
-                except orjson.JSONEncodeError:
-                    exact = False
-                if not exact and _may_hold_long_int(stripped):
-                    raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
+                if not self.bodies:
+                    exact = True  # the value only tells the shape: nothing of it is kept
+                else:
+                    # A compact line that orjson writes back byte for byte lost nothing: no
+                    # integer beyond 64 bits turned float, no repeated key dropped. One
+                    # comparison then stands for both checks, the common case of exports.
+                    try:
+                        exact = orjson.dumps(value) == stripped
+                    except orjson.JSONEncodeError:
+                        exact = False
+                    if not exact and _may_hold_long_int(stripped):
+                        raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
             except orjson.JSONDecodeError:
                 try:
                     stripped.decode("utf-8")
@@ -564,9 +575,12 @@ class _Reader:
                     number,
                     "jsonl",
                     raw,
-                    value,
+                    value if self.bodies else None,
                     event_type=detect_event_type({}, value),
                 )
+                if not self.bodies:
+                    yield payload
+                    continue
                 yield self.finish(payload, warning, None if exact else (value, stripped))
             else:
                 payload = self.from_document(

@@ -113,13 +113,16 @@ def request_from_row(row_or_payload: Any) -> Request:
     """
     if isinstance(row_or_payload, Payload):
         p = row_or_payload
-        raw, headers, method, url, query, received = (
-            p.raw,
+        url_p = p.url or ""
+        return Request(
+            p.raw.encode("utf-8", "surrogateescape"),
             p.headers,
-            p.method,
-            p.url,
-            p.query,
-            p.received_at,
+            method=p.method or "POST",
+            url=url_p,
+            # the loader's query (read from the URL when the capture gave none): passing it,
+            # even empty, spares the Request parsing the URL again
+            query=p.query if p.query or "?" not in url_p else None,
+            received_at=p.received_at,
         )
     else:
         get = row_or_payload.get

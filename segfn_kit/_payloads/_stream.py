@@ -20,6 +20,7 @@ def iter_payloads(
     strict: bool = False,
     on_skip: Callable[[Skip], None] | None = None,
     max_bytes: int | None = None,
+    bodies: bool = True,
 ) -> Iterator[Payload]:
     """Stream ``Payload`` records from files, folders (recursive), globs or values.
 
@@ -37,6 +38,10 @@ def iter_payloads(
         max_bytes: the size cap: the most bytes of one ``.json``/``.har`` file (after
             decompression) or of one JSON Lines line read into memory; input over it is one
             error row. Default ``$SEGFN_MAX_BYTES`` (e.g. ``1G``), else 256 MiB.
+        bodies: parse bodies given as text. ``False`` is for readers that hand the raw bytes
+            to a function and nothing else (``replay``): such rows keep ``body`` None for
+            JSON Lines lines and text bodies, and skip the duplicate-key and exactness checks
+            (what a function receives, ``raw`` and ``request()``, is the same).
 
     Raises:
         FileNotFoundError: a named file or folder does not exist.
@@ -64,6 +69,7 @@ def iter_payloads(
         check_duplicates=check_duplicates,
         on_skip=skip,
         max_bytes=max_bytes,
+        bodies=bodies,
     )
     for index, arg in enumerate(paths, 1):
         if isinstance(arg, Mapping | list):

@@ -1,0 +1,93 @@
+"""``segfn replay --dry-run`` against its floor, in the same process.
+
+The floor is the least any replay does for each payload of a ``.jsonl.gz`` archive: read and
+decompress the line, ``json.loads`` it and ``json.dumps`` the result. Measured against it, with
+the garbage collector off in both (the loader turns it off for its frames; the floor gets the
+same), medians of 5 runs over the same 20,000 generated Stripe webhooks:
+
+1. the loader's part of a replay: ``iter_payloads(..., bodies=False)`` and ``request()`` for
+   each payload (what replay hands the function), and the full loader (bodies parsed and
+   checked) for comparison;
+2. ``replay(..., dry_run=True)`` of the bundled Stripe function: loader, function and all.
+
+Printed as throughput ratios (floor time / measured time: 100% is the floor's speed; the
+target for the dry run is at least 50%). Also: whether importing the replay pulls in pandas.
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks._util import median_time, report
+from segfn_kit._payloads import iter_payloads
+from segfn_kit._replay import replay
+from tests._archives import write_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+STRIPE = ROOT / "segfn_kit" / "examples" / "stripe_source.py"
+PAYLOADS = 20_000
+
+
+def _gc_off(fn: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn()
+        finally:
+            if enabled:
+                gc.enable()
+
+    return run
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = write_archive(Path(tmp) / "archive.jsonl.gz", PAYLOADS)
+
+        def floor() -> None:
+            with gzip.open(archive, "rb") as fh:
+                for line in fh:
+                    json.dumps(json.loads(line), separators=(",", ":"))
+
+        def loader_lazy() -> None:
+            for payload in iter_payloads(archive, bodies=False):
+                payload.request()
+
+        def loader_full() -> None:
+            for payload in iter_payloads(archive):
+                payload.request()
+
+        def dry_run() -> None:
+            summary = replay(STRIPE, archive, dry_run=True)
+            assert summary.payloads == PAYLOADS, summary
+
+        base = median_time(_gc_off(floor))
+        lazy = median_time(_gc_off(loader_lazy))
+        full = median_time(_gc_off(loader_full))
+        dry = median_time(_gc_off(dry_run))
+    imports = subprocess.run(
+        [sys.executable, "-c", "import sys, segfn_kit._replay; print('pandas' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    ).stdout.strip()
+    print(f"  {PAYLOADS:,} Stripe webhooks in one .jsonl.gz archive; importing the replay loads pandas: {imports}")
+    report("floor: read + json.loads + json.dumps", PAYLOADS / base, "payloads/s")
+    report("loader for replay (bodies=False) + request()", PAYLOADS / lazy, "payloads/s")
+    report("loader, bodies parsed and checked + request()", PAYLOADS / full, "payloads/s")
+    report("replay --dry-run (bundled Stripe function)", PAYLOADS / dry, "payloads/s")
+    report("ratio: loader for replay / floor (throughput)", 100 * base / lazy, "%")
+    report("ratio: replay --dry-run / floor (throughput)", 100 * base / dry, "%", ">= 50%")
+
+
+if __name__ == "__main__":
+    main()
