@@ -21,3 +21,15 @@ def report(label: str, value: float, unit: str = "", target: str = "") -> None:
     """Print one figure in a fixed format: ``label: value unit  (target ...)``."""
     suffix = f"  (target {target})" if target else ""
     print(f"  {label:<58} {value:>12.3f} {unit}{suffix}", flush=True)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
+    """Median wall time of each function, timed in turns (one of each per round), so that a
+    busy machine slows every side of a ratio alike rather than the one that ran last."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}

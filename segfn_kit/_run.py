@@ -37,12 +37,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
-import orjson
 import pandas as pd
 
 from segfn_kit._payloads import (
     Payload,
-    _may_hold_long_int,
     iter_payloads,
     load_payloads,
     request_from_row,
@@ -107,36 +105,39 @@ def _load_function(function: FunctionLike) -> Function:
 
 class _DigestCache:
     """Payload digests by body, so that re-running an edited function over the same payloads
-    (the preview loop) does not canonicalise every body again. Bounded: cleared when full."""
+    (the preview loop) does not canonicalise every body again.
 
-    def __init__(self, limit: int = 10_000):
+    Bounded by the bytes of the bodies it keys (64 MiB by default, about 60,000 webhooks of
+    a kilobyte): past that, the oldest entries go first, so a run larger than the budget
+    still finds its most recent payloads, and one of any size never empties it at once.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20):
         self._digests: dict[bytes, str] = {}
-        self._limit = limit
+        self.max_bytes = max_bytes
+        self.size_bytes = 0
+        self.hits = 0
 
     def get(self, content: bytes) -> str | None:
-        return self._digests.get(content)
+        digest = self._digests.get(content)
+        if digest is not None:
+            self.hits += 1
+        return digest
 
     def put(self, content: bytes, digest: str) -> None:
-        if len(self._digests) >= self._limit:
-            self._digests.clear()
+        if len(content) > self.max_bytes or content in self._digests:
+            return
         self._digests[content] = digest
+        self.size_bytes += len(content)
+        if self.size_bytes > self.max_bytes:
+            digests = self._digests
+            while self.size_bytes > self.max_bytes:
+                oldest = next(iter(digests))
+                del digests[oldest]
+                self.size_bytes -= len(oldest)
 
 
 _DIGESTS = _DigestCache()
-
-
-def _parse_ahead(request: Request) -> None:
-    """Parse the body with orjson where its result is exactly what ``json.loads`` gives.
-
-    orjson is several times faster; it reads integers beyond 64 bits as floats, so texts
-    that may hold one (and anything orjson refuses: NaN, BOMs, invalid UTF-8, lone
-    surrogates) are left to the runtime's own ``request.json()``, errors and all.
-    """
-    if request._json is _UNSET and not _may_hold_long_int(request.content):
-        try:
-            request._json = orjson.loads(request.content)
-        except orjson.JSONDecodeError:
-            pass
 
 
 @dataclass(slots=True)
@@ -463,7 +464,6 @@ def _run_source(
                 discarded.append([])
                 logs.append("")
                 continue
-            _parse_ahead(request)
             cached = _DIGESTS.get(request.content)
             if cached is not None:
                 request._digest = cached

@@ -212,7 +212,12 @@ class Function:
     # -- settings ----------------------------------------------------------------------
     def settings(self, values: Mapping[str, Any] | None = None) -> Settings:
         """Wrap setting values, masking the ones this file declares secret."""
-        values = dict(values or {})
+        if not values:
+            empty = self.__dict__.get("_no_settings")
+            if empty is None:  # made once: invocations without settings share it (read-only)
+                empty = self.__dict__["_no_settings"] = Settings({}, secrets=secret_names((), self.declared_settings))
+            return empty
+        values = dict(values)
         return Settings(values, secrets=secret_names(values, self.declared_settings))
 
     def missing_settings(self, values: Mapping[str, Any] | None) -> list[str]:
@@ -233,7 +238,10 @@ class Function:
             raise TypeError(f"{self.filename} is a destination function; call on_event()")
         settings = settings if isinstance(settings, Settings) else self.settings(settings)
 
-        return self._invoke(self.handlers["on_request"], (request, settings), Collector(request.digest), settings, timeout)
+        handler = self.__dict__.get("_on_request")
+        if handler is None:  # made once: whether it is async is known at load time
+            handler = self.__dict__["_on_request"] = _awaiting(self.handlers["on_request"])
+        return self._invoke(handler, (request, settings), Collector(request.digest), settings, timeout)
 
     def on_event(
         self,
@@ -286,7 +294,7 @@ class Function:
         token = _current.set(collector)
         start = time.perf_counter()
         try:
-            returned = call_with_timeout(_awaiting(handler), args, timeout)
+            returned = call_with_timeout(handler, args, timeout)
         except FunctionTimeout:
             return Invocation(
                 outcome="error",
@@ -440,6 +448,41 @@ def run_coroutine(coro: Any) -> Any:
     return box.get("value")
 
 
+class _AlarmTimer:
+    """The main thread's time limit: a ``SIGALRM`` handler installed once, armed per call.
+
+    Installing a signal handler is far dearer than arming the timer, so the handler is
+    installed on the first call and stays: while no invocation is armed it passes the
+    signal on to the handler that was there before (or ignores it, as the default would
+    not). Code that installs its own ``SIGALRM`` handler later is noticed, and ours is put
+    back in front of it on the next call, chaining to it the same way.
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.here: Any = None  # the frame of the call_with_timeout that armed it
+        self.previous: Any = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            # the signal is handled in whatever frame runs when it arrives: in the arming
+            # frame itself, the call has already returned (or is just returning), so it did
+            # finish in time
+            if frame is not self.here:
+                self.armed = False
+                raise FunctionTimeout()
+            return
+        previous = self.previous
+        if callable(previous):
+            previous(signum, frame)
+
+
+_ALARM = _AlarmTimer()
+_ALARM_HANDLER = _ALARM.handle
+_HAS_ITIMER = hasattr(signal, "setitimer")
+_main_thread = threading.main_thread
+
+
 def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
     """Call ``fn(*args)``; raise ``FunctionTimeout`` past ``timeout`` seconds.
 
@@ -450,22 +493,17 @@ def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: fl
     """
     if not timeout or timeout <= 0:
         return fn(*args)
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        here = sys._getframe()
-
-        def on_alarm(signum: int, frame: Any) -> None:
-            # the signal is handled in whatever frame runs when it arrives: in this one, the
-            # call has already returned (or is just returning), so it did finish in time
-            if frame is not here:
-                raise FunctionTimeout()
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
+    if _HAS_ITIMER and threading.current_thread() is _main_thread():
+        if signal.getsignal(signal.SIGALRM) is not _ALARM_HANDLER:
+            _ALARM.previous = signal.signal(signal.SIGALRM, _ALARM_HANDLER)
+        _ALARM.here = sys._getframe()
+        _ALARM.armed = True
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             return fn(*args)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            _ALARM.armed = False
     import contextvars
 
     ctx = contextvars.copy_context()

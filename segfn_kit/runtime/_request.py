@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._errors import InvalidEventPayload
-from ._segment import payload_digest
+from ._json import MISSING, body_digest, canonical_digest, fast_loads
 
 __all__ = ["Headers", "Request"]
 
@@ -29,7 +29,14 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None):
-        items: dict[str, tuple[str, str]] = {}
+        if type(headers) is dict:  # the common case: one string per name, no two names alike
+            items = {str(k).lower(): (k, v) for k, v in headers.items()}
+            if len(items) == len(headers) and all(
+                type(k) is str and type(v) is str for k, v in headers.items()
+            ):
+                self._items: dict[str, tuple[str, str]] = items
+                return
+        items = {}
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
         for name, value in pairs:
             if isinstance(value, list | tuple):  # multi-valued headers as captured by some tools
@@ -77,7 +84,7 @@ class Request:
         'application/json'
     """
 
-    __slots__ = ("_digest", "_json", "content", "headers", "method", "query", "received_at", "url")
+    __slots__ = ("_digest", "_json", "_query", "content", "headers", "method", "received_at", "url")
 
     def __init__(
         self,
@@ -103,10 +110,20 @@ class Request:
         self.headers = Headers(headers)
         self.method = method.upper()
         self.url = url
-        if query is None:
-            query = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(urlsplit(url).query).items()}
-        self.query: Mapping[str, Any] = dict(query)
+        # read from the URL when first asked for (most functions never do)
+        self._query: Mapping[str, Any] | None = None if query is None else dict(query)
         self.received_at = received_at
+
+    @property
+    def query(self) -> Mapping[str, Any]:
+        """Query parameters: one value as a string, a repeated one as a list of strings."""
+        if self._query is None:
+            url = self.url
+            self._query = (
+                {k: v[0] if len(v) == 1 else v for k, v in parse_qs(urlsplit(url).query).items()}
+                if "?" in url else {}
+            )
+        return self._query
 
     def text(self) -> str:
         """The body as text (UTF-8).
@@ -132,6 +149,19 @@ class Request:
         return self._json
 
     def _parse_json(self) -> Any:
+        # parsed once: the digest of derived messageIds is taken here too, from the value
+        # as parsed, before the function can change it (no second parse for the ids)
+        value = fast_loads(self.content)
+        if value is not MISSING:
+            if self._digest is None:
+                self._digest = canonical_digest(value, self.content, from_orjson=True)
+            return value
+        value = self._parse_json_stdlib()
+        if self._digest is None:
+            self._digest = canonical_digest(value, self.content)
+        return value
+
+    def _parse_json_stdlib(self) -> Any:
         if not self.content.strip():
             raise InvalidEventPayload("request body is empty; expected JSON")
         text = self.text()
@@ -157,7 +187,7 @@ class Request:
             True
         """
         if self._digest is None:
-            self._digest = payload_digest(self.content)
+            self._digest = body_digest(self.content)
         return self._digest
 
     def form(self) -> dict[str, Any]:

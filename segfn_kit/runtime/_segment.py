@@ -21,10 +21,11 @@ import datetime as _dt
 import decimal
 import enum
 import hashlib
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ._json import body_digest, canonical_digest
 
 __all__ = ["Collector", "Segment", "payload_digest"]
 
@@ -59,22 +60,16 @@ def payload_digest(content: bytes, parsed: Any = _NOT_GIVEN) -> str:
 
     JSON bodies are digested in canonical form (sorted keys, no whitespace), so the same
     event pretty-printed in one archive and compact in another gives the same digest.
-    Other bodies are digested as raw bytes.
+    Other bodies are digested as raw bytes. ``parsed``, when given, is the body already
+    parsed (it is not parsed again).
 
     Example:
         >>> payload_digest(b'{"b": 1, "a": 2}') == payload_digest(b'{"a":2,"b":1}')
         True
     """
     if parsed is _NOT_GIVEN:
-        try:
-            parsed = json.loads(content)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return hashlib.sha256(content).hexdigest()
-    try:
-        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError):
-        return hashlib.sha256(content).hexdigest()
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+        return body_digest(content)
+    return canonical_digest(parsed, content)
 
 
 class Collector:
@@ -99,7 +94,19 @@ class Collector:
         if self._digest is None:
             assert self._digest_fn is not None
             self._digest = self._digest_fn()
-        return str(uuid.uuid5(_ID_NAMESPACE, f"{self._digest}:{position}"))
+        return _uuid5(f"{self._digest}:{position}")
+
+
+_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+
+
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_ID_NAMESPACE, name))``, without building a ``UUID`` object."""
+    h = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 _current: contextvars.ContextVar[Collector | None] = contextvars.ContextVar(
@@ -117,8 +124,34 @@ def _collector() -> Collector:
     return collector
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[str, int]) -> Any:
-    """Normalise one value as analytics-python does; record what cannot be sent."""
+    """Normalise one value as analytics-python does; record what cannot be sent.
+
+    Plain dicts and lists are copied in one pass that looks at each value's exact type;
+    only what is not a plain JSON value takes the general path below (with its path
+    string, which names the field in a problem).
+    """
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is dict:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            tv = type(v)
+            if tv in _SCALARS or (tv is float and v - v == 0):
+                out[k if type(k) is str else str(k)] = v
+            else:
+                out[k if type(k) is str else str(k)] = _clean(v, f"{path}.{k}", problems, where)
+        return out
+    if t is list:
+        return [
+            v if (tv := type(v)) in _SCALARS or (tv is float and v - v == 0)
+            else _clean(v, f"{path}[{i}]", problems, where)
+            for i, v in enumerate(value)
+        ]
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):

@@ -1,0 +1,128 @@
+"""JSON for the runtime: orjson where it gives exactly what the standard library gives.
+
+The runtime works with the standard library alone; when orjson is importable, bodies are
+parsed and canonicalised with it wherever the result is provably the same:
+
+- parsing: orjson refuses what ``json.loads`` would read differently or at all (NaN and
+  Infinity literals, a byte-order mark, lone surrogates, invalid UTF-8, nesting beyond
+  1,024 levels), and those bodies go to the standard library. It reads integers beyond
+  64 bits as floats without a word, so a body with a run of 19 digits goes there too;
+- canonical form (sorted keys, no whitespace, the seed of derived ``messageId``s):
+  orjson writes the same text as ``json.dumps(..., sort_keys=True, separators=(",", ":"),
+  ensure_ascii=False)`` except for some floats below 1e-4 (``0.00001`` for ``1e-05``,
+  ``2.5e-7`` for ``2.5e-07``); output that may hold one is written again by the standard
+  library, as is anything orjson cannot write (integers beyond 64 bits, surrogates).
+
+So the digests, and the ids derived from them, do not depend on whether orjson is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+
+def _import_orjson() -> Any:
+    try:
+        import orjson as module
+    except ImportError:  # an export without orjson: the standard library does it all
+        return None
+    return module
+
+
+orjson: Any = _import_orjson()
+
+__all__ = ["MISSING", "body_digest", "canonical_digest", "fast_loads"]
+
+MISSING: Any = object()
+
+# maps every byte to "0" for a digit and " " otherwise: a run of 19 "0"s is a run of digits
+_DIGIT_TABLE = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_NINETEEN = b"0" * 19
+# where orjson's float text may differ from Python's repr (see the module docstring); a
+# match inside a string is only a false alarm (the standard library writes it again)
+_EXPONENT = re.compile(rb"e-[0-9](?![0-9])")  # a literal start: a fast scan
+_MANTISSA = b"0123456789."
+_BEFORE_NUMBER = (b":", b",", b"[", b"-", b"")  # in compact JSON a number follows one of these
+
+
+def _float_text_may_differ(canonical: bytes) -> bool:
+    """Whether orjson's text may hold a float that Python writes differently: ``0.00001``
+    (Python: ``1e-05``) or ``2.5e-7`` (``2.5e-07``). Such text inside a string (a UUID's
+    ``...4f1e-9a6b...``) is told apart by what precedes it; a string that looks exactly like
+    a number after a colon is a false alarm, and only costs the slower writer."""
+    if b"0.0000" in canonical:
+        start = canonical.find(b"0.0000")
+        while start != -1:
+            if canonical[start - 1 : start] in _BEFORE_NUMBER:
+                return True
+            start = canonical.find(b"0.0000", start + 1)
+    if b"e-" not in canonical:
+        return False
+    for match in _EXPONENT.finditer(canonical):
+        end = match.start()
+        window = canonical[max(0, end - 40) : end]
+        mantissa = window.rstrip(_MANTISSA)
+        if len(mantissa) < len(window) and (
+            mantissa[-1:] in _BEFORE_NUMBER if mantissa or end > 40 else True
+        ):
+            return True
+    return False
+
+
+def fast_loads(content: bytes) -> Any:
+    """``content`` parsed by orjson when that is exactly what ``json.loads`` gives, else
+    ``MISSING`` (the caller parses with the standard library, errors and all).
+
+    Example:
+        >>> fast_loads(b'{"a": [1, 2.5]}') if orjson else {'a': [1, 2.5]}
+        {'a': [1, 2.5]}
+        >>> fast_loads(b'[NaN]') is MISSING
+        True
+    """
+    if orjson is None or _NINETEEN in content.translate(_DIGIT_TABLE):
+        return MISSING
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return MISSING
+
+
+def canonical_digest(parsed: Any, content: bytes, *, from_orjson: bool = False) -> str:
+    """The sha256 of ``parsed`` in canonical JSON, or of ``content`` when it has none.
+
+    ``from_orjson`` says that ``parsed`` came from ``fast_loads`` unchanged (so it holds no
+    NaN, which orjson would write as ``null``).
+    """
+    if from_orjson and orjson is not None:
+        try:
+            canonical = orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # nesting beyond 255 levels
+            pass
+        else:
+            if not _float_text_may_differ(canonical):
+                return hashlib.sha256(canonical).hexdigest()
+    try:
+        text = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return hashlib.sha256(content).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def body_digest(content: bytes) -> str:
+    """The digest of a body as received: canonical JSON when it is JSON, else its bytes.
+
+    Example:
+        >>> body_digest(b'{"b": 1, "a": 2}') == body_digest(b'{"a":2,"b":1}')
+        True
+    """
+    parsed = fast_loads(content)
+    if parsed is not MISSING:
+        return canonical_digest(parsed, content, from_orjson=True)
+    try:
+        parsed = json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return hashlib.sha256(content).hexdigest()
+    return canonical_digest(parsed, content)
