@@ -114,13 +114,13 @@ def main() -> None:
         report("cold start / bare interpreter", cold["invoke"] / cold["bare"], "x")
 
         handler = _load(package)
-        handler.get_client = lambda config: _NoNetwork()
+        handler.ENGINE.get_client = lambda config: _NoNetwork()
         os.environ["SEGMENT_WRITE_KEY"] = "bench-key"
         event = {"version": "2.0", "rawPath": "/", "headers": {"content-type": "application/json"},
                  "requestContext": {"http": {"method": "POST", "path": "/"}},
                  "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
         request_headers = {"content-type": "application/json"}
-        settings = handler.current_config().settings
+        settings = handler.ENGINE.config().settings
 
         def through_handler() -> None:
             for _ in range(WARM_REQUESTS):

@@ -7,16 +7,15 @@ Without them, the function is run over the given payloads (sources) or events
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 import os
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from segfn_kit.runtime import Function, Request, Settings, mask_text
+from segfn_kit.runtime import Function, Request, Settings, invoke_events, invoke_source, mask_text
 
 from ._imports import ExportError
 
@@ -78,18 +77,6 @@ def approved_cases(path: Path, kind: str) -> tuple[list[dict[str, Any]], list[di
     return cases, skipped
 
 
-def request_of(envelope: Mapping[str, Any]) -> Request:
-    """A runtime request from a capture envelope (the same rule as the generated tests)."""
-    body: Any = base64.b64decode(envelope["body_base64"]) if "body_base64" in envelope else envelope.get("body")
-    return Request(
-        body,
-        envelope.get("headers") or {},
-        method=str(envelope.get("method") or "POST"),
-        url=str(envelope.get("url") or envelope.get("path") or ""),
-        query=envelope.get("query"),
-    )
-
-
 def _progress(items: Iterable[Any], show: bool, unit: str) -> Iterable[Any]:
     if not show:
         return items
@@ -120,13 +107,14 @@ def source_cases(
             continue
         envelope = payload.to_envelope()
         envelope.pop("received_at", None)
-        inv = function.on_request(request_of(envelope), settings)
+        inv = invoke_source(function, Request.from_envelope(envelope), settings)
+        ok = inv.outcome == "ok" and not inv.timed_out
         cases.append({
             "payload_id": payload.payload_id,
             "payload": envelope,
             "outcome": "timeout" if inv.timed_out else inv.outcome,
-            "events": inv.events,
-            "objects": inv.objects,
+            "events": inv.events if ok else [],
+            "objects": inv.objects if ok else [],
         })
     return cases, skipped
 
@@ -139,7 +127,6 @@ def destination_cases(
     Events are read by ``sample_events`` (JSON, JSON Lines, arrays, ``{"batch": [...]}``,
     folders). Entries that are not events are reported, not tested.
     """
-    from segfn_kit._destination import _rejection
     from segfn_kit._events import sample_events
 
     recorder = _recorder()
@@ -151,20 +138,15 @@ def destination_cases(
         if row.get("error") or not isinstance(event, dict):
             skipped.append({"input": str(event_id), "reason": str(row.get("error") or "not a JSON object")})
             continue
-        rejection = _rejection({"event": event})
-        if rejection is not None:  # what the preview shows, and the package answers (400)
-            cases.append({"payload_id": str(event_id), "event": event, "outcome": rejection["outcome"],
-                          "events": [], "objects": [], "requests": []})
-            continue
         with recorder.record_http() as calls:
-            inv = function.on_event(event, settings)
+            result = invoke_events(function, [event], settings)[0]
         masked = json.loads(mask_text(json.dumps(calls), settings.secret_values()))
         cases.append({
             "payload_id": str(event_id),
             "event": event,
-            "outcome": "timeout" if inv.timed_out else inv.outcome,
-            "events": inv.events,
-            "objects": inv.objects,
+            "outcome": "timeout" if result.timed_out else result.outcome,
+            "events": [] if result.event is None else [result.event],
+            "objects": [],
             "requests": masked,
         })
     return cases, skipped

@@ -15,7 +15,9 @@ This package ships inside every exported handler: it imports only the standard l
 
 from __future__ import annotations
 
+from ._config import Config, ConfigError, settings_from_environ
 from ._delivery import DeliveryError, DeliveryReport, TrackingClient, UndeliverableEvent
+from ._engine import Answer, Engine, Outbox, invoke_events, invoke_source, read_events
 from ._errors import (
     FUNCTION_ERRORS,
     DropEvent,
@@ -54,9 +56,13 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_EVENT_BYTES",
     "SCHEMES",
+    "Answer",
+    "Config",
+    "ConfigError",
     "DeliveryError",
     "DeliveryReport",
     "DropEvent",
+    "Engine",
     "EventNotSupported",
     "EventResult",
     "Function",
@@ -68,6 +74,7 @@ __all__ = [
     "InvalidEventPayload",
     "Invocation",
     "MappingError",
+    "Outbox",
     "Plan",
     "PlanError",
     "Request",
@@ -81,12 +88,16 @@ __all__ = [
     "batch_results",
     "declared_settings",
     "event_result",
+    "invoke_events",
+    "invoke_source",
     "mask_text",
     "payload_digest",
     "plan_from_env",
+    "read_events",
     "reject_event",
     "retry_after",
     "secret_names",
+    "settings_from_environ",
     "sign",
     "status_of",
     "verify_signature",

@@ -75,6 +75,8 @@ class Request:
         url: the full URL or path the request was sent to.
         query: query parameters; read from ``url`` when not given.
         received_at: when the request was captured (ISO 8601), if known.
+        parsed: the body already parsed as JSON by whoever read it (exactly what
+            ``json.loads`` gives for ``body``), so that ``json()`` does not parse it again.
 
     Example:
         >>> r = Request(b'{"type": "customer.created"}', {"Content-Type": "application/json"})
@@ -95,8 +97,9 @@ class Request:
         url: str = "",
         query: Mapping[str, Any] | None = None,
         received_at: str | None = None,
+        parsed: Any = _UNSET,
     ):
-        self._json: Any = _UNSET
+        self._json: Any = parsed
         self._digest: str | None = None
         if isinstance(body, bytes | bytearray | memoryview):
             self.content = bytes(body)
@@ -105,7 +108,7 @@ class Request:
         elif body is None:
             self.content = b""
         else:
-            self._json = body
+            self._json = body if parsed is _UNSET else parsed
             self.content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         self.headers = Headers(headers)
         self.method = method.upper()
@@ -124,6 +127,50 @@ class Request:
                 if "?" in url else {}
             )
         return self._query
+
+    @classmethod
+    def from_envelope(cls, doc: Any) -> Request:
+        """The request a capture envelope (contract 2) or a bare JSON body stands for.
+
+        ``body`` as text is the raw body; as a JSON value its compact serialisation, or,
+        with a url-encoded content type and an object of strings, its url encoding;
+        ``body_base64`` holds a body that is not UTF-8. Anything else is a bare JSON body
+        (posted as ``application/json``).
+
+        Example:
+            >>> Request.from_envelope({"headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            ...                        "body": {"a": "1"}}).content
+            b'a=1'
+            >>> Request.from_envelope({"id": 1}).json()
+            {'id': 1}
+        """
+        if not (isinstance(doc, Mapping) and "headers" in doc and ("body" in doc or "body_base64" in doc)):
+            return cls(doc, {"Content-Type": "application/json"})
+        headers = doc.get("headers") or {}
+        body: Any
+        if "body_base64" in doc:
+            import base64
+
+            body = base64.b64decode(str(doc["body_base64"]))
+        else:
+            body = doc.get("body")
+            ctype = Headers(headers).get("content-type", "") if isinstance(headers, Mapping) else ""
+            if isinstance(body, Mapping) and "x-www-form-urlencoded" in ctype.lower() and all(
+                isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v))
+                for v in body.values()
+            ):
+                from urllib.parse import urlencode
+
+                body = urlencode(dict(body), doseq=True)
+        query = doc.get("query")
+        return cls(
+            body,
+            headers,
+            method=str(doc.get("method") or "POST"),
+            url=str(doc.get("url") or doc.get("path") or ""),
+            query=query if isinstance(query, Mapping) and query else None,
+            received_at=doc.get("received_at") if isinstance(doc.get("received_at"), str) else None,
+        )
 
     def text(self) -> str:
         """The body as text (UTF-8).
