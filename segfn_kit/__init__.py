@@ -46,6 +46,8 @@ _EXPORTS = {
     "Checkpoint": "segfn_kit._checkpoint",
     "CheckpointKey": "segfn_kit._checkpoint",
     "CheckpointError": "segfn_kit._checkpoint",
+    "ReplayError": "segfn_kit._replay",
+    "ClusterError": "segfn_kit._replay",
     "read_sink": "segfn_kit._sink",
     # tracking plans
     "load_plan": "segfn_kit._plan",
@@ -58,6 +60,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointKey",
+    "ClusterError",
+    "ReplayError",
     "Responses",
     "__version__",
     "approve",
@@ -93,7 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from segfn_kit._preview import preview
     from segfn_kit._profile import drift, profile
     from segfn_kit._redact import redact
-    from segfn_kit._replay import replay
+    from segfn_kit._replay import ClusterError, ReplayError, replay
     from segfn_kit._run import coverage, diff, run, to_jsonl
     from segfn_kit._sink import read_sink
     from segfn_kit.spec import validate

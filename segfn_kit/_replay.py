@@ -56,7 +56,7 @@ from segfn_kit.runtime._delivery import (
 if TYPE_CHECKING:
     from segfn_kit._payloads import Payload
 
-__all__ = ["ReplayError", "ReplaySummary", "replay"]
+__all__ = ["ClusterError", "ReplayError", "ReplaySummary", "replay"]
 
 # a chunk (the unit of a checkpoint) holds this many batches' worth of events: enough for the
 # client to pack full batches across payload boundaries, small enough that little is re-sent
@@ -66,6 +66,11 @@ _LISTED = 20  # unloadable payloads and changed archives named in the printed su
 
 class ReplayError(Exception):
     """A replay cannot start or go on: bad arguments, a checkpoint of another replay."""
+
+
+class ClusterError(ReplayError):
+    """A cluster replay could not finish: a partition killed its workers (``KilledWorker``),
+    no worker is left, or the scheduler cannot be reached (``segfn replay`` exits 1)."""
 
 
 @dataclasses.dataclass
@@ -198,6 +203,20 @@ def _load_settings(settings: Mapping[str, Any] | str | os.PathLike[str] | None) 
         raise ReplayError(str(exc)) from None
 
 
+def _prepare(
+    function: Function | str | os.PathLike[str], settings: Mapping[str, Any] | str | os.PathLike[str] | None
+) -> tuple[Function, dict[str, Any]]:
+    """The source function and its settings' values, checked before anything runs."""
+    fn = function if isinstance(function, Function) else Function.from_file(function)
+    if fn.kind != "source":
+        raise ReplayError(f"{fn.filename} is a destination function; replay runs source functions (on_request)")
+    values = _load_settings(settings)
+    missing = fn.missing_settings(values)
+    if missing:
+        raise ReplayError(f"required setting(s) missing: {', '.join(missing)}; pass them with --settings FILE")
+    return fn, values
+
+
 def _replay_key(function: Function, settings: Mapping[str, Any]) -> str:
     # the checkpoint belongs to one function text and one set of settings (the archives are
     # its entries, each keyed by path and content); settings are hashed, never stored, so
@@ -230,6 +249,10 @@ def replay(
     progress: bool = False,
     client: TrackingClient | None = None,
     stream: Iterable[Payload] | None = None,
+    scheduler: str | None = None,
+    partitions: int | None = None,
+    rate: float | None = None,
+    batch_events: int | None = None,
 ) -> ReplaySummary:
     """Run a source function over archived payloads and deliver (or write) the events.
 
@@ -253,6 +276,16 @@ def replay(
         client: a ``TrackingClient`` to use instead of one built from ``to`` and ``write_key``.
         stream: payloads already read (a partition of a cluster replay), run instead of
             reading ``paths``; ``paths`` then only name the run (the checkpoint's key).
+        scheduler: run on a Dask cluster: ``tcp://host:port`` of a running scheduler, or
+            ``local:N`` for N local worker processes (needs ``segfn_kit[dask]``). Workers
+            read the archives themselves (local paths they reach, fsspec URLs such as
+            ``s3://bucket/2025/*.jsonl.gz``); ``checkpoint`` is then a folder recording
+            finished partitions by content, and ``dead_letter`` a folder. Returns a
+            ``ClusterReplaySummary``. See ``segfn_kit._cluster``.
+        partitions: with ``scheduler``, the number of partitions (default 4 per worker).
+        rate: with ``scheduler``, at most this many requests per second, all workers
+            together (429 ``Retry-After`` pauses them all).
+        batch_events: events per ``/v1/batch`` request (default and most: 2,500).
 
     Returns:
         A ``ReplaySummary``; print it for the table the command line shows.
@@ -280,15 +313,26 @@ def replay(
         raise ReplayError("no archives given: name at least one file or folder of payloads")
     if dry_run and out is not None:
         raise ReplayError("choose one of dry_run and out")
+    if scheduler is not None:
+        if out is not None:
+            raise ReplayError("out writes one file on this machine: run it without a scheduler "
+                              "(the messageIds are the same)")
+        if client is not None or stream is not None:
+            raise ReplayError("client and stream belong to a one-process replay; give them without a scheduler")
+        from segfn_kit._cluster import replay_on_cluster
+
+        return replay_on_cluster(
+            function, *paths, scheduler=scheduler, partitions=partitions, rate=rate, to=to,
+            objects_to=objects_to, write_key=write_key, dry_run=dry_run, settings=settings,
+            checkpoint=checkpoint, dead_letter=dead_letter, budget=budget, progress=progress,
+            batch_events=batch_events,
+        )
+    if partitions is not None or rate is not None:
+        raise ReplayError("partitions and rate are options of a cluster replay: give a scheduler too "
+                          "(local:N runs one on this machine)")
     if checkpoint is not None and (dry_run or out is not None):
         raise ReplayError("a checkpoint records what was delivered: use it without dry_run and out")
-    fn = function if isinstance(function, Function) else Function.from_file(function)
-    if fn.kind != "source":
-        raise ReplayError(f"{fn.filename} is a destination function; replay runs source functions (on_request)")
-    values = _load_settings(settings)
-    missing = fn.missing_settings(values)
-    if missing:
-        raise ReplayError(f"required setting(s) missing: {', '.join(missing)}; pass them with --settings FILE")
+    fn, values = _prepare(function, settings)
     fn_settings = fn.settings(values)
     mode = "dry-run" if dry_run else "out" if out is not None else "deliver"
     summary = ReplaySummary(mode=mode)
@@ -308,7 +352,8 @@ def replay(
                     dead_letter = (f"{os.fspath(checkpoint).rstrip('/' + os.sep)}.dead.jsonl" if checkpoint
                                    else "segfn-replay.dead.jsonl")
                 client = TrackingClient(key, host, objects_host=objects_host, budget=budget,
-                                        timeout=min(30.0, budget), dead_letter=dead_letter)
+                                        timeout=min(30.0, budget), dead_letter=dead_letter,
+                                        max_batch_events=batch_events or MAX_BATCH_EVENTS)
                 stack.callback(client.close)
             if checkpoint is not None:
                 try:

@@ -25,12 +25,25 @@ file (JSON Lines); an event over 32 KB is reported with its payload id, never dr
 Exit status: 0 all delivered, 1 something was not (or a payload could not be loaded),
 2 bad arguments or an unusable checkpoint, 130 interrupted.
 
+On a Dask cluster (pip install 'segfn_kit[dask]'): --scheduler tcp://HOST:PORT (a running
+scheduler) or --scheduler local:N (N worker processes here). Workers read the archives
+themselves: local paths they can reach, or fsspec URLs (s3://, gs://, file://, globs) with
+the credentials fsspec finds. Large JSON Lines files are cut into byte ranges; --partitions N
+sets how many partitions (default 4 per worker). --rate R caps the requests per second of
+all workers together (a 429 with Retry-After pauses them all). --checkpoint DIR is then a
+folder (or URL) with one record per finished partition, keyed by content: run the same
+command again and finished partitions send nothing. The dashboard's address is printed.
+Exit 1 if a partition killed its workers three times (KilledWorker) or no worker is left.
+
 examples:
   segfn replay stripe.py archive/2025-*.jsonl.gz --checkpoint stripe.ckpt
   SEGMENT_API_HOST=http://127.0.0.1:8788 SEGMENT_OBJECTS_HOST=http://127.0.0.1:8788 \
     segfn replay stripe.py archive/
   segfn replay stripe.py archive/ --dry-run
   segfn replay stripe.py archive/ --out events.jsonl
+  segfn replay stripe.py 's3://backups/stripe/2025-*.jsonl.gz' --to https://api.segment.io \
+    --scheduler tcp://10.0.0.5:8786 --rate 500 --checkpoint s3://backups/replay-ckpt/
+  segfn replay stripe.py archive/ --scheduler local:4 --dry-run
 """
 
 
@@ -50,13 +63,21 @@ def register(subparsers: Any) -> None:
     where.add_argument("--out", metavar="FILE", help="write the events as JSON Lines to FILE instead of sending")
     p.add_argument("--settings", metavar="FILE", help="the function's settings, a JSON object")
     p.add_argument("--checkpoint", metavar="FILE",
-                   help="record what was accepted here (a file, or an existing folder); resume from it")
+                   help="record what was accepted here (a file, or an existing folder); resume from it; "
+                        "with --scheduler, a folder or URL of finished partitions")
     p.add_argument("--dead-letter", metavar="FILE",
                    help="JSON Lines file for undelivered events (default <checkpoint>.dead.jsonl "
                         "or segfn-replay.dead.jsonl)")
     p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
                    help="time each chunk of events may take to be accepted, retries included (default 120)")
+    p.add_argument("--batch-events", type=int, metavar="N",
+                   help="events per /v1/batch request (default and most: 2500)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N")
+    p.add_argument("--partitions", type=int, metavar="N", help="with --scheduler: partitions (default 4 per worker)")
+    p.add_argument("--rate", type=float, metavar="R",
+                   help="with --scheduler: at most R requests per second, all workers together")
     p.set_defaults(handler=run)
 
 
@@ -64,12 +85,55 @@ def run(args: argparse.Namespace) -> int:
     from segfn_kit._replay import ReplayError, replay
     from segfn_kit.runtime import FunctionLoadError
 
+    if args.scheduler is not None:
+        return _run_cluster(args)
+    if args.partitions is not None or args.rate is not None:
+        print("segfn replay: --partitions and --rate need --scheduler (local:N runs a cluster here)", file=sys.stderr)
+        return 2
     try:
         summary = replay(
             args.function, *args.payloads, to=args.to, objects_to=args.objects_to, dry_run=args.dry_run, out=args.out,
             settings=args.settings, checkpoint=args.checkpoint, dead_letter=args.dead_letter,
             budget=args.budget, progress=not args.no_progress and sys.stderr.isatty(),
+            batch_events=args.batch_events,
         )
+    except (ReplayError, FunctionLoadError, FileNotFoundError) as exc:
+        print(f"segfn replay: {exc}", file=sys.stderr)
+        return 2
+    print(summary)
+    if summary.interrupted:
+        return 130
+    return 0 if summary.ok else 1
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from segfn_kit._replay import ClusterError, ReplayError
+    from segfn_kit.runtime import FunctionLoadError
+
+    if args.out is not None:
+        print("segfn replay: --out writes one file on this machine: run it without --scheduler "
+              "(the messageIds are the same)", file=sys.stderr)
+        return 2
+    try:
+        from segfn_kit._cluster import replay_on_cluster
+    except ImportError as exc:
+        print(f"segfn replay: --scheduler needs Dask ({exc}): pip install 'segfn_kit[dask]'", file=sys.stderr)
+        return 2
+
+    def dashboard(link: str | None) -> None:
+        print(f"dashboard: {link}" if link else "dashboard: not served by this scheduler (it needs bokeh)", file=sys.stderr)
+
+    try:
+        summary = replay_on_cluster(
+            args.function, *args.payloads, scheduler=args.scheduler, partitions=args.partitions, rate=args.rate,
+            to=args.to, objects_to=args.objects_to, dry_run=args.dry_run, settings=args.settings,
+            checkpoint=args.checkpoint, dead_letter=args.dead_letter, budget=args.budget,
+            progress=not args.no_progress and sys.stderr.isatty(), on_dashboard=dashboard,
+            batch_events=args.batch_events,
+        )
+    except ClusterError as exc:
+        print(f"segfn replay: {exc}", file=sys.stderr)
+        return 1
     except (ReplayError, FunctionLoadError, FileNotFoundError) as exc:
         print(f"segfn replay: {exc}", file=sys.stderr)
         return 2
