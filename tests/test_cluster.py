@@ -196,9 +196,7 @@ def test_kill_a_worker_mid_run_loses_nothing_and_a_rerun_sends_nothing(
         text = log.read_text(errors="replace")
         assert KEY not in text and SECRET not in text, log.name
 
-    # a replacement worker for the next tests
-    cluster["workers"][1] = _start_worker(cluster["address"], cluster["logs"] / "worker1b.log")
-    _wait_workers(cluster["address"], 2)
+    # the tests after this one run on the worker left
 
 
 def test_file_url_glob_gives_the_one_process_events(
