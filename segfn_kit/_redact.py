@@ -7,16 +7,31 @@ so the same email becomes the same placeholder in every file and every row):
 kind         found                                            placeholder
 ============ ================================================ ===========================
 email        any string, anywhere in text                     ``person{n}@example.com``
-phone        phone-like keys; ``+`` and 8 to 15 digits        ``+1555000{nnnn}``
+phone        phone-like keys (text or integer values); ``+``  ``+1555000{nnnn}`` (an int
+             and 8 to 15 digits, or ``(415) 555-0134`` /      for integer values)
+             ``415-555-0134`` shapes in text
 name         person-name keys (``first_name``, ``name`` in a  ``Person {n}``
-             customer/user/requester object...)
+             customer/user/requester object or beside an
+             email), ``John Smith <john@x.com>`` in text
 card         13 to 19 digits passing the Luhn check (card     ``<card-{n}>``
-             keys, or 4-4-4-4 groups in text)
+             keys, 4-4-4-4 groups or 15/16-digit runs
+             starting 3 to 6 in text)
+iban         IBANs (mod-97 checked): ``iban`` keys, text      ``<iban-{n}>``
+ip           IPv4 and IPv6 addresses anywhere in text,        ``192.0.2.{n}`` /
+             ``X-Forwarded-For``, ``ip`` fields               ``2001:db8::{n}``
 secret       secret-like keys (``token``, ``password``,       ``<secret-{n}>``
              ``api_key``...), known token shapes (``sk_live_``,
-             ``whsec_``, ``ghp_``, JWTs, ``Bearer ...``)
-header       Authorization, Cookie, API keys, signatures      ``<secret-{n}>``
+             ``whsec_``, ``ghp_``, JWTs, ``Bearer ...``), URL
+             query parameters with such names (``?api_key=``)
+header       Authorization, Cookie, API keys, signatures,     ``<secret-{n}>``
+             HAR ``cookies`` values
 ============ ================================================ ===========================
+
+With ``resign=True`` the signature headers of Stripe, GitHub, Shopify and Zendesk are not
+placeholders but signatures of the redacted body made with the documented test secret
+``TEST_SECRET`` (``whsec_test_segfn_kit_documented_secret``), keeping the original timestamp,
+so a function that checks signatures still runs on the redacted samples (configure it with
+that secret). The IP placeholders are in the documentation ranges (RFC 5737, RFC 3849).
 
 With ``key=...`` placeholders are keyed HMACs of the original instead of counters, stable
 across separate runs (``person-3f9a1c2e@example.com``). The report lists where each
@@ -29,6 +44,7 @@ import base64
 import gzip
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import re
@@ -41,13 +57,34 @@ from urllib.parse import urlencode
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Redactor", "redact"]
+__all__ = ["TEST_SECRET", "Redactor", "redact"]
+
+# the documented test signing secret redacted samples are re-signed with (not a credential)
+TEST_SECRET = "whsec_test_segfn_kit_documented_secret"
+# signature header (lower case) -> scheme, for resign=True
+SIGNATURE_HEADERS = {
+    "stripe-signature": "stripe",
+    "x-hub-signature-256": "github",
+    "x-shopify-hmac-sha256": "shopify",
+    "x-zendesk-webhook-signature": "zendesk",
+}
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 PHONE_E164 = re.compile(r"^\+[1-9][0-9 ().-]{7,18}[0-9]$")
 PHONE_IN_TEXT = re.compile(r"(?<![\w+])\+[1-9][0-9 ().-]{7,18}[0-9](?!\w)")
 CARD_GROUPED = re.compile(r"(?<!\d)\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}(?!\d)")
 CARD_PLAIN = re.compile(r"^\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,7}$")
+CARD_RUN = re.compile(r"(?<![\w.-])[3-6]\d{12,18}(?![\w.-])")
+PHONE_PLAIN = re.compile(r"(?<![\w+.-])(?:\(\d{3}\)[ ]?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-])")
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
+IPV4 = re.compile(
+    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.])"
+)
+IPV6_CANDIDATE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+URL_PARAM = re.compile(r"([?&;])([^=&#\s?;]+)=([^&#\s;]*)")
+NAME_BEFORE_EMAIL = re.compile(
+    r"(?P<q>\"?)(?P<name>[A-Z][\w'.-]*(?:[ \t]+[A-Z][\w'.-]*){0,3})(?P=q)[ \t]*<(?P<email>[^<>@\s]+@[^<>\s]+)>"
+)
 TOKENS = re.compile(
     r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"  # Stripe keys
     r"|\bwhsec_[A-Za-z0-9+/=]{8,}"  # Stripe webhook secrets
@@ -81,6 +118,13 @@ PERSON_PARENTS = re.compile(
     r"employee|member|agent|commenter|from|to|reply_to|customer_details|buyer|payer|profile)$",
     re.IGNORECASE,
 )
+IP_KEY = re.compile(
+    r"^(ip|ips|ip_?address|ip_?addr|ipv4|ipv6|client_?ip|remote_?(addr|address|ip)|user_?ip|"
+    r"source_?ip|origin_?ip|x-forwarded-for|x-real-ip|true-client-ip|cf-connecting-ip|"
+    r"x-client-ip|forwarded|x-originating-ip)$|(^|[_\-.])ip($|[_\-.])|[a-z]Ip$|IpAddress$",
+    re.IGNORECASE,
+)
+IBAN_KEY = re.compile(r"(^|[_\-.])iban($|[_\-.])", re.I)
 CARD_KEY = re.compile(
     r"(^|[_\-.])(card|pan|cc|card_?number|number|account_?number)($|[_\-.])", re.I
 )
@@ -97,9 +141,11 @@ NOT_SECRET_KEY = re.compile(
 )
 MAX_DEPTH = 200
 PLACEHOLDER = re.compile(
-    r"^(person(-[0-9a-f]{8}|\d+)@example\.com|\+1555000\d{4}|Person ([0-9a-f]{8}|\d+)|"
-    r"<(secret|card)-([0-9a-f]{8}|\d+)>)$"
+    r"^(person(-[0-9a-f]{8}|\d+)@example\.com|\+?1555000\d{4}|Person ([0-9a-f]{8}|\d+)|"
+    r"<(secret|card|iban)-([0-9a-f]{8}|\d+)>|(192\.0\.2|198\.51\.100|203\.0\.113)\.\d+|"
+    r"2001:db8::[0-9a-f]+)$"
 )
+_IP_BLOCKS = ("192.0.2", "198.51.100", "203.0.113")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -120,6 +166,28 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def iban_valid(text: str) -> bool:
+    """Whether a string is an IBAN with a valid mod-97 check.
+
+    Example:
+        >>> iban_valid("GB82 WEST 1234 5698 7654 32"), iban_valid("GB82 WEST 1234 5698 7654 33")
+        (True, False)
+    """
+    compact = text.replace(" ", "").upper()
+    if not (15 <= len(compact) <= 34) or not compact.isalnum():
+        return False
+    digits = "".join(str(int(ch, 36)) for ch in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _card_digits(text: str) -> str | None:
     digits = re.sub(r"[ -]", "", text)
     if 13 <= len(digits) <= 19 and digits.isdigit() and luhn_valid(digits):
@@ -136,6 +204,8 @@ class Redactor:
 
     Args:
         key: when given, placeholders are keyed HMACs (stable across runs); else counters.
+        resign: re-sign Stripe, GitHub, Shopify and Zendesk signature headers over the
+            redacted body with ``TEST_SECRET`` (instead of placeholders).
 
     Example:
         >>> r = Redactor()
@@ -146,6 +216,7 @@ class Redactor:
     """
 
     key: bytes | None = None
+    resign: bool = False
     replacements: list[dict[str, Any]] = field(default_factory=list)
     _placeholders: dict[tuple[str, str], str] = field(default_factory=dict)
     _counts: dict[str, int] = field(default_factory=dict)
@@ -158,6 +229,10 @@ class Redactor:
         normal = original.strip().lower() if kind in ("email", "name") else original.strip()
         if kind == "phone" or kind == "card":
             normal = re.sub(r"\D", "", normal)
+        elif kind == "iban":
+            normal = normal.replace(" ", "").upper()
+        elif kind == "ip":
+            normal = str(ipaddress.ip_address(normal))
         found = self._placeholders.get((kind, normal))
         if found is None:
             found = self._make(kind, normal)
@@ -181,19 +256,59 @@ class Redactor:
             return f"+1555000{digits}"
         if kind == "name":
             return f"Person {n_text}"
+        if kind == "ip":
+            n = int(n_text, 16) if self.key is not None else int(n_text)
+            if ":" in normal:
+                return f"2001:db8::{n:x}"
+            return f"{_IP_BLOCKS[(n - 1) // 254 % 3]}.{(n - 1) % 254 + 1}"
         return f"<{kind}-{n_text}>"
 
     # text --------------------------------------------------------------------
     def text(self, value: str, location: str) -> str:
-        """Emails, tokens, grouped card numbers and ``+`` phone numbers inside free text."""
+        """Personal data and secrets inside free text.
+
+        Emails (and the name before one, as in ``John Smith <john@x.com>``), tokens, secret URL
+        query parameters, card numbers, IBANs, phone numbers and IP addresses.
+        """
         if "@" in value:
+            if "<" in value:
+                value = NAME_BEFORE_EMAIL.sub(lambda m: self._named_email(m, location), value)
             value = EMAIL.sub(lambda m: self.placeholder("email", m.group(0), location), value)
         value = TOKENS.sub(lambda m: self._token(m.group(0), location), value)
+        if "=" in value:
+            value = URL_PARAM.sub(lambda m: self._url_param(m, location), value)
         if any(ch.isdigit() for ch in value):
             value = CARD_GROUPED.sub(lambda m: self._card(m.group(0), location), value)
+            value = CARD_RUN.sub(lambda m: self._card(m.group(0), location), value)
             if "+" in value:
                 value = PHONE_IN_TEXT.sub(lambda m: self._phone(m.group(0), location), value)
+            value = PHONE_PLAIN.sub(lambda m: self._phone(m.group(0), location), value)
+            if "." in value:
+                value = IPV4.sub(lambda m: self._ip(m.group(0), location), value)
+            if value.count(":") >= 2:
+                value = IPV6_CANDIDATE.sub(lambda m: self._ip(m.group(0), location), value)
+            if not value.islower():
+                value = IBAN.sub(lambda m: self._iban(m.group(0), location), value)
         return value
+
+    def _named_email(self, m: re.Match[str], location: str) -> str:
+        name = self.placeholder("name", m.group("name"), location)
+        quote = m.group("q")
+        return f"{quote}{name}{quote} <{m.group('email')}>"
+
+    def _url_param(self, m: re.Match[str], location: str) -> str:
+        name, val = m.group(2), m.group(3)
+        if val and SECRET_KEY.search(name) and not NOT_SECRET_KEY.search(name):
+            return f"{m.group(1)}{name}={self.placeholder('secret', val, location)}"
+        return m.group(0)
+
+    def _ip(self, found: str, location: str) -> str:
+        if not _is_ip(found) or found.count(":") == 1:
+            return found
+        return self.placeholder("ip", found, location)
+
+    def _iban(self, found: str, location: str) -> str:
+        return self.placeholder("iban", found, location) if iban_valid(found) else found
 
     def _token(self, found: str, location: str) -> str:
         if found.lower().startswith("bearer"):
@@ -223,6 +338,9 @@ class Redactor:
                 if str(k).lower() == "headers" and isinstance(v, dict | list):
                     out[k] = self.headers(v, where)
                     continue
+                if str(k).lower() == "cookies" and isinstance(v, list):  # HAR cookies
+                    out[k] = [self._cookie(item, where) for item in v]
+                    continue
                 out[k] = self._field(str(k), v, where, person, depth)
             return out
         if isinstance(value, list):
@@ -241,6 +359,10 @@ class Redactor:
                 return self.placeholder("name", value, where)
             if CARD_KEY.search(key) and CARD_PLAIN.match(value) and _card_digits(value):
                 return self.placeholder("card", value, where)
+            if IBAN_KEY.search(key) and iban_valid(value):
+                return self.placeholder("iban", value, where)
+            if IP_KEY.search(key):
+                return self._ips(value, where)
             if PHONE_E164.match(value) and 8 <= sum(ch.isdigit() for ch in value) <= 15:
                 return self.placeholder("phone", value, where)
             if CARD_PLAIN.match(value) and ("-" in value or " " in value) and _card_digits(value):
@@ -248,7 +370,21 @@ class Redactor:
             return self.text(value, where)
         if isinstance(value, int) and not isinstance(value, bool) and SECRET_KEY.search(key):
             return self.placeholder("secret", str(value), where)
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and PHONE_KEY.search(key)
+            and 6 <= len(str(abs(value))) <= 15
+        ):
+            return int(self.placeholder("phone", str(value), where).lstrip("+"))
         return self.value(value, where, key, depth + 1)
+
+    def _ips(self, value: str, where: str) -> str:
+        """Every IP address in a value of an IP field or header (``X-Forwarded-For``)."""
+        value = IPV4.sub(lambda m: self._ip(m.group(0), where), value)
+        if value.count(":") >= 2:
+            value = IPV6_CANDIDATE.sub(lambda m: self._ip(m.group(0), where), value)
+        return self.text(value, where)
 
     def headers(self, headers: Any, location: str = "headers") -> Any:
         """A redacted copy of headers: a mapping, pairs, or HAR's ``[{name, value}]``."""
@@ -268,6 +404,15 @@ class Redactor:
             return out
         return headers
 
+    def _cookie(self, item: Any, location: str) -> Any:
+        if isinstance(item, dict) and isinstance(item.get("value"), str) and item["value"]:
+            name = str(item.get("name", ""))
+            return {
+                **item,
+                "value": self.placeholder("secret", item["value"], f"{location}.{name}"),
+            }
+        return self.value(item, location)
+
     def _header_item(self, item: dict[str, Any], location: str) -> dict[str, Any]:
         name = str(item.get("name", ""))
         return {**item, "value": self._header(name, item.get("value"), f"{location}.{name}")}
@@ -275,12 +420,52 @@ class Redactor:
     def _header(self, name: str, value: Any, where: str) -> Any:
         if not isinstance(value, str) or not value:
             return value
-        if SENSITIVE_HEADERS.search(name):
+        if SENSITIVE_HEADERS.search(name) or (
+            SECRET_KEY.search(name) and not NOT_SECRET_KEY.search(name)
+        ):
             if value.lower().startswith(("bearer ", "basic ", "token ")):
                 scheme, _, rest = value.partition(" ")
                 return f"{scheme} {self.placeholder('secret', rest, where)}"
             return self.placeholder("secret", value, where)
+        if IP_KEY.search(name):
+            return self._ips(value, where)
         return self.text(value, where)
+
+    # signatures --------------------------------------------------------------
+    def resigned(self, original: Any, redacted: Any, raw: str, location: str = "headers") -> Any:
+        """``redacted`` headers with signatures made anew over ``raw`` (``resign=True`` only).
+
+        Timestamps are kept from ``original`` (Stripe's ``t=``, Zendesk's timestamp header).
+        """
+        if not self.resign:
+            return redacted
+        pairs = _header_pairs(original)
+        lowered = {name.lower(): value for name, value in pairs}
+        for header, scheme in SIGNATURE_HEADERS.items():
+            if header not in lowered:
+                continue
+            stamp: int | None = None
+            if scheme == "stripe":
+                found = re.search(r"(?:^|,)\s*t=(\d+)", str(lowered[header]))
+                stamp = int(found.group(1)) if found else None
+            elif scheme == "zendesk":
+                given = str(lowered.get("x-zendesk-webhook-signature-timestamp", ""))
+                stamp = int(given) if given.isdigit() else None
+            from segfn_kit.runtime import sign
+
+            for name, value in sign(
+                scheme, TEST_SECRET, raw.encode("utf-8", "surrogateescape"), timestamp=stamp
+            ).items():
+                redacted = _set_header(redacted, name, value)
+            self.replacements.append(
+                {
+                    "source": self.source,
+                    "location": f"{location}.{header}",
+                    "kind": "signature",
+                    "placeholder": f"re-signed ({scheme}) with the test secret",
+                }
+            )
+        return redacted
 
     # raw bodies --------------------------------------------------------------
     def raw_body(
@@ -306,8 +491,47 @@ def _is_header_list_item(value: Any) -> bool:
 
 
 def _looks_like_person(obj: dict[str, Any]) -> bool:
-    keys = {str(k).lower() for k in obj}
-    return bool(keys & {"email", "email_address", "phone", "first_name", "last_name"})
+    # an object with an email (or a phone, a first or last name) beside its "name"
+    keys = {str(k).lower().replace("-", "_") for k in obj}
+    return bool(
+        keys
+        & {"email", "email_address", "emailaddress", "mail", "phone", "first_name", "last_name"}
+        or any(k.endswith("email") for k in keys)
+    )
+
+
+def _header_pairs(headers: Any) -> list[tuple[str, Any]]:
+    if isinstance(headers, Mapping):
+        return [(str(k), v) for k, v in headers.items()]
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(headers, list):
+        for item in headers:
+            if isinstance(item, Mapping) and "name" in item:
+                pairs.append((str(item["name"]), item.get("value")))
+            elif isinstance(item, list | tuple) and len(item) == 2:
+                pairs.append((str(item[0]), item[1]))
+    return pairs
+
+
+def _set_header(headers: Any, name: str, value: str) -> Any:
+    """Headers (a mapping, HAR ``[{name, value}]`` or pairs) with ``name`` set, any case."""
+    lower = name.lower()
+    if isinstance(headers, Mapping):
+        out = dict(headers)
+        key = next((k for k in out if str(k).lower() == lower), name)
+        out[key] = value
+        return out
+    if isinstance(headers, list):
+        items = list(headers)
+        for i, item in enumerate(items):
+            if isinstance(item, Mapping) and str(item.get("name", "")).lower() == lower:
+                items[i] = {**item, "value": value}
+                return items
+            if isinstance(item, list | tuple) and len(item) == 2 and str(item[0]).lower() == lower:
+                items[i] = [item[0], value]
+                return items
+        return [*items, {"name": name, "value": value}]
+    return {name: value}
 
 
 # --------------------------------------------------------------------------- documents
@@ -325,6 +549,7 @@ def _redact_document(r: Redactor, doc: Any) -> Any:
                     continue
                 out[k] = r.headers(v, k) if k == "headers" else r.value(v, k)
             out["body"] = _redact_text_body(r, doc["body"], ctype)
+            out["headers"] = r.resigned(headers, out["headers"], out["body"])
             return out
         if isinstance(doc.get("body_base64"), str):
             out = {
@@ -347,9 +572,18 @@ def _redact_document(r: Redactor, doc: Any) -> Any:
                 )
                 return out
             out["body"] = _redact_text_body(r, text, _content_type(doc.get("headers")))
+            if "headers" in out:
+                out["headers"] = r.resigned(doc["headers"], out["headers"], out["body"])
             return out
         if isinstance(doc.get("log"), dict):  # HAR: postData.text is a string body
             return _redact_har(r, doc)
+        if "headers" in doc and "body" in doc and r.resign:  # a body given as a JSON value
+            from segfn_kit._payloads import _body_from_value
+
+            done = r.value(doc)
+            raw = _body_from_value(done["body"], _content_type(doc["headers"])).raw
+            done["headers"] = r.resigned(doc["headers"], done["headers"], raw)
+            return done
     return r.value(doc)
 
 
@@ -377,7 +611,10 @@ def _redact_text_body(r: Redactor, text: str, content_type: str | None) -> str:
 
 def _redact_har(r: Redactor, doc: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = r.value(dict(doc))
-    for entry in out.get("log", {}).get("entries", []) or []:
+    log = out.get("log")
+    entries = log.get("entries") if isinstance(log, dict) else None
+    originals = doc["log"].get("entries") if isinstance(doc["log"].get("entries"), list) else []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
         request = entry.get("request") if isinstance(entry, dict) else None
         post = request.get("postData") if isinstance(request, dict) else None
         if (
@@ -386,6 +623,12 @@ def _redact_har(r: Redactor, doc: dict[str, Any]) -> dict[str, Any]:
             and post.get("encoding") != "base64"
         ):
             post["text"] = _redact_text_body(r, post["text"], post.get("mimeType"))
+            original = originals[index] if index < len(originals) else None
+            before = original.get("request") if isinstance(original, dict) else None
+            if isinstance(before, dict) and isinstance(request, dict) and "headers" in request:
+                request["headers"] = r.resigned(
+                    before.get("headers"), request["headers"], post["text"], "request.headers"
+                )
     return out
 
 
@@ -406,6 +649,7 @@ def redact(
     key: str | bytes | None = None,
     redactor: Redactor | None = None,
     progress: bool = False,
+    resign: bool = False,
 ) -> Any:
     """Replace emails, phone numbers, names, card numbers, tokens and secret headers.
 
@@ -417,6 +661,9 @@ def redact(
         key: make placeholders keyed HMACs of the originals (stable across runs).
         redactor: an existing ``Redactor`` to keep placeholders consistent across calls.
         progress: show a progress bar over files.
+        resign: keep signature headers valid: Stripe, GitHub, Shopify and Zendesk signatures
+            are made anew over the redacted body with ``TEST_SECRET``
+            (``whsec_test_segfn_kit_documented_secret``), keeping their timestamps.
 
     Returns:
         For a frame: a redacted copy, with ``attrs["redactions"]`` (a DataFrame of
@@ -431,7 +678,7 @@ def redact(
     """
     import pandas as pd
 
-    r = redactor or Redactor(key=key.encode() if isinstance(key, str) else key)
+    r = redactor or Redactor(key=key.encode() if isinstance(key, str) else key, resign=resign)
     if len(inputs) == 1 and isinstance(inputs[0], pd.DataFrame):
         return _redact_frame(r, inputs[0])
     if inputs and all(isinstance(i, dict | list) for i in inputs):
@@ -459,6 +706,7 @@ def _redact_frame(r: Redactor, frame: pd.DataFrame) -> pd.DataFrame:
         body = row.get("body")
         new_raw, new_body = r.raw_body(raw, body, row.get("content_type"))
         headers = r.headers(row.get("headers") or {}, "headers")
+        headers = r.resigned(row.get("headers") or {}, headers, new_raw)
         payloads.append(
             Payload(
                 payload_id=str(pid),
@@ -512,19 +760,39 @@ def _redact_files(r: Redactor, inputs: Iterable[Any], out: Path, progress: bool)
                 f"{path}: the output would overwrite the input; choose another --out folder"
             )
         r.source = base_id
-        _redact_file(r, path, target)
+        if not _redact_file(r, path, target):
+            continue
         r.replacements.append(
             {"source": base_id, "location": "", "kind": "file", "placeholder": str(target)}
         )
 
 
-def _redact_file(r: Redactor, path: Path, target: Path) -> None:
-    from segfn_kit._payloads import JSONL_SUFFIXES, parse_json
+def _redact_file(r: Redactor, path: Path, target: Path) -> bool:
+    """Write the redacted copy of one file; False (and a ``skipped`` row) when it cannot be read."""
+    import zlib
+
+    from segfn_kit._payloads import (
+        JSONL_SUFFIXES,
+        TooLarge,
+        max_bytes_default,
+        parse_json,
+        read_capped,
+    )
 
     gz = path.name.lower().endswith(".gz")
     opener: Callable[..., Any] = gzip.open if gz else open
-    with opener(path, "rb") as fh:
-        data: bytes = fh.read()
+    try:
+        data = read_capped(path, gz, max_bytes_default())
+    except (TooLarge, OSError, EOFError, zlib.error) as exc:  # not copied: says why
+        r.replacements.append(
+            {
+                "source": r.source,
+                "location": "",
+                "kind": "skipped",
+                "placeholder": f"file not written: {exc}",
+            }
+        )
+        return False
     text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     inner = path.name.lower().removesuffix(".gz")
     if inner.endswith(JSONL_SUFFIXES):
@@ -553,3 +821,4 @@ def _redact_file(r: Redactor, path: Path, target: Path) -> None:
     with opener(tmp, "wb") as fh:
         fh.write(payload)
     os.replace(tmp, target)
+    return True

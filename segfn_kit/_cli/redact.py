@@ -15,6 +15,13 @@ webhook signatures) become placeholders, the same placeholder for the same value
 file (person1@example.com, Person 2, <secret-3>). Prints where each replacement was made and
 its placeholder, never the original value.
 
+Also IP addresses (X-Forwarded-For, ip fields, v4 and v6), IBANs, secret URL query
+parameters (?api_key=), phone numbers without + or stored as integers, names beside
+emails and HAR cookies. With --resign, Stripe, GitHub, Shopify and Zendesk signature
+headers are made anew over the redacted body with the documented test secret
+whsec_test_segfn_kit_documented_secret (timestamps kept), so signature-checking functions
+still run on the redacted samples.
+
 Placeholders are numbered in order of appearance. For placeholders that stay the same
 across separate runs, put a key in an environment variable and name it with --key-env
 (keyed HMACs of the originals).
@@ -22,6 +29,7 @@ across separate runs, put a key in an environment variable and name it with --ke
 Examples:
   segfn redact captures/ --out sample_payloads/stripe
   SEGFN_REDACT_KEY=... segfn redact captures/*.json --out samples/ --key-env SEGFN_REDACT_KEY
+  segfn redact captures/stripe --out samples/stripe --resign
 """
 
 
@@ -42,6 +50,12 @@ def register(subparsers: Any) -> None:
         metavar="VAR",
         help="environment variable holding a key for run-independent placeholders",
     )
+    p.add_argument(
+        "--resign",
+        action="store_true",
+        help="re-sign Stripe, GitHub, Shopify and Zendesk signature headers over the redacted "
+        "body with the documented test secret whsec_test_segfn_kit_documented_secret",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(handler=run)
 
@@ -56,17 +70,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"segfn redact: environment variable {args.key_env} is not set", file=sys.stderr)
             return 2
     try:
-        report = redact(*args.payloads, out=args.out, key=key, progress=sys.stderr.isatty())
+        report = redact(
+            *args.payloads,
+            out=args.out,
+            key=key,
+            progress=sys.stderr.isatty(),
+            resign=args.resign,
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"segfn redact: {exc}", file=sys.stderr)
         return 2
     files = report[report["kind"] == "file"]
-    replaced = report[~report["kind"].isin(["file", "skipped"])]
+    replaced = report[~report["kind"].isin(["file", "skipped", "signature"])]
     if not args.quiet:
         for row in replaced.itertuples(index=False):
             print(f"{row.source}  {row.location}  {row.kind} -> {row.placeholder}")
         for row in report[report["kind"] == "skipped"].itertuples(index=False):
             print(f"{row.source}  {row.location}  not redacted: {row.placeholder}")
+        for row in report[report["kind"] == "signature"].itertuples(index=False):
+            print(f"{row.source}  {row.location}  {row.placeholder}")
     counts = replaced["kind"].value_counts().to_dict()
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing"
     print(f"{len(files)} files written to {args.out}; replaced {summary}")

@@ -38,9 +38,19 @@ The modules, one idea each:
 
 from __future__ import annotations
 
-from ._body import SEGMENT_BODY_LIMIT
+from ._body import SEGMENT_BODY_LIMIT, _body_from_value
 from ._eventtype import EVENT_HEADERS, EVENT_KEYS, detect_event_type
-from ._files import JSONL_SUFFIXES, PAYLOAD_SUFFIXES, _files_of
+from ._files import (
+    DEFAULT_MAX_BYTES,
+    JSONL_SUFFIXES,
+    MAX_BYTES_ENV,
+    PAYLOAD_SUFFIXES,
+    TooLarge,
+    _files_of,
+    max_bytes_default,
+    parse_size,
+    read_capped,
+)
 from ._formats import ENVELOPE_KEYS, _Reader
 from ._frame import FRAME_COLUMNS, flatten, frame_from_payloads, load_payloads
 from ._jsonparse import _may_hold_long_int, parse_json
@@ -48,18 +58,22 @@ from ._record import Payload, PayloadError, Skip, request_from_row
 from ._stream import PathArg, iter_payloads
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "ENVELOPE_KEYS",
     "EVENT_HEADERS",
     "EVENT_KEYS",
     "FRAME_COLUMNS",
     "JSONL_SUFFIXES",
+    "MAX_BYTES_ENV",
     "PAYLOAD_SUFFIXES",
     "SEGMENT_BODY_LIMIT",
     "PathArg",
     "Payload",
     "PayloadError",
     "Skip",
+    "TooLarge",
     "_Reader",
+    "_body_from_value",
     "_files_of",
     "_may_hold_long_int",
     "detect_event_type",
@@ -67,6 +81,9 @@ __all__ = [
     "frame_from_payloads",
     "iter_payloads",
     "load_payloads",
+    "max_bytes_default",
     "parse_json",
+    "parse_size",
+    "read_capped",
     "request_from_row",
 ]
