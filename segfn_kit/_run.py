@@ -26,12 +26,14 @@ to fix, and every other payload still runs.
 
 from __future__ import annotations
 
+import collections
 import difflib
 import io
 import json
 import math
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ from segfn_kit._payloads import (
 )
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
+from segfn_kit.runtime._isolation import CallResult, WorkerPool
 from segfn_kit.runtime._request import _UNSET
 from segfn_kit.spec import validate as validate_event
 from segfn_kit.spec import validate_object
@@ -336,6 +339,7 @@ def run(
     progress: bool | None = None,
     validate: bool = True,
     plan: PlanLike | None = None,
+    isolation: str = "process",
     **options: Any,
 ) -> pd.DataFrame:
     """Run a function over payloads and return the result frame (one row per payload).
@@ -352,6 +356,11 @@ def run(
         plan: a tracking plan (a file, parsed rules or a ``Plan``, see ``load_plan``): every
             emitted event is also held against it (``plan_violation`` and
             ``unplanned_event`` issues); ``attrs["plan"]`` holds it.
+        isolation: ``"process"`` (the default) runs the function in a worker process that is
+            killed and replaced when a call passes its time limit or its memory limit (512 MiB)
+            or ends the process, so every payload gets its row; ``"none"`` runs it in this
+            process, for a debugger (no hard limits: a call that ignores the timeout holds the
+            run). Destination functions run in this process.
         **options: passed on to destination runs (scripted responses and the like).
 
     Returns:
@@ -383,7 +392,7 @@ def run(
 
         checked = load_plan(plan)
         results = run(function, payloads, settings, timeout=timeout, progress=progress,
-                      validate=validate, **options)
+                      validate=validate, isolation=isolation, **options)
         return check_results(results, checked)
     values: Mapping[str, Any] | None
     if isinstance(settings, str | os.PathLike):
@@ -417,7 +426,9 @@ def run(
             None,
             fn,
         )
-    return _run_source(fn, items, fn.settings(values), timeout, progress, validate)
+    if isolation not in ("process", "none"):
+        raise ValueError(f'isolation must be "process" or "none", not {isolation!r}')
+    return _run_source(fn, items, fn.settings(values), timeout, progress, validate, isolation)
 
 
 def _run_source(
@@ -427,6 +438,7 @@ def _run_source(
     timeout: float | None,
     progress: bool | None,
     validate: bool,
+    isolation: str = "process",
 ) -> pd.DataFrame:
     outcome: list[str] = []
     events: list[list[dict[str, Any]]] = []
@@ -437,16 +449,13 @@ def _run_source(
     duration: list[float] = []
     discarded: list[list[dict[str, Any]]] = []
     logs: list[str] = []
-    secrets = settings.secret_values()
-    on_request = fn.on_request
-    buffer = io.StringIO()
-    rows = _progress(items, progress, "running")
-    saved = sys.stdout, sys.stderr
-    # what the function prints is the row's log; swapping the streams once for the whole
-    # loop (not per payload) keeps the cost out of the hot path
-    sys.stdout = sys.stderr = buffer
-    try:
-        for item in rows:
+    failures: dict[int, str] = {}
+    uncached: collections.deque[bytes | None] = collections.deque()  # bodies to learn digests of
+
+    def requests() -> Iterator[Request]:
+        """The payloads' requests, made one at a time as they are run; rows that cannot
+        become a request are set aside in ``failures``."""
+        for n, item in enumerate(_progress(items, progress, "running")):
             failure = item.error
             if failure is None:
                 try:
@@ -454,29 +463,38 @@ def _run_source(
                 except Exception as exc:  # a frame row the loader could not make sense of
                     failure = f"PayloadError: cannot make a request of this row ({type(exc).__name__}: {exc})"
             if failure is not None:
+                failures[n] = failure
+                continue
+            cached = _DIGESTS.get(request.content)
+            if cached is not None:
+                request._digest = cached
+            uncached.append(None if cached is not None else request.content)
+            yield request
+
+    if isolation == "none":
+        results: Iterator[CallResult] = _in_process(fn, requests(), settings, timeout)
+        pool = None
+    else:
+        pool = WorkerPool(fn, dict(settings), timeout=timeout)
+        results = pool.map(requests())
+    try:
+        for n, result in enumerate(_interleave(results, failures, len(items))):
+            if result is None:
                 outcome.append("error")
                 events.append([])
                 objects.append([])
-                error.append(failure)
+                error.append(failures.pop(n))
                 error_line.append(None)
                 issues.append([])
                 duration.append(0.0)
                 discarded.append([])
                 logs.append("")
                 continue
-            cached = _DIGESTS.get(request.content)
-            if cached is not None:
-                request._digest = cached
-            inv = on_request(request, settings, timeout=timeout)
-            if cached is None and request._digest is not None:
-                _DIGESTS.put(request.content, request._digest)
-            if buffer.tell():
-                text = buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-                logs.append(mask_text(text, secrets) if secrets else text)
-            else:
-                logs.append("")
+            inv = result.invocation
+            content = uncached.popleft()
+            if content is not None and result.digest is not None:
+                _DIGESTS.put(content, result.digest)
+            logs.append(result.logs)
             outcome.append(inv.outcome)
             error.append(inv.error)
             error_line.append(inv.error_line)
@@ -494,8 +512,11 @@ def _run_source(
                 objects.append([])
                 discarded.append(inv.events)
                 issues.append([])
+    except FunctionLoadError as exc:  # it loads here but not in a worker process
+        return _error_frame(items, f"FunctionLoadError: {exc}", exc.line, fn)
     finally:
-        sys.stdout, sys.stderr = saved
+        if pool is not None:
+            pool.close()
     columns: dict[str, list[Any]] = {
         "outcome": outcome,
         "events": events,
@@ -509,6 +530,73 @@ def _run_source(
         "logs": logs,
     }
     return _frame(items, columns, fn, "source")
+
+
+def _interleave(results: Iterator[CallResult], failures: dict[int, str], total: int) -> Iterator[CallResult | None]:
+    """The results of the payloads that ran, with ``None`` where a payload could not run.
+
+    ``failures`` fills up as ``results`` pulls requests, so it is read only after the result
+    before it (or the end of the results) was taken.
+    """
+    n = 0
+    for result in results:
+        while n in failures:
+            yield None
+            n += 1
+        yield result
+        n += 1
+    while n < total:
+        yield None
+        n += 1
+
+
+class _ThreadOutput(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr`` during an in-process run: what the running thread
+    writes goes to the payload's log, what other threads write goes where it went before."""
+
+    def __init__(self, original: IO[str], buffer: io.StringIO):
+        self._original = original
+        self._buffer = buffer
+        self._thread = threading.get_ident()
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() == self._thread:
+            return self._buffer.write(text)
+        return self._original.write(text)
+
+    def flush(self) -> None:
+        if threading.get_ident() != self._thread:
+            self._original.flush()
+
+    def close(self) -> None:  # a function closing "its" stdout must not close the real one
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+
+def _in_process(
+    fn: Function, requests: Iterable[Request], settings: Settings, timeout: float | None
+) -> Iterator[CallResult]:
+    """``isolation="none"``: each call in this process (for debugging a function with pdb;
+    no hard limits: a call that ignores the timeout signal holds the run)."""
+    secrets = settings.secret_values()
+    buffer = io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ThreadOutput(saved[0], buffer), _ThreadOutput(saved[1], buffer)
+    try:
+        for request in requests:
+            inv = fn.on_request(request, settings, timeout=timeout)
+            text = ""
+            if buffer.tell():
+                text = buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                if secrets:
+                    text = mask_text(text, secrets)
+            yield CallResult(inv, text, request._digest)
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 # -- diff --------------------------------------------------------------------------------

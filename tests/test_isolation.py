@@ -6,8 +6,12 @@ the same at Segment's 5 s.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +192,69 @@ def test_call_with_timeout_never_reports_a_finished_call_as_a_timeout() -> None:
 def _spin() -> None:
     while True:
         pass
+
+
+# -- through run() and `segfn run` --------------------------------------------------------
+
+RUN_KEYS = ["a", "loop", "b", "c_call", "memory", "exit", "keyboard", "sys_exit", "base", "close", "secret", "z"]
+
+
+def _check_rows(outcomes: list[str], errors: list[str | None]) -> None:
+    for key, outcome, error in zip(RUN_KEYS, outcomes, errors, strict=True):
+        if key in EXPECTED:
+            assert outcome == "error", key
+            assert error is not None and error.startswith(EXPECTED[key]), (key, error)
+            assert "s3cr3t-value" not in error
+        else:
+            assert outcome == "ok", (key, error)
+
+
+def test_run_gives_every_hostile_payload_its_row() -> None:
+    from segfn_kit import run
+
+    results = run(HOSTILE, [{"k": k} for k in RUN_KEYS], SETTINGS, timeout=0.5)
+    _check_rows(results["outcome"].tolist(), results["error"].tolist())
+    assert results.loc["input1", "logs"] == "start a ••••••\n"
+    assert results.loc["input10", "logs"] == "start close ••••••\nstill captured\n"
+    assert results.loc["input12", "events"][0]["properties"] == {"k": "z"}
+
+
+@pytest.mark.parametrize("isolation", ["process", "none"])
+def test_other_threads_output_stays_out_of_a_payloads_logs(isolation: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from segfn_kit import run
+
+    fn = "def on_request(request, settings):\n    print('from the function')\n"
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.is_set():
+            print("from another thread")
+            stop.wait(0.001)
+
+    thread = threading.Thread(target=chatter)
+    thread.start()
+    try:
+        results = run(fn, [{"n": n} for n in range(300)], isolation=isolation)
+    finally:
+        stop.set()
+        thread.join()
+    assert set(results["logs"]) == {"from the function\n"}
+    assert "from another thread" in capsys.readouterr().out
+
+
+def test_segfn_run_gives_every_hostile_payload_its_line(tmp_path: Path) -> None:
+    function = tmp_path / "hostile.py"
+    function.write_text(HOSTILE, encoding="utf-8")
+    (tmp_path / "settings.json").write_text(json.dumps(SETTINGS), encoding="utf-8")
+    payloads = tmp_path / "payloads.jsonl"
+    payloads.write_text("".join(json.dumps({"k": k}) + "\n" for k in RUN_KEYS), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "segfn_kit", "run", str(function), str(payloads), "--jsonl",
+         "--settings", str(tmp_path / "settings.json"), "--timeout", "0.5", "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1, done.stderr  # payloads errored
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == len(RUN_KEYS)
+    _check_rows([line["outcome"] for line in lines], [line["error"] for line in lines])
+    assert "s3cr3t-value" not in done.stdout + done.stderr

@@ -86,6 +86,12 @@ def register(subparsers: Any) -> None:
         "--no-progress", action="store_true",
         help="no progress bar (one appears on stderr from 1,000 payloads on)",
     )
+    p.add_argument(
+        "--isolation", choices=("process", "none"), default="process",
+        help="process (default): source functions run in a worker process that is killed and "
+        "replaced past the time limit or the 512 MiB memory limit, so every payload gets its "
+        "row; none: in this process, for a debugger (no hard limits)",
+    )
     _add_destination_arguments(p)
     p.set_defaults(handler=run_command)
 
@@ -192,6 +198,7 @@ def run_command(args: argparse.Namespace) -> int:
             timeout=args.timeout or None,
             progress=False if args.no_progress else None,
             plan=plan,
+            isolation=args.isolation,
             **options,
         )
     except FileNotFoundError as exc:

@@ -49,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import io
@@ -124,7 +125,8 @@ class _Worker:
     is still there to read.
     """
 
-    def __init__(self, pool: WorkerPool):
+    def __init__(self) -> None:
+        """Start a blank worker: Python with the runtime imported, waiting for a function."""
         parent_r, child_w = os.pipe()
         child_r, parent_w = os.pipe()
         self.results = _results_file()
@@ -154,34 +156,44 @@ class _Worker:
         self.started = 0.0  # when the call at the head of ``pending`` started (monotonic)
         self.offset = 0  # how far the results file was read
         self.recycle = False  # the worker asked to be replaced (it hit its memory limit)
-        self.writer.send((
-            "load",
-            pool.function.source,
-            pool.function.filename,
-            list(sys.path),
-            pool.settings_values,
-            pool.memory_limit,
-            pool.timeout,
-            pool.prepare,
-            pool.context,
-        ))
+
+    def load(self, pool: WorkerPool) -> None:
+        """Load the pool's function in the worker; raise ``FunctionLoadError`` if it fails."""
+        filename = pool.function.filename
+        try:
+            self.writer.send(
+                (
+                    "load",
+                    pool.function.source,
+                    filename,
+                    list(sys.path),
+                    pool.settings_values,
+                    pool.memory_limit,
+                    pool.timeout,
+                    pool.prepare,
+                    pool.context,
+                )
+            )
+        except OSError:  # a spare that died while it waited
+            code = self.kill()
+            raise FunctionLoadError(f"the worker process ended before it started ({_exit_text(code)})", filename=filename) from None
         if not self.reader.poll(_START_TIMEOUT):
             self.kill()
             raise FunctionLoadError(
                 f"the worker process did not load the function within {_START_TIMEOUT:g} s",
-                filename=pool.function.filename,
+                filename=filename,
             )
         try:
             answer = self.reader.recv()
         except EOFError:
-            code_ = self.kill()
+            code = self.kill()
             raise FunctionLoadError(
-                f"the worker process ended while loading the function ({_exit_text(code_)})",
-                filename=pool.function.filename,
+                f"the worker process ended while loading the function ({_exit_text(code)})",
+                filename=filename,
             ) from None
         if answer[0] != "loaded":
             self.kill()
-            raise FunctionLoadError(answer[1], filename=pool.function.filename, line=answer[2])
+            raise FunctionLoadError(answer[1], filename=filename, line=answer[2])
 
     def submit(self, items: list[tuple[int, Call]]) -> None:
         self.pending.extend(items)
@@ -230,14 +242,39 @@ class _Worker:
             os.close(self.results)
 
     def stop(self) -> None:
-        """Ask the process to end; kill it if it does not."""
-        with contextlib.suppress(OSError, ValueError):
-            self.writer.send(("stop",))
-        try:
-            self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
+        """End the process (it holds nothing to save: a kill is the quickest way)."""
         self.kill()
+
+
+_SPARES: list[_Worker] = []  # blank workers started ahead, so a run need not wait for one
+_SPARES_LOCK = threading.Lock()
+_MAX_SPARES = 1
+
+
+def _blank_worker() -> _Worker:
+    """A started blank worker (a spare when one is ready), and a new spare in its place."""
+    with _SPARES_LOCK:
+        worker = _SPARES.pop() if _SPARES else None
+    if worker is None or worker.process.poll() is not None:
+        if worker is not None:
+            worker.kill()
+        worker = _Worker()
+    _replenish()
+    return worker
+
+
+def _replenish() -> None:
+    with _SPARES_LOCK:
+        if len(_SPARES) < _MAX_SPARES:
+            _SPARES.append(_Worker())
+
+
+@atexit.register
+def _stop_spares() -> None:
+    with _SPARES_LOCK:
+        spares, _SPARES[:] = list(_SPARES), []
+    for worker in spares:
+        worker.kill()
 
 
 def _results_file() -> int:
@@ -269,8 +306,8 @@ def _wire(call: Call) -> tuple[str, Any]:
     if kind == "request":
         r: Request = value
         parsed = r._json if r._json is not _UNSET else _NOT_PARSED
-        return (kind, (r.content, list(r.headers._items.values()), r.method, r.url, dict(r.query),
-                       r.received_at, r._digest, parsed))
+        headers = list(r.headers._items.values())
+        return (kind, (r.content, headers, r.method, r.url, r._query, r.received_at, r._digest, parsed))
     return (kind, value)
 
 
@@ -286,10 +323,16 @@ _NOT_PARSED = _NotParsed()
 
 def _request_of(data: tuple[Any, ...]) -> Request:
     content, headers, method, url, query, received_at, digest, parsed = data
-    request = Request(content, headers, method=method, url=url, query=query, received_at=received_at)
+    request = Request(
+        content,
+        headers,
+        method=method,
+        url=url,
+        query=query,
+        received_at=received_at,
+        parsed=_UNSET if parsed is _NOT_PARSED else parsed,
+    )
     request._digest = digest
-    if parsed is not _NOT_PARSED:
-        request._json = parsed
     return request
 
 
@@ -446,7 +489,9 @@ class WorkerPool:
                     return None
                 self._free.wait()
         try:
-            return _Worker(self)
+            worker = _blank_worker()
+            worker.load(self)
+            return worker
         except BaseException:
             with self._lock:
                 self._count -= 1
@@ -580,7 +625,12 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
     os.dup2(2, 1)  # output written to fd 1 never reaches the caller's stdout
     inbox = Connection(read_fd, writable=False)
     outbox = Connection(write_fd, readable=False)
-    message = inbox.recv()
+    try:
+        message = inbox.recv()
+    except (EOFError, OSError):
+        return
+    if message[0] != "load":
+        return
     _, source, filename, path, values, memory_limit, timeout, prepare_spec, context_spec = message
     sys.path[:] = path
     try:
