@@ -305,9 +305,10 @@ def _wire(call: Call) -> tuple[str, Any]:
     kind, value = call
     if kind == "request":
         r: Request = value
-        parsed = r._json if r._json is not _UNSET else _NOT_PARSED
+        # the parsed body stays behind: the worker parses the bytes again (as fast as it
+        # would unpickle the value, and the caller does not pay to pickle it)
         headers = list(r.headers._items.values())
-        return (kind, (r.content, headers, r.method, r.url, r._query, r.received_at, r._digest, parsed))
+        return (kind, (r.content, headers, r.method, r.url, r._query, r.received_at, r._digest, _NOT_PARSED))
     return (kind, value)
 
 
