@@ -4,7 +4,7 @@ Usage::
 
     %load_ext segfn_kit
 
-    %%segfn source stripe_source --payloads payloads [--settings settings] [--dir DIR]
+    %%segfn source stripe_source --payloads payloads [--settings settings] [--plan plan] [--dir DIR]
     from segfn_kit.runtime import Segment, EventNotSupported
     def on_request(request, settings):
         ...
@@ -82,6 +82,11 @@ def parser() -> argparse.ArgumentParser:
         help="a notebook variable holding a payload frame (or events, for destinations), or a path to load",
     )
     p.add_argument("--settings", "-s", help="a notebook variable holding a dict of settings, or a JSON file")
+    p.add_argument(
+        "--plan", default=None,
+        help="a tracking plan to hold every event against: a notebook variable (a dict of rules, "
+        "a Plan) or a plan file (Public API rules JSON, typewriter plan.json, rudder-cli YAML)",
+    )
     p.add_argument("--dir", default=None, help="where approve writes <name>.py and <name>.approved.jsonl (default: here)")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per invocation (default 5)")
     return p
@@ -132,13 +137,23 @@ class SegfnMagics(Magics):
         assert shell is not None  # a registered magic always has its shell
         payloads = _lookup(shell, args.payloads, "payloads")
         settings = _settings(shell, args.settings)
+        plan = None
+        if args.plan is not None:
+            from segfn_kit._plan import PlanError, load_plan
+
+            found = shell.user_ns[args.plan] if args.plan in shell.user_ns else args.plan
+            try:
+                plan = load_plan(found)
+            except PlanError as exc:
+                raise UsageError(f"%%segfn {args.name}: --plan {args.plan}: {exc}") from None
         workbench = WORKBENCHES.get(args.name)
         try:
             if workbench is None:
+                options: dict[str, Any] = {"plan": plan} if plan is not None else {}
                 workbench = Workbench(
                     cell, payloads, settings, name=args.name,
                     directory=Path(args.dir) if args.dir else Path.cwd(),
-                    timeout=args.timeout, line_offset=1,
+                    timeout=args.timeout, line_offset=1, **options,
                 )
                 WORKBENCHES[args.name] = workbench
             else:
@@ -148,6 +163,10 @@ class SegfnMagics(Magics):
                 workbench.settings_values = dict(settings or {})
                 workbench.timeout = args.timeout
                 workbench.directory = Path(args.dir) if args.dir else Path.cwd()
+                if plan is not None:
+                    workbench.run_options["plan"] = plan
+                else:
+                    workbench.run_options.pop("plan", None)
                 workbench.update(cell)
         except Exception as exc:  # bad payloads and the like: say so, keep the kernel
             raise UsageError(f"%%segfn {args.name}: {type(exc).__name__}: {exc}") from None

@@ -286,6 +286,9 @@ def _normalise_field(raw: Any) -> str:
     return path
 
 
+_PLAN_CODES = frozenset({"plan_violation", "unplanned_event"})
+
+
 def event_card(event: Mapping[str, Any], issues: Iterable[Mapping[str, Any]] = (), index: int = 0) -> str:
     """One spec event: its type and name as a heading, the event as a tree, problems marked.
 
@@ -294,18 +297,28 @@ def event_card(event: Mapping[str, Any], issues: Iterable[Mapping[str, Any]] = (
         >>> "Order Completed" in card
         True
     """
+    issues = list(issues)
     marks = issue_paths(issues, index)
+    # tracking-plan issues are listed under the heading too: a missing field has no node to mark
+    planned = [i for i in issues if i.get("code") in _PLAN_CODES and i.get("event_index") == index]
     kind = event.get("type", "?")
     name = event.get("event") or event.get("name") or ""
     border = "#cf222e" if marks else "#d0d7de"
-    badge = (
-        f'<span style="color:#cf222e;margin-left:.5em">{sum(len(v) for v in marks.values())} spec problem(s)</span>'
-        if marks else '<span style="color:#1a7f37;margin-left:.5em">✓ valid</span>'
-    )
+    n_spec = sum(len(v) for v in marks.values()) - len(planned)
+    badges = []
+    if n_spec:
+        badges.append(f'<span style="color:#cf222e;margin-left:.5em">{n_spec} spec problem(s)</span>')
+    if planned:
+        badges.append(f'<span style="color:#bc4c00;margin-left:.5em">{len(planned)} plan issue(s)</span>')
+    badge = "".join(badges) or '<span style="color:#1a7f37;margin-left:.5em">✓ valid</span>'
     heading = f"<b>{esc(kind)}</b>" + (f" · {esc(name)}" if name else "")
+    plan_lines = "".join(
+        f'<div style="color:#bc4c00;font-size:12px">⚑ {esc(i.get("code"))}: {esc(i.get("message"))}</div>'
+        for i in planned
+    )
     return (
         f'<div style="border:1px solid {border};border-radius:6px;padding:4px 8px;margin:4px 0">'
-        f"<div>{heading}{badge}</div>"
+        f"<div>{heading}{badge}</div>{plan_lines}"
         f"{json_tree(dict(event), highlights=marks, open_depth=2)}</div>"
     )
 

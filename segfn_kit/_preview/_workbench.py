@@ -152,6 +152,11 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         _check_payloads(payloads)
         # passed on to run(): for destinations, responses=Responses(...), batch=True, ...
         self.run_options: dict[str, Any] = dict(run_options)
+        if self.run_options.get("plan") is not None:
+            # read and compiled once (a bad plan raises here, before anything runs)
+            from segfn_kit._plan import load_plan
+
+            self.run_options["plan"] = load_plan(self.run_options["plan"])
         self.settings_values: dict[str, Any] = dict(settings or {})
         self.name = name
         self.directory = Path(directory) if directory is not None else None
@@ -203,6 +208,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         self.coverage_html = widgets.HTML()
         self.outcomes_image = widgets.Image(format="png")
         self.coverage_image = widgets.Image(format="png")
+        self.plan_image = widgets.Image(format="png")
         self.approve_path = widgets.Text(description="file", layout=widgets.Layout(width="70%"))
         self.approve_button = widgets.Button(description="Approve these outputs", button_style="success",
                                              icon="check")
@@ -219,7 +225,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
                 ]),
                 self.changes_html,
                 self.coverage_html,
-                widgets.VBox([self.outcomes_image, self.coverage_image]),
+                widgets.VBox([self.outcomes_image, self.coverage_image, self.plan_image]),
                 widgets.VBox([self.approve_path, self.approve_button, self.approve_status]),
             ]
         )
@@ -325,6 +331,47 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         self._summary = self._changes = self._changed_ids = self._coverage = None
         self.refresh()
         return True
+
+    @property
+    def plan(self) -> Any:
+        """The tracking plan every event is held against (a ``runtime.Plan``), or ``None``."""
+        return self.run_options.get("plan")
+
+    def use_plan(self, plan: Any) -> None:
+        """Hold the events against another tracking plan (or none), without running again.
+
+        ``plan`` is anything ``segfn_kit.load_plan`` reads, or ``None``; the issues, the
+        summary, the plot and the event cards refresh.
+
+        Raises:
+            PlanError: the plan cannot be used (the preview keeps the plan it had).
+        """
+        from segfn_kit._plan import PLAN_CODES, check_results, load_plan
+
+        if plan is None:
+            self.run_options.pop("plan", None)
+        else:
+            self.run_options["plan"] = load_plan(plan)
+        if self.results is not None:
+            results = self.results.copy()
+            if plan is None:
+                results["issues"] = [[i for i in issues if i.get("code") not in PLAN_CODES]
+                                     for issues in results["issues"]]
+                results.attrs.pop("plan", None)
+            else:
+                check_results(results, self.run_options["plan"])
+            self.results = results
+            self._summary = None
+            self.refresh()
+            self._draw_detail()
+
+    def plan_markup(self) -> str:
+        """The tracking plan's summary per rule as HTML (empty without a plan)."""
+        if self.plan is None or self.results is None:
+            return ""
+        from ._planview import plan_html
+
+        return plan_html(self.results)
 
     def use_payloads(self, payloads: Any) -> None:
         """Read these payloads from the next run on (the same frame object changes nothing)."""
@@ -471,7 +518,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         """Redraw what is on screen from the current state."""
         secrets = self.secret_values()
         self.header.value = self._header_html()
-        self.summary_html.value = r.mask(self.summary.html(), secrets)
+        self.summary_html.value = r.mask(self.summary.html() + self.plan_markup(), secrets)
         self._refresh_filters()
         self._drawn = set()
         self._draw_tab(self.tabs.selected_index or 0)
@@ -582,6 +629,13 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         elif index == 3:
             self.outcomes_image.value = outcomes_png(self.summary)
             self.coverage_image.value = coverage_png(self._unused_fields(), mapped=self.summary.counts["mapped"])
+            if self.plan is not None and self.results is not None:
+                from ._planview import plan_png
+
+                self.plan_image.value = plan_png(self.results)
+                self.plan_image.layout.display = ""
+            else:
+                self.plan_image.layout.display = "none"
         elif index == 4:
             if not self.approve_path.value:
                 self.approve_path.value = str(self.default_approve_path())
