@@ -5,11 +5,22 @@ It answers ``/v1/batch``, ``/v1/import``, ``/v1/track``, ``/v1/identify``, ``/v1
 ``/v1/set`` (``{"collection", "objects": [{"id", "properties"}, ...]}``, the objects kept in
 an ``objects`` table, ``read_sink(store, objects=True)``), so one URL can stand for both hosts:
 
-- HTTP Basic auth with the write key as user name (or ``writeKey`` in the body); 401 otherwise;
+- HTTP Basic auth with the write key as user name (or ``writeKey`` in the body); 401 otherwise,
+  or, with ``segment_auth=True`` (``segfn sink --segment-auth``), 200 as Segment answers, the
+  request recorded as rejected and its events in the ``rejected`` table;
 - 400 for invalid JSON, an event over 32 KB (the answer names its messageId) or a batch over
   500 KB; gzip request bodies (``Content-Encoding: gzip``) are accepted;
+- error answers carry ``{"success": false, "code", "message"}``: ``code`` and ``message`` are
+  what analytics-python (``APIError``) and rudder-sdk-python read;
+- a lone UTF-16 surrogate escape (``"\\ud83d"``) becomes U+FFFD, as Segment's JSON decoder
+  (Go's ``encoding/json``) does; the request's ``note`` says so and the rest of the batch is kept;
+- events Segment drops (``runtime.reject_event``: an unknown type, neither userId nor
+  anonymousId, a track without ``event``, ...) are answered 200 as Segment does and stored in a
+  ``rejected`` table with the reason (``read_sink(store, rejected=True)``), not as delivered;
 - a batch of more than 2,500 events is answered 200 but only the first 2,500 are kept, as
-  Segment does; the rest are recorded in a ``dropped`` table so a test can see the loss.
+  Segment does; the rest are recorded in a ``dropped`` table so a test can see the loss;
+- every request is on record with its status (``read_sink(store, requests=True)``), whatever
+  happened to it, a failure of the sink itself included (500, ``code: "sink_error"``).
 
 Accepted events go to SQLite with their messageId; a messageId seen before is stored again
 but marked ``duplicate`` (Segment would deduplicate it), so redeliveries stay visible.
@@ -38,6 +49,7 @@ import datetime as _dt
 import json
 import os
 import random
+import re
 import socket
 import sqlite3
 import subprocess
@@ -58,7 +70,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from segfn_kit.runtime._delivery import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from segfn_kit.runtime._rules import MAX_EVENT_BYTES
+from segfn_kit.runtime._rules import MAX_EVENT_BYTES, reject_event
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -185,7 +197,11 @@ class SinkStore:
             CREATE TABLE IF NOT EXISTS message_ids (message_id TEXT PRIMARY KEY);
             CREATE TABLE IF NOT EXISTS requests (
                 seq INTEGER PRIMARY KEY, endpoint TEXT, status INTEGER, fault TEXT, events INTEGER,
-                body_bytes INTEGER, wire_bytes INTEGER, content_encoding TEXT, received_at TEXT);
+                body_bytes INTEGER, wire_bytes INTEGER, content_encoding TEXT, received_at TEXT,
+                rejected INTEGER NOT NULL DEFAULT 0, note TEXT);
+            CREATE TABLE IF NOT EXISTS rejected (
+                seq INTEGER PRIMARY KEY, message_id TEXT, type TEXT, endpoint TEXT, reason TEXT NOT NULL,
+                received_at TEXT, event TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS dropped (
                 seq INTEGER PRIMARY KEY, message_id TEXT, reason TEXT, received_at TEXT,
                 event TEXT NOT NULL);
@@ -194,6 +210,12 @@ class SinkStore:
                 received_at TEXT, properties TEXT NOT NULL);
             """
         )
+        # a store written before requests had these columns
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+        if "rejected" not in have:
+            self._db.execute("ALTER TABLE requests ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0")
+        if "note" not in have:
+            self._db.execute("ALTER TABLE requests ADD COLUMN note TEXT")
         self._lock = threading.Lock()
 
     def add(self, events: list[dict[str, Any]], endpoint: str, received_at: str) -> tuple[int, int]:
@@ -241,35 +263,66 @@ class SinkStore:
                   json.dumps(e, ensure_ascii=False)) for e in events],
             )
 
+    def add_rejected(self, rejected: list[tuple[Any, str]], endpoint: str, received_at: str) -> None:
+        """Record events answered 200 but not delivered, each with the reason Segment drops it."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO rejected (message_id, type, endpoint, reason, received_at, event) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(_text_or_none(e.get("messageId")) if isinstance(e, dict) else None,
+                  _text_or_none(e.get("type")) if isinstance(e, dict) else None,
+                  endpoint, reason, received_at, json.dumps(e, ensure_ascii=False, separators=(",", ":")))
+                 for e, reason in rejected],
+            )
+
     def log_request(self, endpoint: str, status: int, fault: str | None, events: int,
-                    body_bytes: int, wire_bytes: int, content_encoding: str | None) -> None:
+                    body_bytes: int, wire_bytes: int, content_encoding: str | None,
+                    rejected: int = 0, note: str | None = None) -> None:
         """Record one request (what ``read_sink(store, requests=True)`` shows)."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO requests (endpoint, status, fault, events, body_bytes, wire_bytes, "
-                "content_encoding, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (endpoint, status, fault, events, body_bytes, wire_bytes, content_encoding, _now()))
+                "content_encoding, received_at, rejected, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (endpoint, status, fault, events, body_bytes, wire_bytes, content_encoding, _now(),
+                 rejected, note))
 
     def counts(self) -> dict[str, int]:
-        """Events stored, unique messageIds, duplicates, dropped."""
+        """Events stored, unique messageIds, duplicates, dropped, objects, rejected."""
         with self._lock:
             stored, dups = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(duplicate), 0) FROM events").fetchone()
             (unique,) = self._db.execute("SELECT COUNT(*) FROM message_ids").fetchone()
             (dropped,) = self._db.execute("SELECT COUNT(*) FROM dropped").fetchone()
             (objects,) = self._db.execute("SELECT COUNT(*) FROM objects").fetchone()
-        return {"stored": stored, "unique": unique, "duplicates": dups, "dropped": dropped, "objects": objects}
+            (rejected,) = self._db.execute("SELECT COUNT(*) FROM rejected").fetchone()
+        return {"stored": stored, "unique": unique, "duplicates": dups, "dropped": dropped, "objects": objects,
+                "rejected": rejected}
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
+ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 429: "rate_limited", 500: "server_error"}
+"""The ``code`` of an error answer by status (``message`` says what exactly); SDKs read both."""
+
+
+def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    """An error answer as SDKs read it: ``success``, ``code`` and ``message``.
+
+    Example:
+        >>> error_body(401, "invalid write key")
+        {'success': False, 'code': 'unauthorized', 'message': 'invalid write key'}
+    """
+    return {"success": False, "code": code or ERROR_CODES.get(status, "error"), "message": message}
+
+
 class _Reject(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
 
 
 class Sink:
@@ -279,12 +332,15 @@ class Sink:
         store: the SQLite file to write.
         write_key: the key requests must carry; ``None`` accepts any non-empty key.
         faults: faults to inject (changeable later through ``POST /__faults``).
+        segment_auth: answer a missing or wrong write key as Segment does (200, the request
+            recorded as rejected and its events in the ``rejected`` table) instead of 401.
     """
 
     def __init__(self, store: str | os.PathLike[str], write_key: str | None = None,
-                 faults: Faults | None = None):
+                 faults: Faults | None = None, segment_auth: bool = False):
         self.store = SinkStore(store)
         self._write_key = write_key
+        self.segment_auth = segment_auth
         self.faults = faults or Faults()
         self.counters: dict[str, int] = {}
         routes = [Route(f"/v1/{kind}", self._endpoint, methods=["POST"])
@@ -330,7 +386,7 @@ class Sink:
             message = {"500": "injected fault: server error", "429": "injected fault: rate limited",
                        "400": "injected fault: bad request"}[fault]
             self._count(f"status_{fault}")
-            response = JSONResponse({"success": False, "message": message}, int(fault), headers)
+            response = JSONResponse(error_body(int(fault), message), int(fault), headers)
             await response(scope, receive, send)
             return
         # Starlette wraps ``send``; keep uvicorn's own, which can reach the connection
@@ -345,10 +401,17 @@ class Sink:
         try:
             status, body = await self._accept(request, kind, info)
         except _Reject as exc:
-            status, body = exc.status, {"success": False, "message": exc.message}
-        self.store.log_request(kind, 0 if lost and status == 200 else status, state.get("segfn_fault"),
-                               info.events, info.body_bytes, info.wire_bytes,
-                               request.headers.get("content-encoding"))
+            status, body = exc.status, error_body(exc.status, exc.message, exc.code)
+        except Exception as exc:  # the sink's own failure: still an answer, still on record
+            status = 500
+            body = error_body(500, f"the sink failed on this request: {type(exc).__name__}: {exc}", "sink_error")
+            info.note = _join(info.note, body["message"])
+        try:
+            self.store.log_request(kind, 0 if lost and status == 200 else status, state.get("segfn_fault"),
+                                   info.events, info.body_bytes, info.wire_bytes,
+                                   request.headers.get("content-encoding"), info.rejected, info.note)
+        except Exception as exc:  # pragma: no cover - a store that cannot be written
+            status, body = 500, error_body(500, f"the sink cannot record the request: {exc}", "sink_error")
         if lost and status == 200:
             return _DropResponse(state["segfn_send"])
         self._count(f"status_{status}")
@@ -356,8 +419,11 @@ class Sink:
 
     async def _accept(self, request: Request, kind: str, info: _Info) -> tuple[int, dict[str, Any]]:
         header_key = _basic_user(request.headers.get("authorization"))
+        key_refused: str | None = None
         if header_key is not None and not self._key_ok(header_key):
-            raise _Reject(401, "invalid write key")
+            key_refused = "invalid write key"
+            if not self.segment_auth:
+                raise _Reject(401, key_refused)
         raw = await _read_body(request, info)
         try:
             payload = json.loads(raw)
@@ -365,43 +431,80 @@ class Sink:
             raise _Reject(400, "invalid JSON") from None
         if not isinstance(payload, dict):
             raise _Reject(400, "the body must be a JSON object")
+        if _MAYBE_SURROGATE.search(raw):
+            replaced = [0]
+            payload = _without_lone_surrogates(payload, replaced)
+            if replaced[0]:
+                info.note = _join(info.note, f"{replaced[0]:,} lone UTF-16 surrogate escape(s) replaced by "
+                                             "U+FFFD, as Segment's JSON decoder does")
         body_key = payload.pop("writeKey", None)
         if kind == "set":
             # early objects-go clients put the key in the body as write_key
             body_key = payload.pop("write_key", body_key)
         if header_key is None and not (isinstance(body_key, str) and self._key_ok(body_key)):
-            raise _Reject(401, "missing or invalid write key: use Basic auth or writeKey")
+            key_refused = "missing or invalid write key: use Basic auth or writeKey"
+            if not self.segment_auth:
+                raise _Reject(401, key_refused)
         received_at = _now()
         if kind == "set":
             collection, objects = _check_set(payload, len(raw))
+            if key_refused is not None:
+                return self._refused(info, key_refused)
             stored = self.store.add_objects(collection, objects, received_at)
             info.events = stored
             self._count("objects", stored)
             return 200, {"success": True}
         if kind in ("batch", "import"):
             if len(raw) > MAX_BATCH_BYTES:
-                raise _Reject(400, f"batch of {len(raw):,} bytes is over the {MAX_BATCH_BYTES:,}-byte limit")
+                raise _Reject(400, f"batch of {len(raw):,} bytes is over the {MAX_BATCH_BYTES:,}-byte limit",
+                              "batch_too_large")
             batch = payload.get("batch")
             if not isinstance(batch, list):
                 raise _Reject(400, "a batch body needs a \"batch\" list")
             for event in batch:
                 _check_event(event)
             kept, dropped = batch[:MAX_BATCH_EVENTS], batch[MAX_BATCH_EVENTS:]
-            if dropped:
-                self.store.add_dropped(dropped, f"over {MAX_BATCH_EVENTS} events in one batch", received_at)
-                self._count("dropped_over_limit", len(dropped))
             # a batch's own context and integrations apply to every message (Segment's batch API)
             shared = {k: payload[k] for k in ("context", "integrations") if isinstance(payload.get(k), dict)}
             events = [_received(_merged(e, shared), None, payload.get("sentAt"), received_at) for e in kept]
         else:
             if len(raw) > MAX_EVENT_BYTES:
-                raise _Reject(400, f"event of {len(raw):,} bytes is over the {MAX_EVENT_BYTES:,}-byte limit")
+                raise _Reject(400, f"event of {len(raw):,} bytes is over the {MAX_EVENT_BYTES:,}-byte limit",
+                              "message_too_large")
             _check_event(payload)
+            dropped = []
             events = [_received(payload, kind, payload.get("sentAt"), received_at)]
-        stored, duplicates = self.store.add(events, kind, received_at)
+        if key_refused is not None:
+            reason = f"{key_refused}: answered 200 as Segment does, nothing delivered"
+            self.store.add_rejected([(e, reason) for e in events + dropped], kind, received_at)
+            self._count("rejected", len(events) + len(dropped))
+            return self._refused(info, key_refused, len(events) + len(dropped))
+        if dropped:
+            self.store.add_dropped(dropped, f"over {MAX_BATCH_EVENTS} events in one batch", received_at)
+            self._count("dropped_over_limit", len(dropped))
+        rejected: list[tuple[Any, str]] = []
+        accepted: list[dict[str, Any]] = []
+        for event in events:
+            why = reject_event(event)
+            if why is None:
+                accepted.append(event)
+            else:
+                rejected.append((event, why))
+        if rejected:
+            self.store.add_rejected(rejected, kind, received_at)
+            info.rejected = len(rejected)
+            self._count("rejected", len(rejected))
+        stored, duplicates = self.store.add(accepted, kind, received_at) if accepted else (0, 0)
         info.events = stored
         self._count("events", stored)
         self._count("duplicates", duplicates)
+        return 200, {"success": True}
+
+    def _refused(self, info: _Info, why: str, events: int = 0) -> tuple[int, dict[str, Any]]:
+        """A request with a bad write key, answered as Segment does (``segment_auth``)."""
+        info.rejected = events
+        info.note = _join(info.note, f"rejected: {why} (answered 200, as Segment does)")
+        self._count("rejected_requests")
         return 200, {"success": True}
 
     def _key_ok(self, key: str) -> bool:
@@ -466,6 +569,35 @@ class _Info:
     events: int = 0
     body_bytes: int = 0
     wire_bytes: int = 0
+    rejected: int = 0
+    note: str | None = None
+
+
+def _join(note: str | None, more: str) -> str:
+    return more if not note else f"{note}; {more}"
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# a JSON escape of a UTF-16 surrogate, paired or not: only then can a parsed string hold a lone one
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any, count: list[int]) -> Any:
+    """``value`` with each lone surrogate (in keys and strings) replaced by U+FFFD, as Go's
+    ``encoding/json`` decodes ``"\\ud83d"``; paired escapes were already joined by the parser."""
+    if isinstance(value, str):
+        fixed, n = _SURROGATE.subn("\ufffd", value)
+        count[0] += n
+        return fixed
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v, count) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k, count): _without_lone_surrogates(v, count) for k, v in value.items()}
+    return value
 
 
 def _header_of(scope: Scope, name: bytes) -> str | None:
@@ -518,7 +650,7 @@ def _check_event(event: Any) -> None:
     size = len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
     if size > MAX_EVENT_BYTES:
         raise _Reject(400, f"event with messageId {event.get('messageId')!r} is {size:,} bytes, "
-                           f"over the {MAX_EVENT_BYTES:,}-byte limit")
+                           f"over the {MAX_EVENT_BYTES:,}-byte limit", "message_too_large")
 
 
 def _check_set(payload: dict[str, Any], size: int) -> tuple[str, list[dict[str, Any]]]:
@@ -624,6 +756,7 @@ def running_sink(
     faults: Faults | None = None,
     process: bool = False,
     startup_timeout: float = 20.0,
+    segment_auth: bool = False,
 ) -> Iterator[str]:
     """Run a sink on 127.0.0.1 (free port) for the duration of a ``with`` block; yields its URL.
 
@@ -634,6 +767,8 @@ def running_sink(
         process: run it in a child process (``segfn sink``) instead of a thread, so load
             tests measure the client and not the GIL shared with it.
         startup_timeout: seconds to wait for it to listen.
+        segment_auth: answer a missing or wrong write key with 200 as Segment does (the
+            request recorded as rejected) instead of 401.
 
     Example:
         >>> with running_sink() as url:
@@ -645,15 +780,15 @@ def running_sink(
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="segfn-sink-"))
             store = Path(tmp) / "sink.sqlite3"
         if process:
-            yield stack.enter_context(_sink_process(store, write_key, faults, startup_timeout))
+            yield stack.enter_context(_sink_process(store, write_key, faults, startup_timeout, segment_auth))
         else:
-            yield stack.enter_context(_sink_thread(store, write_key, faults, startup_timeout))
+            yield stack.enter_context(_sink_thread(store, write_key, faults, startup_timeout, segment_auth))
 
 
 @contextlib.contextmanager
 def _sink_thread(store: str | os.PathLike[str], write_key: str | None, faults: Faults | None,
-                 startup_timeout: float) -> Iterator[str]:
-    sink = Sink(store, write_key, faults)
+                 startup_timeout: float, segment_auth: bool = False) -> Iterator[str]:
+    sink = Sink(store, write_key, faults, segment_auth=segment_auth)
     sock = _bind("127.0.0.1", 0)
     server = _uvicorn_server(sink.app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
@@ -675,7 +810,7 @@ def _sink_thread(store: str | os.PathLike[str], write_key: str | None, faults: F
 
 @contextlib.contextmanager
 def _sink_process(store: str | os.PathLike[str], write_key: str | None, faults: Faults | None,
-                  startup_timeout: float) -> Iterator[str]:
+                  startup_timeout: float, segment_auth: bool = False) -> Iterator[str]:
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "segfn_kit", "sink", "--port", "0", "--store", str(store)]
     if write_key is not None:
@@ -685,6 +820,8 @@ def _sink_process(store: str | os.PathLike[str], write_key: str | None, faults: 
         cmd += ["--any-key"]
     if faults is not None:
         cmd += ["--faults-json", json.dumps(faults.as_dict())]
+    if segment_auth:
+        cmd += ["--segment-auth"]
     # stderr goes to a file, not a pipe: a pipe nobody reads would block a chatty child
     with tempfile.TemporaryFile("w+", encoding="utf-8") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
@@ -732,6 +869,7 @@ def read_sink(
     dropped: bool = False,
     requests: bool = False,
     objects: bool = False,
+    rejected: bool = False,
 ) -> pd.DataFrame:
     """The events a sink stored, as a DataFrame (one row per accepted event, in arrival order).
 
@@ -739,9 +877,13 @@ def read_sink(
         store: the sink's SQLite file (``segfn sink --store FILE``).
         unique: keep only the first copy of each messageId (what Segment would keep).
         dropped: read the events answered 200 but dropped (past 2,500 in a batch) instead.
-        requests: read the requests instead: ``endpoint``, ``status`` (0: connection dropped),
-            ``fault``, ``events`` stored, ``body_bytes`` (decompressed), ``wire_bytes``,
-            ``content_encoding``, ``received_at``.
+        requests: read the requests instead, every one whatever its answer: ``endpoint``,
+            ``status`` (0: connection dropped), ``fault``, ``events`` stored, ``body_bytes``
+            (decompressed), ``wire_bytes``, ``content_encoding``, ``received_at``, ``rejected``
+            (events of it stored as rejected), ``note`` (a refused write key answered 200,
+            surrogate escapes replaced, the sink's own failure), else None.
+        rejected: read the events answered 200 but dropped as Segment drops them instead:
+            ``message_id``, ``type``, ``endpoint``, ``reason``, ``received_at``, ``payload``.
         objects: read the ``Segment.set`` objects posted to ``/v1/set`` instead:
             ``collection``, ``id``, ``properties`` (a dict), ``received_at``, in arrival order
             (an object set again appears again; the last one is what the warehouse keeps).
@@ -777,9 +919,22 @@ def read_sink(
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         if requests:
             columns = ["endpoint", "status", "fault", "events", "body_bytes", "wire_bytes",
-                       "content_encoding", "received_at"]
-            rows = db.execute(f"SELECT {', '.join(columns)} FROM requests ORDER BY seq").fetchall()
-            return pd.DataFrame(rows, columns=columns)
+                       "content_encoding", "received_at", "rejected", "note"]
+            have = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+            selected = [c if c in have else f"NULL AS {c}" for c in columns]
+            rows = db.execute(f"SELECT {', '.join(selected)} FROM requests ORDER BY seq").fetchall()
+            frame = pd.DataFrame(rows, columns=columns)
+            frame["note"] = pd.Series([r[-1] for r in rows], index=frame.index, dtype=object)  # None stays None
+            frame["rejected"] = frame["rejected"].fillna(0).astype(int)
+            return frame
+        if rejected:
+            columns = ["message_id", "type", "endpoint", "reason", "received_at", "payload"]
+            try:
+                rows = db.execute("SELECT message_id, type, endpoint, reason, received_at, event FROM rejected "
+                                  "ORDER BY seq").fetchall()
+            except sqlite3.OperationalError:  # a store written before the sink kept rejected events
+                rows = []
+            return pd.DataFrame([(*r[:5], json.loads(r[5])) for r in rows], columns=columns)
         if objects:
             columns = ["collection", "id", "properties", "received_at"]
             try:

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 
+from segfn_kit._checkpoint import Checkpoint
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.runtime import Function, Request, sign
 from tests._archives import expected_events, stripe_event, write_archive
@@ -317,7 +318,7 @@ def test_c_replay_killed_and_resumed_without_loss(tmp_path: Path) -> None:
         while first.poll() is None and time.monotonic() - t0 < LIMIT / 3:
             peak_first = max(peak_first, _peak_rss_mb(first.pid))
             with contextlib.suppress(OSError, ValueError, KeyError):
-                killed_at = json.loads(ckpt.read_text())["done"]
+                killed_at = sum(entry.position for entry in Checkpoint(ckpt).entries())
                 if killed_at >= REPLAY_PAYLOADS // 3:
                     first.send_signal(signal.SIGKILL)
                     break

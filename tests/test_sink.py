@@ -49,7 +49,9 @@ def test_basic_auth_or_write_key_in_body(url: str, store: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["track", "identify", "page", "screen", "group", "alias"])
 def test_single_call_endpoints_set_the_type(url: str, store: Path, kind: str) -> None:
-    r = httpx.post(f"{url}/v1/{kind}", json={"userId": "u1", "messageId": f"m-{kind}"}, auth=AUTH)
+    needs = {"track": {"event": "Paid"}, "group": {"groupId": "g1"}, "alias": {"previousId": "a1"}}
+    body = {"userId": "u1", "messageId": f"m-{kind}", **needs.get(kind, {})}
+    r = httpx.post(f"{url}/v1/{kind}", json=body, auth=AUTH)
     assert r.status_code == 200
     stored = read_sink(store)
     assert stored[["type", "endpoint", "message_id"]].values.tolist() == [[kind, kind, f"m-{kind}"]]
@@ -242,3 +244,102 @@ def test_faults_apply_to_set(url: str, store: Path) -> None:
         httpx.post(url + "/v1/set", json=body, auth=AUTH)
     assert read_sink(store, objects=True)["id"].tolist() == ["r1"]  # lost: stored, answer never sent
     assert read_sink(store, requests=True)[["status", "fault"]].values.tolist() == [[500, "500"], [0, "lost"]]
+
+
+# -- as Segment behaves: surrogates, rejected events, every request on record, SDK-readable errors ---
+
+
+def test_a_lone_surrogate_escape_keeps_the_batch_as_segment_does(url: str, store: Path) -> None:
+    from segment.analytics import request as segment_request
+
+    # analytics-python writes a lone surrogate as the escape "\ud83d" (json.dumps, ensure_ascii)
+    batch = [event(1), event(2, properties={"note": "half an emoji \ud83d", "\udc00key": 1}),
+             event(3, properties={"emoji": "\U0001f600"})]
+    answer = segment_request.post(KEY, host=url, batch=batch)
+    assert answer.status_code == 200
+    stored = read_sink(store)
+    assert stored["message_id"].tolist() == ["m1", "m2", "m3"]
+    assert stored["payload"][1]["properties"] == {"note": "half an emoji \ufffd", "\ufffdkey": 1}
+    assert stored["payload"][2]["properties"] == {"emoji": "\U0001f600"}  # a real pair is kept
+    (row,) = read_sink(store, requests=True).to_dict("records")
+    assert (row["status"], row["events"]) == (200, 3) and "2 lone UTF-16 surrogate" in row["note"]
+    stats = httpx.get(url + "/__stats").json()
+    assert stats["requests"] == 1 and stats["status_200"] == 1 and stats["stored"] == 3
+
+
+def test_events_segment_drops_are_stored_as_rejected_with_the_reason(url: str, store: Path) -> None:
+    no_id = {"type": "track", "event": "Paid", "messageId": "m-noid"}
+    no_name = {"type": "track", "userId": "u1", "messageId": "m-noname"}
+    unknown = {"type": "purchase", "userId": "u1", "messageId": "m-unknown"}
+    r = httpx.post(url + "/v1/batch", json={"batch": [event(1), no_id, no_name, unknown, event(2)]}, auth=AUTH)
+    assert r.status_code == 200 and r.json() == {"success": True}  # Segment answers 200 and drops them
+    assert read_sink(store)["message_id"].tolist() == ["m1", "m2"]
+    rejected = read_sink(store, rejected=True)
+    assert rejected["message_id"].tolist() == ["m-noid", "m-noname", "m-unknown"]
+    reasons = rejected["reason"].tolist()
+    assert "neither userId nor anonymousId" in reasons[0]
+    assert "track event has no event" in reasons[1]
+    assert "'purchase' is not a Segment event type" in reasons[2]
+    assert rejected["payload"][1] == {**no_name, "receivedAt": rejected["received_at"][1]}
+    single = httpx.post(url + "/v1/track", json={"anonymousId": "a1", "messageId": "m-single"}, auth=AUTH)
+    assert single.status_code == 200 and read_sink(store, rejected=True)["endpoint"].tolist()[-1] == "track"
+    requests = read_sink(store, requests=True)
+    assert requests[["status", "events", "rejected"]].values.tolist() == [[200, 2, 3], [200, 0, 1]]
+    assert httpx.get(url + "/__stats").json()["rejected"] == 4
+
+
+def test_every_request_is_on_record_with_its_status(url: str, store: Path) -> None:
+    httpx.post(url + "/v1/batch", json={"batch": [event(1)]})  # no key
+    httpx.post(url + "/v1/batch", content=b"{nope", auth=AUTH)
+    httpx.post(url + "/v1/batch", json={"batch": [event(2)]}, auth=AUTH)
+    httpx.post(url + "/__faults", json={"script": ["429"]})
+    httpx.post(url + "/v1/batch", json={"batch": [event(3)]}, auth=AUTH)
+    statuses = read_sink(store, requests=True)["status"].tolist()
+    assert statuses == [401, 400, 200, 429]
+    stats = httpx.get(url + "/__stats").json()
+    assert stats["requests"] == 4 and (stats["status_401"], stats["status_400"], stats["status_429"]) == (1, 1, 1)
+
+
+def test_error_answers_carry_the_fields_sdks_read(url: str, store: Path) -> None:
+    from segment.analytics import request as segment_request
+    from segment.analytics.request import APIError
+
+    with pytest.raises(APIError) as info:
+        segment_request.post("wrong-key", host=url, batch=[event(1)])
+    assert (info.value.status, info.value.code) == (401, "unauthorized") and "write key" in info.value.message
+    big = event(2, properties={"blob": "x" * 33_000})
+    with pytest.raises(APIError) as too_big:
+        segment_request.post(KEY, host=url, batch=[big])
+    assert (too_big.value.status, too_big.value.code) == (400, "message_too_large")
+    bad = httpx.post(url + "/v1/batch", content=b"[", auth=AUTH).json()
+    assert bad == {"success": False, "code": "invalid_request", "message": "invalid JSON"}
+    httpx.post(url + "/__faults", json={"script": ["500"]})
+    assert httpx.post(url + "/v1/batch", json={"batch": []}, auth=AUTH).json()["code"] == "server_error"
+
+
+@pytest.mark.parametrize("process", [False, True])
+def test_segment_auth_answers_a_bad_write_key_with_200_and_records_it_rejected(
+    tmp_path: Path, process: bool
+) -> None:
+    from segment.analytics import request as segment_request
+
+    store = tmp_path / "sink.sqlite3"
+    with running_sink(write_key=KEY, store=store, segment_auth=True, process=process) as url:
+        assert segment_request.post("wrong-key", host=url, batch=[event(1), event(2)]).status_code == 200
+        assert httpx.post(url + "/v1/track", json=event(3)).status_code == 200  # no key at all
+        assert httpx.post(url + "/v1/track", json=event(4), auth=AUTH).status_code == 200
+        assert httpx.post(url + "/v1/set", auth=("nope", ""), json={
+            "collection": "rooms", "objects": [{"id": "r1", "properties": {}}]}).status_code == 200
+    assert read_sink(store)["message_id"].tolist() == ["m4"]
+    assert read_sink(store, objects=True).empty
+    rejected = read_sink(store, rejected=True)
+    assert rejected["message_id"].tolist() == ["m1", "m2", "m3"]
+    assert all("write key" in r and "answered 200" in r for r in rejected["reason"])
+    assert all("writeKey" not in p for p in rejected["payload"])  # keys are never stored
+    requests = read_sink(store, requests=True)
+    assert requests["status"].tolist() == [200, 200, 200, 200]
+    assert requests["rejected"].tolist() == [2, 1, 0, 0]
+    notes = requests["note"].tolist()
+    assert "rejected: invalid write key" in notes[0] and "missing or invalid write key" in notes[1]
+    assert notes[2] is None and "rejected" in notes[3]
+    assert "wrong-key" not in " ".join(n for n in notes if n)

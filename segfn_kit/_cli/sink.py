@@ -13,7 +13,11 @@ Run a local server compatible with the Segment Tracking API (/v1/batch, /v1/trac
 /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias, /v1/import). It checks the write
 key, answers Segment's limits as Segment does (400 over 32 KB per event or 500 KB per batch;
 200 but dropped past 2,500 events) and stores accepted events in SQLite: read them with
-segfn_kit.read_sink(FILE). It can fail on purpose: --fail-rate 0.3 answers 30% of requests
+segfn_kit.read_sink(FILE). Events Segment drops (an unknown type, no userId or anonymousId,
+a track without event) are answered 200 and kept apart with the reason: read them with
+segfn_kit.read_sink(FILE, rejected=True). Every request is recorded with its status:
+read_sink(FILE, requests=True). Error answers carry success, code and message, the fields
+SDKs read. It can fail on purpose: --fail-rate 0.3 answers 30% of requests
 with a mix of 500, 429 + Retry-After and dropped connections; change faults while it runs
 with POST /__faults, see counters at GET /__stats. It also answers the Objects API's
 /v1/set (Segment.set objects): read them with segfn_kit.read_sink(FILE, objects=True).
@@ -34,6 +38,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--write-key-env", default="SEGMENT_WRITE_KEY", metavar="VAR",
                    help="environment variable holding the write key to accept (default SEGMENT_WRITE_KEY)")
     p.add_argument("--any-key", action="store_true", help="accept any non-empty write key")
+    p.add_argument("--segment-auth", action="store_true",
+                   help="answer a missing or wrong write key with 200, as Segment does (the request is "
+                        "recorded as rejected, its events in the rejected table), instead of 401")
     p.add_argument("--fail-rate", type=float, default=0.0, metavar="SHARE",
                    help="share of requests that get a fault, 0 to 1 (default 0)")
     p.add_argument("--fail-mix", default="500=1,429=1,drop=1", metavar="KIND=W,...",
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"segfn sink: serving on {args.host}, reachable from other machines", file=sys.stderr)
-    sink = Sink(args.store, write_key, faults)
+    sink = Sink(args.store, write_key, faults, segment_auth=args.segment_auth)
 
     def ready(url: str) -> None:
         print(f"segfn sink listening on {url} (store {args.store}); Ctrl-C stops it", flush=True)

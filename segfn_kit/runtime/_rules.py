@@ -6,7 +6,10 @@ applies these, so a function behaves the same wherever it runs:
 
 - limits: a request body of at most 512 KiB, an event of at most 32 KB, 400 events per
   ``on_batch`` call;
-- which input is no event a destination would ever receive (``reject_event``);
+- which input is no event a destination would ever receive, and which event Segment's
+  Tracking API drops (``reject_event``: no type or an unknown one, neither userId nor
+  anonymousId, a track without ``event``, a group without ``groupId``, an alias without
+  ``previousId`` or ``userId``);
 - what an outcome answers (``status_of``);
 - what ``on_batch``'s returned statuses mean (``batch_results``): 2xx delivered; 429 and
   5xx retried; any other 4xx discarded (Bad Request), never retried; a list of the wrong
@@ -106,7 +109,14 @@ def reject_event(event: Any) -> str | None:
             "the event has neither userId nor anonymousId; Segment only delivers events "
             "that carry one: add userId or anonymousId"
         )
+    needed = _REQUIRED_FIELD.get(kind)
+    if needed is not None and not event.get(needed):
+        return f"the {kind} event has no {needed}; Segment drops {kind} events without one: set {needed}"
     return None
+
+
+# the field each call needs besides an id (Segment's HTTP Tracking API reference)
+_REQUIRED_FIELD = {"track": "event", "group": "groupId", "alias": "previousId"}
 
 
 def retry_after(value: str | None, now: _dt.datetime | None = None) -> float | None:
