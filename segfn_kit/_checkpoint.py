@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -330,14 +331,22 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: exists and is not a directory; name a directory for the checkpoint")
         self.path.mkdir(parents=True, exist_ok=True)
         head = self.path / "checkpoint.json"
-        record = {"version": CHECKPOINT_VERSION, "run": self.run, "layout": "directory"}
-        try:
-            fd = os.open(head, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            self._check_head(self._parse(_read(head), head), head)
-            return
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
+        if not head.exists():
+            # written whole to a temporary file, then linked into place: link() fails if the head
+            # exists, so of processes opening a new directory at once one wins and none reads a
+            # half-written head
+            record = {"version": CHECKPOINT_VERSION, "run": self.run, "layout": "directory"}
+            fd, tmp = tempfile.mkstemp(prefix="checkpoint.", suffix=".tmp", dir=self.path)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(record, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, head)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        self._check_head(self._parse(_read(head), head), head)
 
     def _open_file(self) -> None:
         if self.path.is_dir():
