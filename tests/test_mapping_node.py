@@ -531,19 +531,34 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, Any, A
                           capture_output=True, timeout=300, check=True)
     js = json.loads(done.stdout)
     assert len(js) == len(cases)
-    return [(m, p, j, _python(m, p)) for (m, p), j in zip(cases, js, strict=True)]
+    kit = subprocess.run([node(), str(NODE_DIR / "mapping_runner.js"), str(modules), str(file), str(KIT)],
+                         capture_output=True, timeout=300, check=True)
+    exported = json.loads(kit.stdout)
+    return [(m, p, j, (_python(m, p), e)) for (m, p), j, e in zip(cases, js, exported, strict=True)]
+
+
+KIT = Path(__file__).resolve().parents[1] / "segfn_kit" / "_export" / "templates" / "segment" / "mapping_kit.js"
+
+
+def _agrees(js: dict[str, Any], py: dict[str, Any]) -> bool:
+    if "error" in js:
+        return "error" in py and (js["problems"] is None or js["problems"] == py["problems"])
+    if "undefined" in js:
+        return "undefined" in py
+    return "value" in py and _same(js["value"], py["value"])
+
+
+def test_the_exported_javascript_interpreter_matches_actions_core(compared: list[tuple[Any, Any, Any, Any]]) -> None:
+    """The interpreter inlined in exported Segment functions, over the same cases."""
+    failures = [(m, js, ours[1]) for m, _, js, ours in compared if not _agrees(js, ours[1])]
+    assert not failures, f"{len(failures)} of {len(compared)} differ; first:\n" + "\n".join(
+        json.dumps(f, ensure_ascii=False, default=str)[:1500] for f in failures[:5])
 
 
 def test_every_case_matches_actions_core(compared: list[tuple[Any, Any, Any, Any]]) -> None:
     failures = []
-    for mapping, payload, js, py in compared:
-        if "error" in js:
-            ok = "error" in py and (js["problems"] is None or js["problems"] == py["problems"])
-        elif "undefined" in js:
-            ok = "undefined" in py
-        else:
-            ok = "value" in py and _same(js["value"], py["value"])
-        if not ok:
+    for mapping, payload, js, (py, _) in compared:
+        if not _agrees(js, py):
             failures.append({"mapping": mapping, "payload": payload if payload is not P else "P",
                              "js": js, "py": py})
     assert not failures, f"{len(failures)} of {len(compared)} differ; first:\n" + "\n".join(

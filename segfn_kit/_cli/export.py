@@ -17,7 +17,13 @@ over --payloads. The package reads its configuration from the environment only
 (SEGMENT_WRITE_KEY, SEGMENT_API_HOST, SEGFN_SETTINGS, SEGFN_SIGNATURE, ...); secret settings
 are never written into it.
 
+With --target segment, FUNCTION is a mapping function file (NAME.mapping.json) and the
+folder holds a Segment source function instead: function.js (paste it into Segment's editor),
+create_function.json (the Public API createFunction body), segment_function.tf (Terraform,
+segmentio/segment) and a README; it sends the same events, with the same messageIds.
+
 Examples:
+  segfn export github_source.mapping.json --target segment --out build/github_segment
   segfn export stripe_source.py --out build/stripe_source --payloads sample_payloads/stripe
   segfn export zendesk_destination.py --out build/zendesk --payloads events/ --settings zendesk.json
   cd build/stripe_source && python -m pytest      # the package's own tests
@@ -29,7 +35,10 @@ def register(subparsers: Any) -> None:
         "export", help="write a deployable handler package (Lambda, ASGI, command line)",
         description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("function", metavar="FUNCTION", help="the function file (.py)")
+    p.add_argument("function", metavar="FUNCTION", help="the function file (.py or .mapping.json)")
+    p.add_argument("--target", choices=("handler", "segment"), default="handler",
+                   help="handler: a Python handler package (default); segment: a Segment source "
+                        "function in JavaScript (mapping function files only)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder to write (replaced if it holds an earlier export; otherwise must be empty)")
     p.add_argument("--payloads", nargs="+", default=[], metavar="PATH",
@@ -47,6 +56,17 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from segfn_kit._export import ExportError, export
 
+    if args.target == "segment":
+        from segfn_kit._export._segment import export_segment
+
+        try:
+            folder = export_segment(args.function, args.out)
+        except ExportError as exc:
+            print(f"segfn export: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {folder}: Segment source function (function.js, create_function.json, "
+              "segment_function.tf, README.md)")
+        return 0
     try:
         package = export(
             args.function,
