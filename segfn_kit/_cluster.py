@@ -60,6 +60,7 @@ from segfn_kit.runtime._delivery import DEFAULT_OBJECTS_HOST, MAX_BATCH_EVENTS
 
 if TYPE_CHECKING:
     import httpx
+    import pandas as pd
 
     from segfn_kit._checkpoint import CheckpointKey
     from segfn_kit._payloads import Payload
@@ -74,6 +75,7 @@ __all__ = [
     "connect",
     "partition_payloads",
     "plan_partitions",
+    "profile_on_cluster",
     "replay_on_cluster",
 ]
 
@@ -853,3 +855,67 @@ def replay_on_cluster(
     summary.elapsed = time.monotonic() - started
     return summary
 
+
+
+# --------------------------------------------------------------------------- profile
+
+
+_PROFILE_BY = ("event_type", "format", "source", "method", "content_type", "path")
+
+
+def _profile_partition(partition: Partition, by: str | None) -> dict[Any, Any]:
+    """One partition's partial profile, per group (the task of a cluster profile)."""
+    from segfn_kit._profile import _profile_rows
+
+    grouped: dict[Any, list[Any]] = {}
+    for payload in partition_payloads(partition):
+        if by is None:
+            key = None
+        else:
+            key = getattr(payload, by)
+            key = "(none)" if key is None or key != key else key
+        grouped.setdefault(key, []).append(payload.body)
+    return {key: _profile_rows(bodies, ordered=True) for key, bodies in grouped.items()}
+
+
+def profile_on_cluster(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    scheduler: str,
+    by: str | None = None,
+    partitions: int | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """``profile`` of archives on a Dask cluster, and the number of payloads profiled.
+
+    Each partition is profiled on the worker that reads it; the client merges the partial
+    profiles in stream order, so the result equals ``profile(load_payloads(*paths))``.
+
+    Raises:
+        ReplayError: a bad address, or ``by`` not a payload column the workers know.
+        ClusterError: the cluster could not finish.
+    """
+    from segfn_kit._profile import _merge_profiles, _profile_frame
+
+    check_address(scheduler)
+    if by is not None and by not in _PROFILE_BY:
+        raise ReplayError(f"profile(by={by!r}) on a cluster: choose one of {', '.join(_PROFILE_BY)}")
+    paths = [p if _is_url(os.fspath(p)) else os.path.abspath(os.fspath(p)) for p in paths]
+    token = uuid.uuid4().hex[:10]
+    with connect(scheduler) as client:
+        workers = len(client.scheduler_info().get("workers", {}))
+        parts = plan_partitions(paths, partitions or 4 * max(1, workers),
+                                min_bytes=0 if partitions else _MIN_PARTITION_BYTES)
+        parts = _count_ranges(client, parts, token)
+        futures = [client.submit(_profile_partition, part, by, key=f"segfn-profile-{part.index:05d}-{token}",
+                                 pure=False) for part in parts]
+        try:
+            results = client.gather(futures)
+        except Exception as exc:
+            from distributed.scheduler import KilledWorker
+
+            if isinstance(exc, KilledWorker):
+                raise ClusterError(f"a partition of the profile killed its workers ({exc})") from None
+            raise
+    groups, present = _merge_profiles(results)
+    count = sum(c for part in results for _, c in part.values())
+    return _profile_frame(groups, by, present), count

@@ -129,7 +129,9 @@ class _Field:
     types: dict[str, int] = field(default_factory=dict)
     nulls: int = 0
     seen: int = 0
-    distinct: set[Any] = field(default_factory=set)
+    # a set, or a _KeyOrder where partial profiles are merged (the order of first sight
+    # decides the examples)
+    distinct: Any = field(default_factory=set)
     examples: list[Any] = field(default_factory=list)
     timestamps: dict[str, int] = field(default_factory=dict)
 
@@ -187,7 +189,16 @@ def _walk(value: Any, prefix: str, depth: int) -> Iterator[tuple[str, Any]]:
                 yield from _walk(item, path, depth + 1)
 
 
-def _profile_rows(bodies: list[Any]) -> tuple[dict[str, _Field], int]:
+class _KeyOrder(dict[Any, None]):
+    """The distinct keys of a field in the order first seen (a set that remembers order)."""
+
+    __slots__ = ()
+
+    def add(self, key: Any) -> None:
+        self[key] = None
+
+
+def _profile_rows(bodies: list[Any], ordered: bool = False) -> tuple[dict[str, _Field], int]:
     fields: dict[str, _Field] = {}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # no reference cycles here; collections over the many small sets cost time
@@ -197,6 +208,8 @@ def _profile_rows(bodies: list[Any]) -> tuple[dict[str, _Field], int]:
                 entry = fields.get(path)
                 if entry is None:
                     entry = fields[path] = _Field(path)
+                    if ordered:
+                        entry.distinct = _KeyOrder()
                 entry.add(row, value)
     finally:
         if gc_was_enabled:
@@ -216,13 +229,19 @@ def _as_frame(data: Any) -> pd.DataFrame:
     return load_payloads(data)
 
 
-def profile(frame: Any, by: str | None = None) -> pd.DataFrame:
+def profile(frame: Any, by: str | None = None, *, scheduler: str | None = None,
+            partitions: int | None = None) -> pd.DataFrame:
     """One row per field path of the payload bodies: types, presence, nulls, examples.
 
     Args:
         frame: a payload frame (``load_payloads``), or anything ``load_payloads`` reads.
         by: a column to profile within, e.g. ``"event_type"`` (Stripe's ``data.object``
             changes shape with the type).
+        scheduler: profile on a Dask cluster (``tcp://host:port`` or ``local:N``; needs
+            ``segfn_kit[dask]``): ``frame`` is then paths or fsspec URLs, each partition is
+            profiled where it is read and the partial profiles are merged, so the archive
+            never sits in one process's memory. The result is the one-process profile.
+        partitions: with ``scheduler``, the number of partitions (default 4 per worker).
 
     Returns:
         A DataFrame indexed by ``field`` (or by ``(by, field)``), with columns
@@ -244,12 +263,13 @@ def profile(frame: Any, by: str | None = None) -> pd.DataFrame:
         >>> float(p.at["created", "null_rate"]), p.at["created", "timestamp"]
         (0.5, 'unix')
     """
-    import pandas as pd
+    if scheduler is not None:
+        from segfn_kit._cluster import profile_on_cluster
 
+        paths = list(frame) if isinstance(frame, list | tuple) else [frame]
+        return profile_on_cluster(paths, by=by, scheduler=scheduler, partitions=partitions)[0]
     data = _as_frame(frame)
     bodies = data["body"].tolist() if "body" in data.columns else []
-    records: list[dict[str, Any]] = []
-    formats: dict[str, list[str]] = {}
     if by is None:
         groups: list[tuple[Any, list[Any]]] = [(None, bodies)]
     else:
@@ -260,8 +280,17 @@ def profile(frame: Any, by: str | None = None) -> pd.DataFrame:
         for key, body in zip(keys, bodies, strict=True):
             grouped.setdefault(key, []).append(body)
         groups = sorted(grouped.items(), key=lambda kv: str(kv[0]))
-    for key, group_bodies in groups:
-        fields, count = _profile_rows(group_bodies)
+    return _profile_frame([(key, *_profile_rows(group_bodies)) for key, group_bodies in groups], by)
+
+
+def _profile_frame(groups: list[tuple[Any, dict[str, _Field], int]], by: str | None,
+                   present: dict[tuple[Any, str], int] | None = None) -> pd.DataFrame:
+    """The profile's frame from each group's fields (``present`` overrides ``len(rows)``)."""
+    import pandas as pd
+
+    records: list[dict[str, Any]] = []
+    formats: dict[str, list[str]] = {}
+    for key, fields, count in groups:
         for path, entry in fields.items():
             non_null = [t for t in entry.types if t != "null"]
             ts = "|".join(sorted(entry.timestamps)) or None
@@ -270,7 +299,7 @@ def profile(frame: Any, by: str | None = None) -> pd.DataFrame:
                 field=path,
                 types="|".join(sorted(entry.types)),
                 rows=count,
-                present=len(entry.rows) / count if count else 0.0,
+                present=(len(entry.rows) if present is None else present[key, path]) / count if count else 0.0,
                 null_rate=entry.nulls / entry.seen if entry.seen else 0.0,
                 distinct=len(entry.distinct),
                 examples=entry.examples,
@@ -375,3 +404,51 @@ def _is_profile(value: Any) -> bool:
     return (
         isinstance(value, pd.DataFrame) and "types" in value.columns and "present" in value.columns
     )
+
+
+def _example_of_key(key: Any) -> Any:
+    """The example a distinct key stands for (keys are ``(kind, value)``, canonical JSON bytes
+    of containers, or ``"NaN"``)."""
+    if isinstance(key, tuple):
+        return _example(key[1])
+    if isinstance(key, bytes):
+        return _example(orjson.loads(key))
+    if key == "NaN":
+        return math.nan
+    return key
+
+
+def _merge_profiles(
+    parts: list[dict[Any, tuple[dict[str, _Field], int]]],
+) -> tuple[list[tuple[Any, dict[str, _Field], int]], dict[tuple[Any, str], int]]:
+    """Partial profiles (per group: fields with ordered distinct keys, rows), in stream order,
+    merged into what one profile of all the rows gives; and each field's present count."""
+    merged: dict[Any, tuple[dict[str, _Field], list[int]]] = {}
+    present: dict[tuple[Any, str], int] = {}
+    for part in parts:
+        for key, (fields, count) in part.items():
+            target, total = merged.setdefault(key, ({}, [0]))
+            total[0] += count
+            for path, entry in fields.items():
+                m = target.get(path)
+                if m is None:
+                    m = target[path] = _Field(path)
+                    present[key, path] = 0
+                present[key, path] += len(entry.rows)
+                m.seen += entry.seen
+                m.nulls += entry.nulls
+                for kind, n in entry.types.items():
+                    m.types[kind] = m.types.get(kind, 0) + n
+                for fmt, n in entry.timestamps.items():
+                    m.timestamps[fmt] = m.timestamps.get(fmt, 0) + n
+                for i, dk in enumerate(entry.distinct):
+                    if len(m.distinct) >= MAX_DISTINCT:
+                        break
+                    if dk not in m.distinct:
+                        m.distinct.add(dk)
+                        if len(m.examples) < MAX_EXAMPLES:
+                            m.examples.append(entry.examples[i] if i < len(entry.examples) else _example_of_key(dk))
+    groups = [(key, fields, total[0]) for key, (fields, total) in merged.items()]
+    if not (len(groups) == 1 and groups[0][0] is None):
+        groups.sort(key=lambda g: str(g[0]))
+    return groups, present

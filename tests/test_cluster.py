@@ -213,6 +213,35 @@ def test_file_url_glob_gives_the_one_process_events(
     assert len(expected) == 1920
 
 
+def test_profile_on_the_cluster_is_the_one_process_profile(cluster: dict[str, Any], tmp_path: Path) -> None:
+    import pandas as pd
+
+    from segfn_kit._payloads import load_payloads
+    from segfn_kit._profile import profile
+
+    repo = Path(__file__).resolve().parent.parent
+    mixed = tmp_path / "mixed.jsonl"
+    with open(mixed, "w") as fh:
+        for n in range(900):
+            body: dict[str, Any] = {"id": n if n % 7 else str(n), "type": ["a", "b", "c"][n % 3],
+                                    "created": 1_700_000_000 + n, "tags": [n % 4, "x" * (n % 5)]}
+            if n % 11 == 0:
+                body["extra"] = None
+            if n > 600:
+                body["late"] = {"k": n % 9, "at": "2025-01-02T03:04:05Z"}
+            fh.write(json.dumps(body) + "\n")
+    paths = [str(repo / "sample_payloads" / "stripe"), str(mixed)]
+    corpus = repo.parent / "shared" / "corpora" / "hookdeck-webhook-samples"
+    if corpus.is_dir():  # real captures of many providers, when the corpora are there
+        paths.append(str(corpus))
+    for by in (None, "event_type"):
+        want = profile(load_payloads(*paths), by=by)
+        got = profile(paths, by=by, scheduler=cluster["address"], partitions=6)
+        pd.testing.assert_frame_equal(got, want)
+        assert got.attrs == want.attrs
+    assert cli(["profile", *paths, "--scheduler", cluster["address"], "--partitions", "3"]) == 0
+
+
 def test_memory_url_partitions_read_like_one_process(tmp_path: Path) -> None:
     import fsspec
 

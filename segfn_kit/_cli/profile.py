@@ -18,6 +18,11 @@ Examples:
   segfn profile captures/ --by event_type
   segfn profile old/ --drift new/          # fields added, removed or changed type
   segfn profile captures/ --csv > fields.csv
+  segfn profile 's3://backups/stripe/*.jsonl.gz' --scheduler tcp://10.0.0.5:8786
+
+With --scheduler (tcp://HOST:PORT or local:N; pip install 'segfn_kit[dask]') each partition is
+profiled on the Dask worker that reads it and the partial profiles are merged: the same
+profile, without the archive in one process's memory.
 """
 
 
@@ -45,6 +50,9 @@ def register(subparsers: Any) -> None:
         help="compare PAYLOADS (old) with these (new): fields added, removed or changed type",
     )
     p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="profile on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N")
+    p.add_argument("--partitions", type=int, metavar="N", help="with --scheduler: partitions (default 4 per worker)")
     p.add_argument(
         "--split-arrays",
         action="store_true",
@@ -54,11 +62,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from segfn_kit._payloads import load_payloads
     from segfn_kit._profile import drift, profile
 
+    if args.scheduler is not None:
+        return _run_cluster(args)
     try:
         frame = load_payloads(
             *args.payloads, split_arrays=args.split_arrays, progress=sys.stderr.isatty()
@@ -80,6 +89,34 @@ def run(args: argparse.Namespace) -> int:
             "load_payloads)",
             file=sys.stderr,
         )
+    return _show(args, result, len(frame))
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    if args.drift or args.split_arrays:
+        print("segfn profile: --drift and --split-arrays run on one machine: drop --scheduler", file=sys.stderr)
+        return 2
+    try:
+        from segfn_kit._cluster import profile_on_cluster
+        from segfn_kit._replay import ClusterError, ReplayError
+    except ImportError as exc:
+        print(f"segfn profile: --scheduler needs Dask ({exc}): pip install 'segfn_kit[dask]'", file=sys.stderr)
+        return 2
+    try:
+        result, count = profile_on_cluster(args.payloads, scheduler=args.scheduler, by=args.by,
+                                           partitions=args.partitions)
+    except ClusterError as exc:
+        print(f"segfn profile: {exc}", file=sys.stderr)
+        return 1
+    except (ReplayError, FileNotFoundError) as exc:
+        print(f"segfn profile: {exc}", file=sys.stderr)
+        return 2
+    return _show(args, result, count)
+
+
+def _show(args: argparse.Namespace, result: Any, count: int) -> int:
+    import pandas as pd
+
     if args.csv:
         result.to_csv(sys.stdout)
         return 0
@@ -95,5 +132,5 @@ def run(args: argparse.Namespace) -> int:
         "display.max_rows", None, "display.width", 200, "display.max_colwidth", 60
     ):
         print(shown.to_string())
-    print(f"\n{len(frame)} payloads, {len(result)} {'changes' if args.drift else 'fields'}")
+    print(f"\n{count} payloads, {len(result)} {'changes' if args.drift else 'fields'}")
     return 0
