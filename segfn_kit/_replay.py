@@ -96,6 +96,9 @@ class ReplaySummary:
         elapsed: seconds.
         interrupted: the replay was stopped before the end (Ctrl-C).
         mode: ``deliver``, ``dry-run`` or ``out``.
+        plan: with a tracking plan, ``{"mode", "checked", "failing", "held", "issues"}``
+            (events checked, events with a plan issue, events held back by ``block``, the
+            issue count) and ``plan_examples`` the first issues as ``<payload id>: <message>``.
     """
 
     payloads: int = 0
@@ -111,6 +114,8 @@ class ReplaySummary:
     elapsed: float = 0.0
     interrupted: bool = False
     mode: str = "deliver"
+    plan: dict[str, Any] | None = None
+    plan_examples: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def events_per_second(self) -> float:
@@ -155,6 +160,11 @@ class ReplaySummary:
             lines.append(f"changed       {len(self.changed):,} archives changed since the checkpoint, "
                          "replayed from their start: " + ", ".join(self.changed[:_LISTED])
                          + (" ..." if len(self.changed) > _LISTED else ""))
+        if self.plan is not None:
+            p = self.plan
+            lines.append(f"plan          {p['checked']:,} events checked, {p['failing']:,} with plan issues "
+                         f"({p['issues']:,} issues), {p['held']:,} held back ({p['mode']})")
+            lines += [f"  {line}" for line in self.plan_examples]
         if self.interrupted:
             lines.append("interrupted   run the same command again to resume")
         lines.append(f"time          {self.elapsed:.1f} s")
@@ -253,6 +263,8 @@ def replay(
     partitions: int | None = None,
     rate: float | None = None,
     batch_events: int | None = None,
+    plan: Any = None,
+    plan_mode: str = "report",
 ) -> ReplaySummary:
     """Run a source function over archived payloads and deliver (or write) the events.
 
@@ -286,12 +298,18 @@ def replay(
         rate: with ``scheduler``, at most this many requests per second, all workers
             together (429 ``Retry-After`` pauses them all).
         batch_events: events per ``/v1/batch`` request (default and most: 2,500).
+        plan: a tracking plan (anything ``segfn_kit.load_plan`` reads) every event is held
+            against before it is sent; counts and the first issues are in the summary.
+        plan_mode: ``report`` sends every event and reports plan issues; ``block`` holds
+            back the events with a plan issue (violations and unplanned events), as
+            Protocols' blocking does: they are counted, not sent, written or dead-lettered.
 
     Returns:
         A ``ReplaySummary``; print it for the table the command line shows.
 
     Raises:
         ReplayError: bad arguments, a missing write key, or a checkpoint of another replay.
+        PlanError: the plan cannot be used (raised before any payload is read).
 
     Example:
         >>> import tempfile, pathlib
@@ -319,6 +337,9 @@ def replay(
                               "(the messageIds are the same)")
         if client is not None or stream is not None:
             raise ReplayError("client and stream belong to a one-process replay; give them without a scheduler")
+        if plan is not None:
+            raise ReplayError("a tracking plan is checked in one-process replays only: run without a "
+                              "scheduler, or check the plan with `segfn run --plan` on a sample first")
         from segfn_kit._cluster import replay_on_cluster
 
         return replay_on_cluster(
@@ -327,6 +348,14 @@ def replay(
             checkpoint=checkpoint, dead_letter=dead_letter, budget=budget, progress=progress,
             batch_events=batch_events,
         )
+    checker = None
+    if plan is not None:
+        from segfn_kit._plan import load_plan
+        from segfn_kit.runtime._plan import PLAN_MODES
+
+        if plan_mode not in PLAN_MODES:
+            raise ReplayError(f"plan_mode {plan_mode!r}: use report or block")
+        checker = load_plan(plan)
     if partitions is not None or rate is not None:
         raise ReplayError("partitions and rate are options of a cluster replay: give a scheduler too "
                           "(local:N runs one on this machine)")
@@ -336,6 +365,8 @@ def replay(
     fn_settings = fn.settings(values)
     mode = "dry-run" if dry_run else "out" if out is not None else "deliver"
     summary = ReplaySummary(mode=mode)
+    if checker is not None:
+        summary.plan = {"mode": plan_mode, "checked": 0, "failing": 0, "held": 0, "issues": 0}
 
     cp: Checkpoint | None = None
     sender: _Sender | None = None
@@ -416,6 +447,8 @@ def replay(
                 if payload.error:
                     summary.unloadable.append(f"{payload.payload_id}: {payload.error}")
                 events, objects, retryable = _run_one(fn, payload, fn_settings, outcomes)
+                if checker is not None and events:
+                    events = _hold(checker, plan_mode, payload.payload_id, events, summary)
                 summary.events += len(events)
                 summary.objects += len(objects)
                 if mode == "dry-run":
@@ -473,6 +506,22 @@ def replay(
         summary.outcomes = {k: v for k, v in sorted(outcomes.items()) if v}
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _hold(checker: Any, mode: Any, payload_id: str, events: list[dict[str, Any]],
+          summary: ReplaySummary) -> list[dict[str, Any]]:
+    """The events to send after the plan's check; the summary counts what it found."""
+    sent, held, issues = checker.hold(events, mode)
+    assert summary.plan is not None
+    summary.plan["checked"] += len(events)
+    summary.plan["failing"] += len({i["event_index"] for i in issues})
+    summary.plan["held"] += len(held)
+    summary.plan["issues"] += len(issues)
+    for issue in issues:
+        if len(summary.plan_examples) >= _LISTED:
+            break
+        summary.plan_examples.append(f"{payload_id}: events[{issue['event_index']}]: {issue['message']}")
+    return list(sent)
 
 
 def _open_unit(cp: Checkpoint, source: str, seen: set[str], summary: ReplaySummary) -> _Unit:

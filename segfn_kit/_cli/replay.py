@@ -35,6 +35,12 @@ folder (or URL) with one record per finished partition, keyed by content: run th
 command again and finished partitions send nothing. The dashboard's address is printed.
 Exit 1 if a partition killed its workers three times (KilledWorker) or no worker is left.
 
+With --plan FILE (a tracking plan: Public API rules JSON, typewriter plan.json, rudder-cli
+YAML) every event is held against the plan before it is sent. --plan-mode report (default)
+sends every event and reports the issues in the summary; --plan-mode block holds back the
+events with a plan issue (violations and unplanned events), as Protocols' blocking does:
+they are counted, not sent. A plan that cannot be used is exit 2, before anything is read.
+
 examples:
   segfn replay stripe.py archive/2025-*.jsonl.gz --checkpoint stripe.ckpt
   SEGMENT_API_HOST=http://127.0.0.1:8788 SEGMENT_OBJECTS_HOST=http://127.0.0.1:8788 \
@@ -44,6 +50,7 @@ examples:
   segfn replay stripe.py 's3://backups/stripe/2025-*.jsonl.gz' --to https://api.segment.io \
     --scheduler tcp://10.0.0.5:8786 --rate 500 --checkpoint s3://backups/replay-ckpt/
   segfn replay stripe.py archive/ --scheduler local:4 --dry-run
+  segfn replay stripe.py archive/ --plan stripe_plan.json --plan-mode block
 """
 
 
@@ -73,6 +80,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-events", type=int, metavar="N",
                    help="events per /v1/batch request (default and most: 2500)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plan", metavar="FILE", help="a tracking plan to hold every event against")
+    p.add_argument("--plan-mode", choices=["report", "block"], default="report",
+                   help="report plan issues and send everything (default), or block: hold back "
+                        "events with a plan issue")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N")
     p.add_argument("--partitions", type=int, metavar="N", help="with --scheduler: partitions (default 4 per worker)")
@@ -83,9 +94,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from segfn_kit._replay import ReplayError, replay
-    from segfn_kit.runtime import FunctionLoadError
+    from segfn_kit.runtime import FunctionLoadError, PlanError
 
     if args.scheduler is not None:
+        if args.plan is not None:
+            print("segfn replay: --plan is checked in one-process replays only (run without --scheduler)",
+                  file=sys.stderr)
+            return 2
         return _run_cluster(args)
     if args.partitions is not None or args.rate is not None:
         print("segfn replay: --partitions and --rate need --scheduler (local:N runs a cluster here)", file=sys.stderr)
@@ -95,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
             args.function, *args.payloads, to=args.to, objects_to=args.objects_to, dry_run=args.dry_run, out=args.out,
             settings=args.settings, checkpoint=args.checkpoint, dead_letter=args.dead_letter,
             budget=args.budget, progress=not args.no_progress and sys.stderr.isatty(),
-            batch_events=args.batch_events,
+            batch_events=args.batch_events, plan=args.plan, plan_mode=args.plan_mode,
         )
+    except PlanError as exc:
+        print(f"segfn replay: --plan: {exc}", file=sys.stderr)
+        return 2
     except (ReplayError, FunctionLoadError, FileNotFoundError) as exc:
         print(f"segfn replay: {exc}", file=sys.stderr)
         return 2
