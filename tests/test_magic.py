@@ -189,3 +189,23 @@ def test_reloaded_payloads_refresh_the_same_preview(shell: InteractiveShell, nam
     assert outputs[0][WIDGET]["model_id"] == wb.model_id
     assert wb.summary.total == 3 and list(wb.previous.index) == first_ids
     assert wb.changes["change"].tolist() == ["added"]
+
+
+MAPPING_CELL = json.dumps({
+    "route": {"@path": "$.body.type"},
+    "routes": {"customer.created": [
+        {"type": "identify", "userId": {"@path": "$.body.id"}, "traits": {"plan": "pro"}}]},
+}, indent=2)
+
+
+def test_a_json_cell_is_a_mapping_function(shell: InteractiveShell, name: str) -> None:
+    result, _outputs = cell(shell, f"source {name} --payloads frame", MAPPING_CELL)
+    assert result.success
+    wb = shell.user_ns[name]
+    assert wb.summary.counts["mapped"] == 1 and wb.summary.counts["unsupported"] == 1
+    assert wb.results is not None and wb.results.iloc[0]["events"][0]["traits"] == {"plan": "pro"}
+    assert FUNCTIONS[name].source.strip() == MAPPING_CELL and FUNCTIONS[name].kind == "source"
+    bad = MAPPING_CELL.replace('"@path": "$.body.id"', '"@pth": "$.body.id"')
+    result, _outputs = cell(shell, f"source {name} --payloads frame", bad)
+    assert result.success and shell.user_ns[name] is wb
+    assert "has an invalid directive: @pth" in wb.error_area.value

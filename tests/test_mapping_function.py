@@ -141,3 +141,15 @@ def test_bundled_stripe_mapping_over_the_stripe_corpus(corpora_dir: Path) -> Non
     assert outcomes["ok"] >= 10
     tracked = {e["event"] for evs in frame["events"] for e in evs if e["type"] == "track"}
     assert {"Customer Created", "Charge Succeeded", "Invoice Paid", "Subscription Created"} <= tracked
+
+
+def test_exported_python_handler_of_a_mapping_file_passes_its_own_tests(corpora_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pkg"
+    done = _segfn("export", str(GITHUB), "--out", str(out), "--payloads",
+                  str(corpora_dir / "hookdeck-webhook-samples" / "github"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "function.py").read_text())["name"] == "github_activity"
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=out,
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert tests.returncode == 0, tests.stdout[-2000:]
+    assert " passed" in tests.stdout
