@@ -1,4 +1,9 @@
-"""Function settings: a read-only mapping, and which of them are secret.
+"""Function settings: a deeply read-only mapping, and which of them are secret.
+
+Settings are the same for every payload of a run, so nothing a function does may change them:
+lists and objects inside them are read-only too (``ReadOnlyList``, ``ReadOnlyDict``, still a
+``list`` and a ``dict`` to ``isinstance`` and to ``json``), and a change raises
+``SettingsReadOnlyError`` naming the setting and how to work on a copy.
 
 A function file declares its settings at module level, as a literal the tools can read
 without running the file::
@@ -20,7 +25,16 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["MASK", "Settings", "declared_settings", "mask_text", "secret_names"]
+__all__ = [
+    "MASK",
+    "ReadOnlyDict",
+    "ReadOnlyList",
+    "Settings",
+    "SettingsReadOnlyError",
+    "declared_settings",
+    "mask_text",
+    "secret_names",
+]
 
 MASK = "••••••"
 
@@ -80,10 +94,190 @@ def secret_names(names: Iterable[str], declared: Mapping[str, Mapping[str, Any]]
     return frozenset(out)
 
 
+class SettingsReadOnlyError(TypeError):
+    """A function tried to change its settings (they are the same for every payload).
+
+    Attributes:
+        setting: where, as code would write it (``settings['tags']``, ``settings['map']['a']``).
+
+    Example:
+        >>> s = Settings({"tags": ["a"]})
+        >>> s["tags"].append("b")
+        Traceback (most recent call last):
+        ...
+        segfn_kit.runtime._settings.SettingsReadOnlyError: settings['tags'] is read-only (append): settings are the same for every payload; work on a copy: list(settings['tags'])
+    """
+
+    def __init__(self, setting: str, action: str, copy_hint: str | None = None):
+        hint = f"; work on a copy: {copy_hint}" if copy_hint else ""
+        super().__init__(f"{setting} is read-only ({action}): settings are the same for every payload{hint}")
+        self.setting = setting
+
+
+def _freeze(value: Any, where: str) -> Any:
+    """``value`` with its lists and dicts (at any depth) made read-only; other values as they are."""
+    if isinstance(value, ReadOnlyList | ReadOnlyDict):
+        return value
+    if isinstance(value, list):
+        return ReadOnlyList((_freeze(v, f"{where}[{i}]") for i, v in enumerate(value)), where=where)
+    if isinstance(value, dict):
+        return ReadOnlyDict({k: _freeze(v, f"{where}[{k!r}]") for k, v in value.items()}, where=where)
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_freeze(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, set):
+        return frozenset(value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """A plain, mutable deep copy of a frozen value."""
+    if isinstance(value, list):
+        return [_thaw(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_thaw(v) for v in value)
+    return value
+
+
+class ReadOnlyList(list[Any]):
+    """A list inside settings: reads as a list, refuses changes with the setting's name.
+
+    ``copy.copy``/``copy.deepcopy``/``list(x)`` give a plain list to change.
+
+    Example:
+        >>> tags = ReadOnlyList(["a", "b"], where="settings['tags']")
+        >>> isinstance(tags, list), tags + ["c"], list(tags)
+        (True, ['a', 'b', 'c'], ['a', 'b'])
+    """
+
+    __slots__ = ("_where",)
+
+    def __init__(self, items: Iterable[Any] = (), *, where: str = "a setting"):
+        super().__init__(items)
+        self._where = where
+
+    def _refuse(self, action: str) -> SettingsReadOnlyError:
+        return SettingsReadOnlyError(self._where, action, f"list({self._where})")
+
+    def append(self, value: Any) -> None:
+        raise self._refuse("append")
+
+    def extend(self, values: Iterable[Any]) -> None:
+        raise self._refuse("extend")
+
+    def insert(self, index: Any, value: Any) -> None:
+        raise self._refuse("insert")
+
+    def pop(self, index: Any = -1) -> Any:
+        raise self._refuse("pop")
+
+    def remove(self, value: Any) -> None:
+        raise self._refuse("remove")
+
+    def clear(self) -> None:
+        raise self._refuse("clear")
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        raise self._refuse("sort; sorted() gives a sorted copy")
+
+    def reverse(self) -> None:
+        raise self._refuse("reverse")
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise self._refuse("item assignment")
+
+    def __delitem__(self, index: Any) -> None:
+        raise self._refuse("del")
+
+    def __iadd__(self, values: Iterable[Any]) -> ReadOnlyList:  # type: ignore[misc]
+        raise self._refuse("+=")
+
+    def __imul__(self, n: Any) -> ReadOnlyList:  # type: ignore[misc]
+        raise self._refuse("*=")
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return _thaw(self)  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_list, (list(self), self._where))
+
+
+class ReadOnlyDict(dict[Any, Any]):
+    """An object inside settings: reads as a dict, refuses changes with the setting's name.
+
+    ``copy.copy``/``copy.deepcopy``/``dict(x)`` give a plain dict to change.
+
+    Example:
+        >>> m = ReadOnlyDict({"a": 1}, where="settings['map']")
+        >>> isinstance(m, dict), m | {"b": 2}, m.get("a")
+        (True, {'a': 1, 'b': 2}, 1)
+    """
+
+    __slots__ = ("_where",)
+
+    def __init__(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = (), *, where: str = "a setting"):
+        super().__init__(items)
+        self._where = where
+
+    def _refuse(self, action: str) -> SettingsReadOnlyError:
+        return SettingsReadOnlyError(self._where, action, f"dict({self._where})")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise self._refuse(f"setting key {key!r}")
+
+    def __delitem__(self, key: Any) -> None:
+        raise self._refuse(f"del key {key!r}")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise self._refuse("update")
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        raise self._refuse("pop")
+
+    def popitem(self) -> tuple[Any, Any]:
+        raise self._refuse("popitem")
+
+    def clear(self) -> None:
+        raise self._refuse("clear")
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        raise self._refuse("setdefault")
+
+    def __ior__(self, other: Any) -> ReadOnlyDict:  # type: ignore[misc]
+        raise self._refuse("|=")
+
+    def __copy__(self) -> dict[Any, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[Any, Any]:
+        return _thaw(self)  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_dict, (dict(self), self._where))
+
+
+def _rebuild_list(items: list[Any], where: str) -> ReadOnlyList:
+    return ReadOnlyList(items, where=where)
+
+
+def _rebuild_dict(items: dict[Any, Any], where: str) -> ReadOnlyDict:
+    return ReadOnlyDict(items, where=where)
+
+
+def _rebuild_settings(values: dict[str, Any], secrets: frozenset[str]) -> Settings:
+    return Settings(values, secrets=secrets)
+
+
 class Settings(Mapping[str, Any]):
     """Read-only settings, by key (``settings["apiKey"]``) or attribute (``settings.apiKey``).
 
-    Secret values never show in ``repr`` or ``masked()``.
+    Deeply read-only: lists and objects inside are ``ReadOnlyList`` / ``ReadOnlyDict``, and
+    any change raises ``SettingsReadOnlyError`` naming the setting. Secret values never show
+    in ``repr`` or ``masked()``.
 
     Example:
         >>> s = Settings({"subdomain": "acme", "apiToken": "t0k3n"}, secrets={"apiToken"})
@@ -96,7 +290,7 @@ class Settings(Mapping[str, Any]):
     __slots__ = ("_secrets", "_values")
 
     def __init__(self, values: Mapping[str, Any] | None = None, *, secrets: Iterable[str] = ()):
-        object.__setattr__(self, "_values", dict(values or {}))
+        object.__setattr__(self, "_values", {k: _freeze(v, f"settings[{k!r}]") for k, v in dict(values or {}).items()})
         object.__setattr__(self, "_secrets", secret_names(self._values, {n: {"secret": True} for n in secrets}))
 
     @property
@@ -134,10 +328,19 @@ class Settings(Mapping[str, Any]):
             raise AttributeError(f"no setting {name!r} (settings given: {known})") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise TypeError("settings are read-only")
+        raise SettingsReadOnlyError(f"settings.{name}", "assignment")
 
     def __setitem__(self, name: str, value: Any) -> None:
-        raise TypeError("settings are read-only")
+        raise SettingsReadOnlyError(f"settings[{name!r}]", "assignment")
+
+    def __delitem__(self, name: str) -> None:
+        raise SettingsReadOnlyError(f"settings[{name!r}]", "del")
+
+    def __delattr__(self, name: str) -> None:
+        raise SettingsReadOnlyError(f"settings.{name}", "del")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_settings, (self._values, self._secrets))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
