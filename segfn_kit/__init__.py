@@ -30,6 +30,9 @@ _EXPORTS = {
     # payloads
     "load_payloads": "segfn_kit._payloads",
     "iter_payloads": "segfn_kit._payloads",
+    "request_from_row": "segfn_kit._payloads",
+    "Payload": "segfn_kit._payloads",
+    "PayloadError": "segfn_kit._payloads",
     "profile": "segfn_kit._profile",
     "drift": "segfn_kit._profile",
     "redact": "segfn_kit._redact",
@@ -61,6 +64,8 @@ __all__ = [
     "CheckpointError",
     "CheckpointKey",
     "ClusterError",
+    "Payload",
+    "PayloadError",
     "ReplayError",
     "Responses",
     "__version__",
@@ -80,6 +85,7 @@ __all__ = [
     "read_sink",
     "redact",
     "replay",
+    "request_from_row",
     "run",
     "sample_events",
     "to_jsonl",
@@ -92,7 +98,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from segfn_kit._events import sample_events
     from segfn_kit._export import export
     from segfn_kit._http import Responses
-    from segfn_kit._payloads import iter_payloads, load_payloads
+    from segfn_kit._payloads import (
+        Payload,
+        PayloadError,
+        iter_payloads,
+        load_payloads,
+        request_from_row,
+    )
     from segfn_kit._plan import diff_plans, infer_plan, load_plan, plan_summary
     from segfn_kit._preview import preview
     from segfn_kit._profile import drift, profile

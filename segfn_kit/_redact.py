@@ -298,7 +298,8 @@ class Redactor:
 
     def _url_param(self, m: re.Match[str], location: str) -> str:
         name, val = m.group(2), m.group(3)
-        if val and SECRET_KEY.search(name) and not NOT_SECRET_KEY.search(name):
+        template = val.startswith(("{", "%7B", "%7b"))  # {CHECKOUT_SESSION_ID}: filled in later
+        if val and not template and SECRET_KEY.search(name) and not NOT_SECRET_KEY.search(name):
             return f"{m.group(1)}{name}={self.placeholder('secret', val, location)}"
         return m.group(0)
 
