@@ -651,6 +651,7 @@ def redact(
     redactor: Redactor | None = None,
     progress: bool = False,
     resign: bool = False,
+    max_bytes: int | None = None,
 ) -> Any:
     """Replace emails, phone numbers, names, card numbers, tokens and secret headers.
 
@@ -665,6 +666,8 @@ def redact(
         resign: keep signature headers valid: Stripe, GitHub, Shopify and Zendesk signatures
             are made anew over the redacted body with ``TEST_SECRET``
             (``whsec_test_segfn_kit_documented_secret``), keeping their timestamps.
+        max_bytes: the size cap of one file after decompression (default
+            ``$SEGFN_MAX_BYTES``, else 256 MiB); larger files are reported as skipped.
 
     Returns:
         For a frame: a redacted copy, with ``attrs["redactions"]`` (a DataFrame of
@@ -678,6 +681,8 @@ def redact(
         {'headers': {'Authorization': 'Bearer <secret-1>'}, 'body': {'customer': {'name': 'Person 1', 'email': 'person1@example.com'}}}
     """
     import pandas as pd
+
+    from segfn_kit._payloads import max_bytes_default
 
     r = redactor or Redactor(key=key.encode() if isinstance(key, str) else key, resign=resign)
     if len(inputs) == 1 and isinstance(inputs[0], pd.DataFrame):
@@ -693,7 +698,8 @@ def redact(
             "redact(files...) needs out=FOLDER: redacted copies are written there and the "
             "originals are left unchanged"
         )
-    _redact_files(r, inputs, Path(out), progress)
+    limit = max_bytes_default() if max_bytes is None else max_bytes
+    _redact_files(r, inputs, Path(out), progress, limit)
     return pd.DataFrame(r.replacements, columns=["source", "location", "kind", "placeholder"])
 
 
@@ -740,7 +746,9 @@ def _report(r: Redactor) -> pd.DataFrame:
     return pd.DataFrame(r.replacements, columns=["source", "location", "kind", "placeholder"])
 
 
-def _redact_files(r: Redactor, inputs: Iterable[Any], out: Path, progress: bool) -> None:
+def _redact_files(
+    r: Redactor, inputs: Iterable[Any], out: Path, progress: bool, max_bytes: int
+) -> None:
     from segfn_kit._payloads import _files_of, _Reader
 
     skipped: list[str] = []
@@ -761,29 +769,23 @@ def _redact_files(r: Redactor, inputs: Iterable[Any], out: Path, progress: bool)
                 f"{path}: the output would overwrite the input; choose another --out folder"
             )
         r.source = base_id
-        if not _redact_file(r, path, target):
+        if not _redact_file(r, path, target, max_bytes):
             continue
         r.replacements.append(
             {"source": base_id, "location": "", "kind": "file", "placeholder": str(target)}
         )
 
 
-def _redact_file(r: Redactor, path: Path, target: Path) -> bool:
+def _redact_file(r: Redactor, path: Path, target: Path, max_bytes: int) -> bool:
     """Write the redacted copy of one file; False (and a ``skipped`` row) when it cannot be read."""
     import zlib
 
-    from segfn_kit._payloads import (
-        JSONL_SUFFIXES,
-        TooLarge,
-        max_bytes_default,
-        parse_json,
-        read_capped,
-    )
+    from segfn_kit._payloads import JSONL_SUFFIXES, TooLarge, parse_json, read_capped
 
     gz = path.name.lower().endswith(".gz")
     opener: Callable[..., Any] = gzip.open if gz else open
     try:
-        data = read_capped(path, gz, max_bytes_default())
+        data = read_capped(path, gz, max_bytes)
     except (TooLarge, OSError, EOFError, zlib.error) as exc:  # not copied: says why
         r.replacements.append(
             {

@@ -264,3 +264,25 @@ def test_segfn_profile_and_run_survive_a_folder_of_hostile_files(tmp_path: Path)
     assert outcomes["captures/e.json.gz"] == "error"
     assert outcomes["captures/c.jsonl.gz#error"] == "error"
     assert len(outcomes) == 6
+
+
+def test_max_bytes_on_the_command_line(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    write(folder / "big.json", '{"type": "big", "a": "' + " " * 5000 + '"}')
+    write(folder / "small.json", '{"type": "small"}')
+    base = [sys.executable, "-m", "segfn_kit"]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+    capped = cli("profile", str(folder), "--max-bytes", "4K")
+    assert capped.returncode == 0, capped.stderr
+    assert "1 of 2 payloads could not be read" in capped.stderr
+    assert cli("profile", str(folder), "--max-bytes", "1M").stderr == ""
+    bad = cli("profile", str(folder), "--max-bytes", "lots")
+    assert bad.returncode == 2 and "'lots' is not a size" in bad.stderr
+    out = tmp_path / "out"
+    done = cli("redact", str(folder), "--out", str(out), "--max-bytes", "4K")
+    assert done.returncode == 0, done.stderr
+    assert "size cap" in done.stdout
+    assert not (out / "caps" / "big.json").exists() and (out / "caps" / "small.json").exists()

@@ -50,34 +50,53 @@ def register(subparsers: Any) -> None:
         help="compare PAYLOADS (old) with these (new): fields added, removed or changed type",
     )
     p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="profile on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N")
-    p.add_argument("--partitions", type=int, metavar="N", help="with --scheduler: partitions (default 4 per worker)")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="profile on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N",
+    )
+    p.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="with --scheduler: partitions (default 4 per worker)",
+    )
     p.add_argument(
         "--split-arrays",
         action="store_true",
         help="read a top-level JSON array as one payload per item",
+    )
+    p.add_argument(
+        "--max-bytes",
+        default=None,
+        metavar="SIZE",
+        help="size cap of one file after decompression, or of one JSON Lines line (e.g. 1G; "
+        "default $SEGFN_MAX_BYTES, else 256M); input over it is an error row",
     )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
 
-    from segfn_kit._payloads import load_payloads
+    from segfn_kit._payloads import load_payloads, parse_size
     from segfn_kit._profile import drift, profile
 
     if args.scheduler is not None:
         return _run_cluster(args)
     try:
+        max_bytes = None if args.max_bytes is None else parse_size(args.max_bytes)
         frame = load_payloads(
-            *args.payloads, split_arrays=args.split_arrays, progress=sys.stderr.isatty()
+            *args.payloads,
+            split_arrays=args.split_arrays,
+            progress=sys.stderr.isatty(),
+            max_bytes=max_bytes,
         )
         if args.drift:
-            new = load_payloads(*args.drift, split_arrays=args.split_arrays)
+            new = load_payloads(*args.drift, split_arrays=args.split_arrays, max_bytes=max_bytes)
             result = drift(frame, new, by=args.by)
         else:
             result = profile(frame, by=args.by)
-    except (FileNotFoundError, KeyError) as exc:
+    except (FileNotFoundError, KeyError, ValueError) as exc:  # ValueError: a size that is not one
         print(f"segfn profile: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     for skip in frame.attrs.get("skipped", []):
@@ -94,17 +113,24 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_cluster(args: argparse.Namespace) -> int:
     if args.drift or args.split_arrays:
-        print("segfn profile: --drift and --split-arrays run on one machine: drop --scheduler", file=sys.stderr)
+        print(
+            "segfn profile: --drift and --split-arrays run on one machine: drop --scheduler",
+            file=sys.stderr,
+        )
         return 2
     try:
         from segfn_kit._cluster import profile_on_cluster
         from segfn_kit._replay import ClusterError, ReplayError
     except ImportError as exc:
-        print(f"segfn profile: --scheduler needs Dask ({exc}): pip install 'segfn_kit[dask]'", file=sys.stderr)
+        print(
+            f"segfn profile: --scheduler needs Dask ({exc}): pip install 'segfn_kit[dask]'",
+            file=sys.stderr,
+        )
         return 2
     try:
-        result, count = profile_on_cluster(args.payloads, scheduler=args.scheduler, by=args.by,
-                                           partitions=args.partitions)
+        result, count = profile_on_cluster(
+            args.payloads, scheduler=args.scheduler, by=args.by, partitions=args.partitions
+        )
     except ClusterError as exc:
         print(f"segfn profile: {exc}", file=sys.stderr)
         return 1

@@ -56,6 +56,13 @@ def register(subparsers: Any) -> None:
         help="re-sign Stripe, GitHub, Shopify and Zendesk signature headers over the redacted "
         "body with the documented test secret whsec_test_segfn_kit_documented_secret",
     )
+    p.add_argument(
+        "--max-bytes",
+        default=None,
+        metavar="SIZE",
+        help="size cap of one file after decompression (e.g. 1G; default $SEGFN_MAX_BYTES, "
+        "else 256M); larger files are reported and not copied",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(handler=run)
 
@@ -70,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"segfn redact: environment variable {args.key_env} is not set", file=sys.stderr)
             return 2
     try:
+        from segfn_kit._payloads import parse_size
+
+        max_bytes = None if args.max_bytes is None else parse_size(args.max_bytes)
         report = redact(
             *args.payloads,
+            max_bytes=max_bytes,
             out=args.out,
             key=key,
             progress=sys.stderr.isatty(),
