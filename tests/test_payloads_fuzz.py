@@ -208,6 +208,40 @@ def test_gzip_members_whole_cut_or_huge(members: list[tuple[bytes | str, int]]) 
     check_load(files)
 
 
+python_values = st.recursive(
+    st.one_of(
+        scalars, st.binary(max_size=5), st.sets(st.integers(), max_size=3), st.just(object())
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.one_of(st.text(max_size=5), st.integers(), st.none()), inner, max_size=3
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        python_values,
+        st.fixed_dictionaries({"headers": python_values, "body": python_values}),
+        st.lists(
+            st.fixed_dictionaries({"headers": python_values, "body": python_values}), max_size=3
+        ),
+    )
+)
+def test_python_values_given_directly(value: Any) -> None:
+    if not isinstance(value, dict | list):
+        value = {"headers": {}, "body": value}
+    rows = list(iter_payloads(value))
+    assert len(rows) == (len(value) if isinstance(value, list) else 1)
+    for row in rows:
+        request_from_row(row)
+        row.to_envelope()
+
+
 def test_a_deep_document_in_every_format() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     check_load({name: encode(deep, name, 0) for name in NAMES})

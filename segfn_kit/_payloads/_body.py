@@ -84,8 +84,8 @@ def _body_from_value(value: Any, content_type: str | None) -> _Body:
         return _Body(urlencode(value, doseq=True), value)
     try:
         return _Body(_compact(value), value)
-    except (ValueError, RecursionError) as exc:
-        return _Body("", value, None, f"body cannot be serialised: {exc}")
+    except (ValueError, TypeError, RecursionError) as exc:  # TypeError: a set, bytes, an object
+        return _Body("", value, None, f"body cannot be serialised as JSON: {exc}")
 
 
 def _body_from_bytes(data: bytes, content_type: str | None, check_duplicates: bool) -> _Body:

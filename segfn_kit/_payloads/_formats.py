@@ -338,7 +338,7 @@ class _Reader:
                 yield last
         except PayloadError:  # strict=True asked for it
             raise
-        except Exception as exc:
+        except Exception as exc:  # one bad file is one error row, never raised
             where = f" after {last.payload_id}" if last is not None else ""
             yield Payload(
                 f"{base_id}#error" if last is not None else base_id,
@@ -626,7 +626,7 @@ class _Reader:
             pid = f"{base_id}#{number}"
             try:
                 payload = self.har_entry(entry, request, pid, source, number)
-            except Exception as exc:
+            except Exception as exc:  # one bad entry is one error row
                 payload = Payload(
                     pid,
                     source,
@@ -716,11 +716,23 @@ class _Reader:
         many = isinstance(value, list)
         for index, item in enumerate(items, 1):
             pid = f"{base_id}#{index}" if many else base_id
-            yield self.from_document(
-                item,
-                pid=pid,
-                source="<input>",
-                position=index if many else 0,
-                raw_text=None,
-                fmt_bare="bare",
-            )
+            try:
+                payload = self.from_document(
+                    item,
+                    pid=pid,
+                    source="<input>",
+                    position=index if many else 0,
+                    raw_text=None,
+                    fmt_bare="bare",
+                )
+            except Exception as exc:  # one bad value is one error row
+                payload = Payload(
+                    pid,
+                    "<input>",
+                    index if many else 0,
+                    "bare",
+                    "",
+                    error=f"this input cannot be read as a payload ({type(exc).__name__}: {exc}); "
+                    "give an envelope {headers, body} or a JSON body",
+                )
+            yield payload
