@@ -44,6 +44,7 @@ _EXPORTS = {
     "approve": "segfn_kit._approve",
     # export
     "export": "segfn_kit._export",
+    "export_segment": "segfn_kit._export._segment",
     # delivery
     "replay": "segfn_kit._replay",
     "Checkpoint": "segfn_kit._checkpoint",
@@ -75,6 +76,7 @@ __all__ = [
     "diff_plans",
     "drift",
     "export",
+    "export_segment",
     "infer_plan",
     "iter_payloads",
     "load_payloads",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from segfn_kit._checkpoint import Checkpoint, CheckpointError, CheckpointKey
     from segfn_kit._events import sample_events
     from segfn_kit._export import export
+    from segfn_kit._export._segment import export_segment
     from segfn_kit._http import Responses
     from segfn_kit._payloads import (
         Payload,

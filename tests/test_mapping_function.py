@@ -153,3 +153,20 @@ def test_exported_python_handler_of_a_mapping_file_passes_its_own_tests(corpora_
                            capture_output=True, text=True, timeout=300, check=False)
     assert tests.returncode == 0, tests.stdout[-2000:]
     assert " passed" in tests.stdout
+
+
+def test_profile_fields_become_paths_that_read_them(samples_dir: Path) -> None:
+    from segfn_kit.mapping import MappingError, mapping_from_profile, path_mapping, transform
+
+    frame = segfn_kit.load_payloads(samples_dir / "stripe")
+    fields = segfn_kit.profile(frame, by="event_type").loc["customer.created"]
+    mapping = mapping_from_profile(fields, {"email": "data.object.email", "id": "data.object.id"})
+    body = frame.loc["stripe/customer.created.json", "body"]
+    got = transform(mapping, {"body": body})
+    assert got == {"email": body["data"]["object"]["email"], "id": body["data"]["object"]["id"]}
+    with pytest.raises(KeyError, match="not a field"):
+        mapping_from_profile(fields, {"x": "data.object.nope"})
+    items = transform({"v": path_mapping("a[].b")}, {"body": {"a": [{"b": 1}, {"c": 2}, {"b": 3}]}})
+    assert items == {"v": [1, None, 3]}
+    with pytest.raises(MappingError, match="cannot be named"):
+        path_mapping("data.we'ird")

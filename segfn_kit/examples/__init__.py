@@ -13,8 +13,13 @@ def example_path(name: str) -> Path:
     Example:
         >>> example_path("stripe_source").name
         'stripe_source.py'
+        >>> example_path("github_source.mapping").name
+        'github_source.mapping.json'
     """
-    path = Path(__file__).with_name(f"{name.removesuffix('.py')}.py")
+    if name.endswith((".mapping", ".mapping.json")):  # a mapping function file
+        path = Path(__file__).with_name(f"{name.removesuffix('.json').removesuffix('.mapping')}.mapping.json")
+    else:
+        path = Path(__file__).with_name(f"{name.removesuffix('.py')}.py")
     if not path.exists():
         available = sorted(p.stem for p in Path(__file__).parent.glob("*.py") if p.stem != "__init__")
         raise FileNotFoundError(f"no bundled example {name!r}; available: {', '.join(available)}")
