@@ -49,6 +49,10 @@ def register(subparsers: Any) -> None:
                    help="settings as a JSON object; secret ones become placeholders in the tests")
     p.add_argument("--requirement", action="append", default=[], metavar="SPEC", dest="requirements",
                    help="an extra requirement for an import beyond the standard library and httpx (repeatable)")
+    p.add_argument("--plan", default=None, metavar="FILE",
+                   help="ship a tracking plan (Public API rules JSON, typewriter plan.json, rudder-cli "
+                        "YAML) as plan.json: the handler holds every event against it (SEGFN_PLAN_MODE "
+                        "report or block) and jsonschema joins requirements.txt")
     p.add_argument("--zip", action="store_true", help="also build dist/lambda.zip with httpx vendored")
     p.set_defaults(handler=run)
 
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             requirements=args.requirements,
             lambda_zip=args.zip,
             progress=sys.stderr.isatty(),
+            plan=args.plan,
         )
     except ExportError as exc:
         print(f"segfn export: {exc}", file=sys.stderr)
@@ -84,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     manifest = json.loads((package / "export.json").read_text(encoding="utf-8"))
-    print(f"wrote {package}: {manifest['kind']} function {manifest['source']}, {manifest['cases']} test cases")
+    print(f"wrote {package}: {manifest['kind']} function {manifest['source']}, {manifest['cases']} test cases"
+          + (f", tracking plan of {manifest['plan']['rules']} rules (plan.json)" if manifest.get("plan") else ""))
     for item in manifest.get("skipped", []):
         print(f"  not a test case: {item['input']}: {item['reason']}", file=sys.stderr)
     if args.zip:

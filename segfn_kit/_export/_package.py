@@ -17,6 +17,7 @@ import jinja2
 from segfn_kit import __version__
 from segfn_kit._settingsfile import SettingsFileError, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Settings
+from segfn_kit.runtime._plan import PLAN_FILE
 
 from ._cases import TEMPLATES, approved_cases, destination_cases, source_cases
 from ._imports import ExportError, check_imports
@@ -26,6 +27,7 @@ __all__ = ["MANIFEST", "build_zip", "export"]
 MANIFEST = "export.json"
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 BASE_REQUIREMENTS = ("httpx>=0.27",)
+PLAN_REQUIREMENT = "jsonschema>=4.18"  # what a shipped tracking plan needs (with referencing)
 
 # template -> file in the package
 _TEMPLATED = {
@@ -117,6 +119,7 @@ def export(
     requirements: Iterable[str] = (),
     lambda_zip: bool = False,
     progress: bool = False,
+    plan: Any = None,
 ) -> Path:
     """Write the handler package of a function file into the folder ``out``.
 
@@ -140,6 +143,10 @@ def export(
             httpx and ``segfn_kit.runtime``.
         lambda_zip: also build ``dist/lambda.zip`` (downloads the requirements' wheels).
         progress: show a progress bar while the function runs over the payloads.
+        plan: a tracking plan (anything ``segfn_kit.load_plan`` reads) to ship as
+            ``plan.json`` (canonical Public API rules, so the handler needs no YAML); the
+            handler holds every event against it (``SEGFN_PLAN_MODE`` report or block) and
+            ``jsonschema`` joins the requirements.
 
     Returns:
         The package folder.
@@ -202,6 +209,19 @@ def export(
                     item["reason"] = item["reason"].replace(form, Path(given).name)
     if not cases:
         raise ExportError("the payloads given hold no payload to test the function with")
+    plan_json: bytes | None = None
+    if plan is not None:
+        from segfn_kit._plan import load_plan
+        from segfn_kit.runtime import PlanError
+
+        try:
+            checked = load_plan(plan)
+        except PlanError as exc:
+            raise ExportError(f"the tracking plan cannot be shipped: {exc}") from None
+        if fn.kind != "source":
+            raise ExportError("a tracking plan checks what a source function emits; this is a destination function")
+        plan_json = (json.dumps(checked.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        extra = (*extra, PLAN_REQUIREMENT)
 
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
     provenance = (
@@ -227,9 +247,12 @@ def export(
         "delivers": any(c["outcome"] == "ok" and (c["events"] or c["objects"]) for c in cases),
         "settings_table": settings_table,
         "settings_example": json.dumps(example, ensure_ascii=False),
+        "plan_rules": len(json.loads(plan_json)["rules"]) if plan_json else 0,
     }
 
     files: dict[str, bytes] = {"function.py": source.encode("utf-8")}
+    if plan_json is not None:
+        files[PLAN_FILE] = plan_json
     env = _environment()
     for template, target in _TEMPLATED.items():
         files[target] = env.get_template(template).render(context).encode("utf-8")
@@ -257,6 +280,8 @@ def export(
         "cases": len(cases),
         "skipped": skipped,
     }
+    if plan_json is not None:
+        manifest["plan"] = {"file": PLAN_FILE, "rules": context["plan_rules"]}
     files[MANIFEST] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
     for target, content in files.items():

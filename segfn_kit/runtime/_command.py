@@ -94,14 +94,20 @@ def main(engine: Engine, argv: list[str] | None = None) -> int:
                                   "status": status, "events": inv.events if ok else [], "error": inv.error}
         if ok and inv.objects:
             record["objects"] = inv.objects
-        if args.deliver and ok and (inv.events or inv.objects):
+        events = inv.events
+        if ok and config.plan is not None and events:
+            # the tracking plan (SEGFN_PLAN): its issues, and in block mode what is held back
+            events, held, record["issues"] = config.plan.hold(events, config.plan_mode)  # type: ignore[arg-type]
+            if held:
+                record["held"] = len(held)
+        if args.deliver and ok and (events or inv.objects):
             try:
-                pending = Answer(200, "ok", len(inv.events), objects=len(inv.objects))
-                answer = engine.deliver(pending, Outbox(inv.events, inv.objects), config)
+                pending = Answer(200, "ok", len(events), objects=len(inv.objects))
+                answer = engine.deliver(pending, Outbox(events, inv.objects), config)
             except ConfigError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-            record["delivered"] = len(inv.events) if answer.status == 200 else 0
+            record["delivered"] = len(events) if answer.status == 200 else 0
             if inv.objects:
                 record["delivered_objects"] = len(inv.objects) if answer.status == 200 else 0
             if answer.status != 200:

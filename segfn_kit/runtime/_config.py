@@ -16,6 +16,10 @@ Variables::
     SEGFN_TIMEOUT           the function's time limit in seconds, default 5 (as Segment)
     SEGFN_DELIVERY_BUDGET   seconds delivery may take, retries included, default 10
     SEGFN_LOG_PAYLOADS      set to 1 to add the request body to each log line (off by default)
+    SEGFN_PLAN              a tracking plan (rules JSON) to hold every event against; default: the
+                            package's plan.json when the export shipped one; "none" for no plan
+    SEGFN_PLAN_MODE         report (default: send every event, name the plan issues in the answer
+                            and the log) or block (hold back the events with a plan issue)
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._delivery import DEFAULT_HOST, DEFAULT_OBJECTS_HOST
+from ._errors import PlanError
 from ._function import DEFAULT_TIMEOUT, Function
+from ._plan import Plan, plan_from_env
 from ._rules import MAX_BODY_BYTES
 from ._settings import Settings
 from ._signatures import SCHEMES
@@ -110,6 +116,8 @@ class Config:
     timeout: float = DEFAULT_TIMEOUT
     delivery_budget: float = DELIVERY_BUDGET
     log_payloads: bool = False
+    plan: Plan | None = None
+    plan_mode: str = "report"
 
     @classmethod
     def from_environ(cls, function: Function, environ: Mapping[str, str] | None = None) -> Config:
@@ -134,6 +142,11 @@ class Config:
             ) from None
         if max_body <= 0 or timeout <= 0 or budget <= 0:
             raise ConfigError("SEGFN_MAX_BODY, SEGFN_TIMEOUT and SEGFN_DELIVERY_BUDGET must be positive")
+        base = os.path.dirname(function.filename) if os.path.isabs(function.filename) else None
+        try:
+            plan, plan_mode = plan_from_env(environ, base=base)
+        except PlanError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             write_key=environ.get("SEGMENT_WRITE_KEY") or None,
             api_host=(environ.get("SEGMENT_API_HOST") or DEFAULT_HOST).rstrip("/"),
@@ -145,6 +158,8 @@ class Config:
             timeout=timeout,
             delivery_budget=budget,
             log_payloads=environ.get("SEGFN_LOG_PAYLOADS", "") in ("1", "true", "yes"),
+            plan=plan,
+            plan_mode=plan_mode,
         )
 
     def secret_values(self) -> list[str]:

@@ -199,6 +199,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     details: list[dict[str, Any]] = field(default_factory=list)
     objects: int = 0
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    held: int = 0
 
     def body(self) -> bytes:
         """The JSON response body: never payload content (but an insert function's changed
@@ -210,6 +212,9 @@ class Answer:
             doc["error"] = self.error
         if self.details:
             doc["results"] = self.details
+        if self.plan:
+            doc["plan_issues"] = self.plan
+            doc["held"] = self.held
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -405,8 +410,15 @@ class Engine:
         result = self.outcome_answer(inv, config)
         if inv.outcome != "ok" or inv.timed_out:
             return result, Outbox()
-        result.events, result.objects = len(inv.events), len(inv.objects)
-        return result, Outbox(inv.events, inv.objects)
+        events = inv.events
+        if config.plan is not None and events:
+            # the tracking plan, as in the preview: report names the issues, block holds
+            # the events with one back (they are not sent; the sender is still answered 2xx)
+            events, held, issues = config.plan.hold(events, config.plan_mode)  # type: ignore[arg-type]
+            result.held = len(held)
+            result.plan = [{k: i[k] for k in ("event_index", "code", "rule", "field")} for i in issues[:20]]
+        result.events, result.objects = len(events), len(inv.objects)
+        return result, Outbox(events, inv.objects)
 
     def handle(
         self,
@@ -460,6 +472,9 @@ class Engine:
         }
         if result.objects:
             line["objects"] = result.objects
+        if result.plan:  # rule and field, never the value (it is payload content)
+            line["plan_issues"] = [f"{i['rule']}: {i['field'] or '(the event)'}" for i in result.plan[:5]]
+            line["held"] = result.held
         if request_id:
             line["request_id"] = request_id[:128]
         if result.error:

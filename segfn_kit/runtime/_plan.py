@@ -40,6 +40,7 @@ from typing import Any, Literal
 from ._errors import PlanError
 
 __all__ = [
+    "PLAN_FILE",
     "PLAN_MODES",
     "RULE_TYPES",
     "Plan",
@@ -489,12 +490,19 @@ def _errors(rule: Rule, event: Mapping[str, Any]) -> list[Any]:
     return errors
 
 
-def plan_from_env(environ: Mapping[str, str] | None = None) -> tuple[Plan | None, PlanMode]:
+PLAN_FILE = "plan.json"
+"""The file name of the plan an exported package ships (next to ``function.py``)."""
+
+
+def plan_from_env(
+    environ: Mapping[str, str] | None = None, *, base: str | None = None
+) -> tuple[Plan | None, PlanMode]:
     """The plan an exported handler checks against: ``SEGFN_PLAN`` and ``SEGFN_PLAN_MODE``.
 
     ``SEGFN_PLAN`` is the path of a rules JSON file (``{"rules": [...]}``, what ``segfn export
-    --plan`` ships); relative paths are read from the package folder. ``SEGFN_PLAN_MODE`` is
-    ``report`` (default) or ``block``.
+    --plan`` ships), read relative to ``base`` (the package folder) when relative; unset, it
+    is ``base/plan.json`` when that file exists; ``none`` turns checking off.
+    ``SEGFN_PLAN_MODE`` is ``report`` (default) or ``block``.
 
     Raises:
         PlanError: the file cannot be read, is not a plan, or the mode is unknown.
@@ -508,8 +516,15 @@ def plan_from_env(environ: Mapping[str, str] | None = None) -> tuple[Plan | None
     if mode not in PLAN_MODES:
         raise PlanError(f"SEGFN_PLAN_MODE={mode!r}: use report or block")
     path = env.get("SEGFN_PLAN", "").strip()
-    if not path:
+    if path.lower() == "none":
         return None, mode  # type: ignore[return-value]
+    if not path:
+        shipped = os.path.join(base, PLAN_FILE) if base else None
+        if shipped is None or not os.path.isfile(shipped):
+            return None, mode  # type: ignore[return-value]
+        path = shipped
+    elif base and not os.path.isabs(path):
+        path = os.path.join(base, path)
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

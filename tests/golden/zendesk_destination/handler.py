@@ -27,6 +27,9 @@ Configuration comes from the environment only:
     SEGFN_TIMEOUT           the function's time limit in seconds, default 5 (as Segment)
     SEGFN_DELIVERY_BUDGET   seconds delivery may take, retries included, default 10
     SEGFN_LOG_PAYLOADS      set to 1 to add the request body to each log line (off by default)
+    SEGFN_PLAN              a tracking plan (rules JSON) to hold every event against; default: the
+                            package's plan.json when the export shipped one; "none" for no plan
+    SEGFN_PLAN_MODE         report (default) or block (hold back the events with a plan issue)
 
 Status codes follow the function's outcome, so that a sender retries exactly what was not
 accepted: 200 when the events were accepted by the Tracking API and the Segment.set objects
