@@ -499,15 +499,20 @@ def test_signatures_are_checked_before_the_function_runs(ping: types.ModuleType,
     assert len(fake.sent) == 1
 
 
-def test_stale_stripe_signature_is_refused(ping: types.ModuleType, fake: FakeClient,
-                                           clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("SEGFN_SIGNATURE", "stripe")
+@pytest.mark.parametrize("scheme", ["stripe", "zendesk"])
+@pytest.mark.parametrize("when, says", [(-301, "stale"), (1_577_836_800, "stale"), (4_102_444_800, "from the future")])
+def test_stale_or_future_signatures_are_refused(ping: types.ModuleType, fake: FakeClient,
+                                                clean_env: pytest.MonkeyPatch, scheme: str, when: int,
+                                                says: str) -> None:
+    clean_env.setenv("SEGFN_SIGNATURE", scheme)
     clean_env.setenv("SEGFN_SIGNING_SECRET", "whsec_test_123")
     body = b'{"user":"u1"}'
-    stale = {**JSON, **sign("stripe", "whsec_test_123", body, timestamp=int(time.time()) - 301)}
+    timestamp = int(time.time()) + when if when < 0 else when  # 301 s ago, 2020-01-01, 2100-01-01
+    stale = {**JSON, **sign(scheme, "whsec_test_123", body, timestamp=timestamp)}
     response = ping.lambda_handler(v2_event(body, stale), None)
     assert response["statusCode"] == 401
-    assert "stale" in json.loads(response["body"])["error"]
+    assert says in json.loads(response["body"])["error"] and "tolerance 300 s" in json.loads(response["body"])["error"]
+    assert fake.sent == []
 
 
 def test_limits_method_and_content_type(ping: types.ModuleType, fake: FakeClient,

@@ -20,7 +20,10 @@ Zendesk ids are strings; the requester's id (``detail.requester_id``) is the Seg
 the Segment ``timestamp``, cut to microseconds.
 
 Settings: ``signingSecret`` (optional, secret): the webhook's signing secret; when set,
-requests whose ``X-Zendesk-Webhook-Signature`` does not match are rejected.
+requests whose ``X-Zendesk-Webhook-Signature`` does not match, or whose signed timestamp is
+more than ``signatureTolerance`` seconds off the clock, are rejected.
+``signatureTolerance`` (optional): that tolerance in seconds (300 by default, as Stripe's;
+0 accepts any age, for replaying captured payloads).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ SETTINGS = {
         "required": False,
         "secret": True,
         "description": "The webhook's signing secret; checks X-Zendesk-Webhook-Signature when set.",
+    },
+    "signatureTolerance": {
+        "type": "string",
+        "required": False,
+        "description": "Largest signature age in seconds (default 300; 0 for any age).",
     },
 }
 
@@ -67,7 +75,9 @@ def check_signature(request: Any, settings: Any) -> None:
     secret = settings.get("signingSecret")
     if not secret:
         return
-    check = verify_signature("zendesk", secret, request.headers, request.content)
+    tolerance = settings.get("signatureTolerance")
+    tolerance = 300 if tolerance in (None, "") else int(tolerance)
+    check = verify_signature("zendesk", secret, request.headers, request.content, tolerance=tolerance)
     if not check:
         raise ValidationError(f"X-Zendesk-Webhook-Signature rejected: {check.reason}")
 

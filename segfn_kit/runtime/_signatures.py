@@ -8,17 +8,22 @@ scheme   header(s)                               signed value
 stripe   ``Stripe-Signature: t=<unix>,v1=<hex>`` hex HMAC-SHA256(secret, "<t>.<raw body>"), 300 s tolerance
 github   ``X-Hub-Signature-256: sha256=<hex>``   hex HMAC-SHA256(secret, raw body)
 shopify  ``X-Shopify-Hmac-Sha256: <base64>``     base64 HMAC-SHA256(secret, raw body)
-zendesk  ``X-Zendesk-Webhook-Signature`` and     base64 HMAC-SHA256(secret, timestamp + raw body)
-         ``...-Signature-Timestamp``
+zendesk  ``X-Zendesk-Webhook-Signature`` and     base64 HMAC-SHA256(secret, timestamp + raw body),
+         ``...-Signature-Timestamp``             300 s tolerance
 hmac-sha256 ``X-Signature: <hex>``               hex HMAC-SHA256(secret, raw body)
 ======== ======================================= =====================================================
 
-Digests are compared in constant time (``hmac.compare_digest``).
+Digests are compared in constant time (``hmac.compare_digest``). Schemes that sign a
+timestamp (Stripe, Zendesk) also refuse a signature older or newer than ``tolerance`` seconds
+(300 by default, as Stripe's libraries; one rule, ``_check_age``), so a captured request cannot
+be replayed forever; ``tolerance=0`` turns that off (archived samples, replays of old captures).
+The Zendesk timestamp is read as Unix seconds or as ISO 8601 (``2026-11-20T10:12:08Z``).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import hashlib
 import hmac
 import time
@@ -27,10 +32,12 @@ from dataclasses import dataclass
 
 from ._request import Headers
 
-__all__ = ["SCHEMES", "STRIPE_TOLERANCE", "SignatureCheck", "sign", "verify_signature"]
+__all__ = ["SCHEMES", "SIGNATURE_TOLERANCE", "STRIPE_TOLERANCE", "SignatureCheck", "sign", "verify_signature"]
 
 SCHEMES = ("stripe", "github", "shopify", "zendesk", "hmac-sha256")
-STRIPE_TOLERANCE = 300  # seconds, as Stripe's own libraries
+SIGNATURE_TOLERANCE = 300
+"""Seconds a signed timestamp may be off the clock, either way (as Stripe's own libraries)."""
+STRIPE_TOLERANCE = SIGNATURE_TOLERANCE  # the name it had when only Stripe's timestamps were checked
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ def verify_signature(
     headers: Mapping[str, str],
     body: bytes,
     *,
-    tolerance: int = STRIPE_TOLERANCE,
+    tolerance: int = SIGNATURE_TOLERANCE,
     now: float | None = None,
 ) -> SignatureCheck:
     """Check a request's signature over its raw body.
@@ -95,7 +102,8 @@ def verify_signature(
         secret: the signing secret.
         headers: the request headers (any case).
         body: the raw body bytes exactly as received.
-        tolerance: Stripe only: the largest age of the signed timestamp, in seconds.
+        tolerance: Stripe and Zendesk: how many seconds the signed timestamp may be off the
+            clock, in the past or the future (0: not checked).
         now: the current Unix time (for tests); defaults to the clock.
 
     Example:
@@ -105,6 +113,9 @@ def verify_signature(
         True
         >>> verify_signature("stripe", "whsec_test", headers, body + b" ").reason
         'signature mismatch'
+        >>> old = sign("zendesk", "s3cret", body, timestamp=1577836800)  # 2020-01-01
+        >>> verify_signature("zendesk", "s3cret", old, body, now=1796000000).reason
+        'stale: signed 218163200 s ago, tolerance 300 s'
     """
     h = headers if isinstance(headers, Headers) else Headers(headers)
     if scheme == "stripe":
@@ -122,10 +133,8 @@ def verify_signature(
         expected = _hmac(secret, f"{ts}.".encode() + body).hex()
         if not any(hmac.compare_digest(expected, v) for v in parts.get("v1", [])):
             return SignatureCheck(scheme, False, "signature mismatch")
-        age = (time.time() if now is None else now) - ts
-        if tolerance and abs(age) > tolerance:
-            return SignatureCheck(scheme, False, f"stale: signed {int(age)} s ago, tolerance {tolerance} s")
-        return SignatureCheck(scheme, True)
+        stale = _check_age(scheme, ts, tolerance, now)
+        return stale if stale is not None else SignatureCheck(scheme, True)
     if scheme == "github":
         given = h.get("X-Hub-Signature-256")
         if not given:
@@ -144,13 +153,49 @@ def verify_signature(
             return SignatureCheck(
                 scheme, False, "missing header X-Zendesk-Webhook-Signature or its -Timestamp"
             )
-        return _compare(scheme, base64.b64encode(_hmac(secret, stamp.encode() + body)).decode(), given)
+        check = _compare(scheme, base64.b64encode(_hmac(secret, stamp.encode() + body)).decode(), given)
+        if not check or not tolerance:
+            return check
+        signed_at = _unix_time(stamp)
+        if signed_at is None:
+            return SignatureCheck(scheme, False, f"malformed X-Zendesk-Webhook-Signature-Timestamp {stamp[:40]!r}: "
+                                                 "expected Unix seconds or an ISO 8601 time")
+        stale = _check_age(scheme, signed_at, tolerance, now)
+        return stale if stale is not None else check
     if scheme == "hmac-sha256":
         given = h.get("X-Signature")
         if not given:
             return SignatureCheck(scheme, False, "missing header X-Signature")
         return _compare(scheme, _hmac(secret, body).hex(), given.removeprefix("sha256="))
     raise ValueError(f"unknown signature scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+
+
+def _check_age(scheme: str, signed_at: float, tolerance: int, now: float | None) -> SignatureCheck | None:
+    """The one freshness rule of signed timestamps: a failed check when ``signed_at`` is more
+    than ``tolerance`` seconds from now (either way), else None."""
+    if not tolerance:
+        return None
+    age = (time.time() if now is None else now) - signed_at
+    if abs(age) <= tolerance:
+        return None
+    if age > 0:
+        return SignatureCheck(scheme, False, f"stale: signed {int(age)} s ago, tolerance {tolerance} s")
+    return SignatureCheck(scheme, False, f"from the future: signed {int(-age)} s ahead of now, "
+                                         f"tolerance {tolerance} s; check the sender's clock")
+
+
+def _unix_time(stamp: str) -> float | None:
+    """A Zendesk signature timestamp (Unix seconds, or ISO 8601) as Unix seconds, or None."""
+    text = stamp.strip()
+    if text.isdigit() and len(text) <= 12:
+        return float(text)
+    try:
+        parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_dt.UTC)
+    return parsed.timestamp()
 
 
 def _compare(scheme: str, expected: str, given: str) -> SignatureCheck:
