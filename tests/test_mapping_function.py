@@ -170,3 +170,13 @@ def test_profile_fields_become_paths_that_read_them(samples_dir: Path) -> None:
     assert items == {"v": [1, None, 3]}
     with pytest.raises(MappingError, match="cannot be named"):
         path_mapping("data.we'ird")
+
+
+def test_replay_of_a_mapping_file_sends_the_ids_segfn_run_shows(corpora_dir: Path, tmp_path: Path) -> None:
+    folder = corpora_dir / "hookdeck-webhook-samples" / "github"
+    out = tmp_path / "events.jsonl"
+    done = _segfn("replay", str(GITHUB), str(folder), "--out", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    replayed = [json.loads(line) for line in out.read_text().splitlines()]
+    frame = segfn_kit.run(str(GITHUB), folder)
+    assert replayed == [e for evs in frame["events"] for e in evs] and len(replayed) >= 10
