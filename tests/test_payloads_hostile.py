@@ -286,3 +286,17 @@ def test_max_bytes_on_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "size cap" in done.stdout
     assert not (out / "caps" / "big.json").exists() and (out / "caps" / "small.json").exists()
+
+
+def test_a_long_line_costs_no_more_memory_than_the_cap(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = gz_stream(tmp_path / "l.jsonl.gz", b'{"a": "', b"x" * MIB, 16, b'"}\n{"type": "next"}\n')
+    tracemalloc.start()
+    try:
+        rows = list(iter_payloads(path, max_bytes=2 * MIB))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows[0].error is not None and rows[1].event_type == "next"
+    assert peak < 6 * MIB, peak  # the 16 MiB line was never held: at most the cap and a chunk

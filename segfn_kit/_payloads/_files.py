@@ -228,20 +228,37 @@ def _gzip_trailer_size(path: Path) -> int:
 def capped_lines(fh: BinaryIO, limit: int) -> Iterator[bytes | None]:
     """The lines of a binary file; a line over ``limit`` bytes is None (and skipped unread).
 
+    Lines are read in chunks of at most 1 MiB: a line over the cap is dropped as soon as it
+    passes it, so it never costs more than the cap in memory.
+
     Example:
         >>> import io
         >>> list(capped_lines(io.BytesIO(b"ab\\n" + b"x" * 10 + b"\\ncd"), 5))
         [b'ab\\n', None, b'cd']
     """
+    step = min(_CHUNK_BYTES, limit + 1)
     while True:
-        line = fh.readline(limit + 1)
-        if not line:
+        part = fh.readline(step)
+        if not part:
             return
-        if len(line) > limit and not line.endswith(b"\n"):
-            while True:  # drain the rest of the long line, a chunk at a time
-                rest = fh.readline(_CHUNK_BYTES)
-                if not rest or rest.endswith(b"\n"):
-                    break
+        parts = [part]
+        size = len(part)
+        over = False
+        while not part.endswith(b"\n") and len(part) == step:  # the line goes on
+            if size > limit:
+                over = True
+                break
+            part = fh.readline(step)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        if not over:
+            over = size - parts[-1].endswith(b"\n") > limit
+        if over:
+            parts.clear()
+            while part and not part.endswith(b"\n"):  # skip the rest of the long line
+                part = fh.readline(_CHUNK_BYTES)
             yield None
             continue
-        yield line
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
