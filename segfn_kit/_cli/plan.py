@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
         "  segfn plan infer stripe_source.py sample_payloads/stripe/ --out stripe_plan.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    infer.add_argument("function", metavar="FUNCTION", help="the function file (.py)")
+    infer.add_argument("function", metavar="FUNCTION", help="the function file (.py, or a .mapping.json mapping function)")
     infer.add_argument("payloads", metavar="PAYLOADS", nargs="+", help="payload files, folders or globs")
     infer.add_argument("--out", metavar="FILE", required=True, help="where to write the plan (JSON)")
     infer.add_argument("--settings", metavar="FILE", help="a flat JSON object of settings")

@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
         "replay", help="replay archived payloads through a source function to the Tracking API",
         description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("function", metavar="FUNCTION", help="the source function file (.py)")
+    p.add_argument("function", metavar="FUNCTION", help="the source function file (.py, or a .mapping.json mapping function)")
     p.add_argument("payloads", metavar="PAYLOADS", nargs="+", help="archive files, folders or globs")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--to", metavar="URL", help="Tracking API host (default $SEGMENT_API_HOST)")

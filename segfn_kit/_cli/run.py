@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("function", metavar="FUNCTION", help="the function file (.py)")
+    p.add_argument("function", metavar="FUNCTION", help="the function file (.py, or a .mapping.json mapping function)")
     p.add_argument(
         "payloads", metavar="PAYLOADS", nargs="+",
         help="payload files, folders (read recursively) or glob patterns",
