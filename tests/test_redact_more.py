@@ -264,3 +264,18 @@ def test_a_gzip_bomb_is_skipped_not_copied(tmp_path: Path, monkeypatch: Any) -> 
     assert len(skipped) == 1 and "size cap" in skipped.iloc[0]["placeholder"]
     assert not (tmp_path / "out" / "in" / "bomb.json.gz").exists()
     assert (tmp_path / "out" / "in" / "ok.json").exists()
+
+
+def test_zendesk_samples_resigned_still_pass_the_signature_check(tmp_path: Path) -> None:
+    zendesk = ROOT / "segfn_kit" / "examples" / "zendesk_source.py"
+    samples = ROOT / "sample_payloads" / "zendesk"
+    checked = {"signingSecret": TEST_SECRET, "signatureTolerance": "0"}
+    redact(samples, out=tmp_path / "r", resign=True)
+    redact(samples, out=tmp_path / "p")
+    unchecked = run(zendesk, tmp_path / "r")  # no signing secret: no signature check
+    resigned = run(zendesk, tmp_path / "r", settings=checked)
+    plain = run(zendesk, tmp_path / "p", settings=checked)
+    assert len(resigned) == len(list(samples.glob("*.json"))) > 3
+    assert resigned["outcome"].tolist() == unchecked["outcome"].tolist()
+    assert "ok" in set(resigned["outcome"])
+    assert "ok" not in set(plain["outcome"])  # placeholders instead of signatures fail the check
