@@ -434,8 +434,9 @@ def infer_plan(results: pd.DataFrame | Iterable[Mapping[str, Any]], *, name: str
         counts[ident] += 1
         where = _FIELDS_OF.get(kind)
         if where is not None:
-            value = event.get(where)
-            shapes[ident].add(value if value is not None else {})
+            # an event without the field counts as an empty object (so nothing in it is
+            # required); an explicit null is a null
+            shapes[ident].add(event[where] if where in event else {})
     rules = []
     for ident in sorted(order, key=lambda i: (("TRACK", "PAGE", "SCREEN", "IDENTIFY", "GROUP", "ALIAS").index(i[0]), i[1] or "")):
         kind, key = ident
