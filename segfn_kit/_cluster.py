@@ -663,6 +663,10 @@ def _count_ranges(client: Any, parts: list[Partition], token: str) -> list[Parti
     return [fixed[p.index] for p in parts]
 
 
+def _has_pacer(dask_scheduler: Any) -> bool:
+    return _PACER in dask_scheduler.plugins
+
+
 def _allowed_failures() -> int:
     import dask
 
@@ -785,7 +789,8 @@ def replay_on_cluster(
     summary = ClusterReplaySummary(mode=mode)
     outcomes: Counter[str] = Counter()
     with connect(scheduler) as client:
-        client.register_plugin(PacePlugin(), name=_PACER)
+        if not client.run_on_scheduler(_has_pacer):
+            client.register_plugin(PacePlugin(), name=_PACER)
         summary.workers = len(client.scheduler_info().get("workers", {}))
         summary.dashboard = _dashboard(client)
         if on_dashboard is not None:

@@ -328,3 +328,33 @@ def test_single_machine_paths_import_nothing_of_dask(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_time_limited_calls_off_the_main_thread_reuse_one_thread() -> None:
+    # workers run partitions on executor threads: each call must not start a thread
+    import threading
+
+    from segfn_kit.runtime._errors import FunctionTimeout
+    from segfn_kit.runtime._function import call_with_timeout
+
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        before = threading.active_count()
+        box["values"] = [call_with_timeout(lambda x: x * 2, (n,), 5.0) for n in range(200)]
+        box["threads"] = threading.active_count() - before
+        try:
+            call_with_timeout(lambda: 1 / 0, (), 5.0)
+        except ZeroDivisionError:
+            box["error"] = True
+        try:
+            call_with_timeout(time.sleep, (2.0,), 0.05)
+        except FunctionTimeout:
+            box["timeout"] = True
+        box["after"] = call_with_timeout(lambda: "next", (), 5.0)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(timeout=30)
+    assert box["values"] == [n * 2 for n in range(200)]
+    assert box["threads"] <= 1 and box["error"] and box["timeout"] and box["after"] == "next"

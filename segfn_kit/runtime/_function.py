@@ -504,22 +504,52 @@ def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: fl
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             _ALARM.armed = False
-    import contextvars
-
-    ctx = contextvars.copy_context()
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = ctx.run(fn, *args)
-        except BaseException as exc:
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, daemon=True, name="segfn-invocation")
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
+    invoker = getattr(_INVOKERS, "invoker", None)
+    if invoker is None:
+        invoker = _INVOKERS.invoker = _Invoker()
+    outcome = invoker.run(fn, args, timeout)
+    if outcome is None:
+        _INVOKERS.invoker = None  # abandoned to the overrunning call; the next call gets a new one
         raise FunctionTimeout()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value
+
+
+class _Invoker:
+    """The thread that runs time-limited calls for one calling thread (not the main one),
+    kept from call to call: starting a thread per call costs more than many a function.
+    A call that overruns keeps it; the caller moves on and gets a new one next time."""
+
+    def __init__(self) -> None:
+        self._job: tuple[Any, Callable[..., Any], tuple[Any, ...]] | None = None
+        self._result: tuple[bool, Any] | None = None
+        self._ready = threading.Semaphore(0)
+        self._done = threading.Semaphore(0)
+        threading.Thread(target=self._loop, daemon=True, name="segfn-invocation").start()
+
+    def _loop(self) -> None:
+        while True:
+            self._ready.acquire()
+            assert self._job is not None
+            ctx, fn, args = self._job
+            self._job = None
+            try:
+                self._result = (True, ctx.run(fn, *args))
+            except BaseException as exc:
+                self._result = (False, exc)
+            self._done.release()
+
+    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> tuple[bool, Any] | None:
+        import contextvars
+
+        self._job = (contextvars.copy_context(), fn, args)
+        self._ready.release()
+        if not self._done.acquire(timeout=timeout):
+            return None
+        result, self._result = self._result, None
+        return result
+
+
+_INVOKERS = threading.local()
