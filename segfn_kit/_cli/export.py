@@ -47,6 +47,9 @@ def register(subparsers: Any) -> None:
                    help="approved outputs (default: <stem>.approved.jsonl next to FUNCTION, when present)")
     p.add_argument("--settings", default=None, metavar="FILE",
                    help="settings as a JSON object; secret ones become placeholders in the tests")
+    p.add_argument("--test-secret", action="append", default=[], metavar="NAME=VALUE", dest="test_secrets",
+                   help="a test value for a secret setting, to record the tests with and to write into "
+                        "tests/settings.json (never the real secret), for payloads signed with it (repeatable)")
     p.add_argument("--requirement", action="append", default=[], metavar="SPEC", dest="requirements",
                    help="an extra requirement for an import beyond the standard library and httpx (repeatable)")
     p.add_argument("--plan", default=None, metavar="FILE",
@@ -71,6 +74,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {folder}: Segment source function (function.js, create_function.json, "
               "segment_function.tf, README.md)")
         return 0
+    test_secrets: dict[str, str] = {}
+    for item in args.test_secrets:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            print(f"segfn export: --test-secret {item.split('=')[0]!r}: write NAME=VALUE", file=sys.stderr)
+            return 2
+        test_secrets[name.strip()] = value
     try:
         package = export(
             args.function,
@@ -82,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             lambda_zip=args.zip,
             progress=sys.stderr.isatty(),
             plan=args.plan,
+            test_secrets=test_secrets or None,
         )
     except ExportError as exc:
         print(f"segfn export: {exc}", file=sys.stderr)

@@ -8,18 +8,21 @@ Without them, the function is run over the given payloads (sources) or events
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import types
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from segfn_kit.runtime import Function, Request, Settings, invoke_events, invoke_source, mask_text
+from segfn_kit.runtime import Function, Request, Settings, invoke_events, invoke_source
+from segfn_kit.runtime._settings import mask_values
 
 from ._imports import ExportError
 
-__all__ = ["approved_cases", "destination_cases", "source_cases"]
+__all__ = ["approved_cases", "destination_cases", "placeholder_failure", "source_cases"]
+
+# outcomes that show a mapping at work, or a payload the function meant to leave out
+_PASSING = ("ok", "EventNotSupported", "DropEvent")
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -115,6 +118,7 @@ def source_cases(
             "outcome": "timeout" if inv.timed_out else inv.outcome,
             "events": inv.events if ok else [],
             "objects": inv.objects if ok else [],
+            "_error": inv.error,  # for placeholder_failure; not written into the package
         })
     return cases, skipped
 
@@ -140,13 +144,56 @@ def destination_cases(
             continue
         with recorder.record_http() as calls:
             result = invoke_events(function, [event], settings)[0]
-        masked = json.loads(mask_text(json.dumps(calls), settings.secret_values()))
         cases.append({
             "payload_id": str(event_id),
             "event": event,
             "outcome": "timeout" if result.timed_out else result.outcome,
             "events": [] if result.event is None else [result.event],
             "objects": [],
-            "requests": masked,
+            "requests": mask_values(calls, settings.secret_values()),
+            "_error": getattr(result, "error", None),
         })
     return cases, skipped
+
+
+def placeholder_failure(
+    cases: list[dict[str, Any]], placeholders: dict[str, str], rerun: Any = None
+) -> str | None:
+    """Why the recorded cases cannot go into the package: every one failed while secret
+    settings held placeholders (so its tests would check no mapping), or None.
+
+    Args:
+        cases: the cases recorded with the placeholders.
+        placeholders: secret setting name -> the placeholder the cases ran with.
+        rerun: when the real secrets were given, a callable that records the cases again with
+            them; its outcomes tell a placeholder's fault from a function that fails anyway.
+    """
+    if not placeholders or not cases or any(c["outcome"] in _PASSING for c in cases):
+        return None
+    confirmed = ""
+    if rerun is not None:
+        again = rerun()
+        if not any(c["outcome"] in _PASSING for c in again):
+            return None  # it fails with the real secrets too: not the placeholder's doing
+        passing = sum(c["outcome"] in _PASSING for c in again)
+        confirmed = f"; with the real value{'s' if len(placeholders) > 1 else ''} {passing} of them pass"
+    outcomes: dict[str, int] = {}
+    for case in cases:
+        outcomes[case["outcome"]] = outcomes.get(case["outcome"], 0) + 1
+    first = next((str(c.get("_error")) for c in cases if c.get("_error")), "")
+    names = ", ".join(repr(n) for n in sorted(placeholders))
+    example = sorted(placeholders)[0]
+    return (
+        f"every one of the {len(cases)} cases recorded for the package's tests failed ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+        + (f"; first: {first[:200]}" if first else "")
+        + f") while the secret setting{'s' if len(placeholders) > 1 else ''} {names} held "
+        f"{'placeholders' if len(placeholders) > 1 else 'a placeholder'} ({placeholders[example]!r}){confirmed}: "
+        "such tests would check no mapping, so none were written. Real secrets never enter the "
+        "package; give it a test secret instead, with payloads signed with it: "
+        f"export(..., test_secrets={{{example!r}: '<test secret>'}}) or "
+        f"segfn export --test-secret {example}=VALUE (written into tests/settings.json). The bundled "
+        "samples, and payloads re-signed by 'segfn redact --resign', are signed with the documented "
+        "test secret whsec_test_segfn_kit_documented_secret (zendesk_test_segfn_kit_documented_secret "
+        "for the Zendesk samples)"
+    )

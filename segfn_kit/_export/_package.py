@@ -18,8 +18,9 @@ from segfn_kit import __version__
 from segfn_kit._settingsfile import SettingsFileError, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Settings
 from segfn_kit.runtime._plan import PLAN_FILE
+from segfn_kit.runtime._settings import mask_values
 
-from ._cases import TEMPLATES, approved_cases, destination_cases, source_cases
+from ._cases import TEMPLATES, approved_cases, destination_cases, placeholder_failure, source_cases
 from ._imports import ExportError, check_imports
 
 __all__ = ["MANIFEST", "build_zip", "export"]
@@ -91,17 +92,37 @@ def _load_function(
     return source, path.name, path.parent, loaded
 
 
-def _test_settings(fn: Function, values: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
-    """Settings the generated tests use (secrets replaced by placeholders), and the secret names."""
+def _test_settings(
+    fn: Function, values: Mapping[str, Any], test_secrets: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """Settings the generated tests use (secrets replaced by test secrets or placeholders), and
+    the secret names."""
     secrets = fn.settings(values).secrets | {n for n, s in fn.declared_settings.items() if s.get("secret")}
-    out = {name: (_placeholder(name) if name in secrets else value) for name, value in values.items()}
+    given = dict(test_secrets or {})
+    secrets |= {n for n in given if n in fn.settings(given).secrets}
+    for name, value in given.items():
+        if name not in secrets:
+            raise ExportError(
+                f"test secret {name!r} is not a secret setting of the function; pass it in the settings "
+                "instead (declared secrets: " + (", ".join(sorted(secrets)) or "none") + ")"
+            )
+        if not isinstance(value, str) or len(value) < 4:
+            raise ExportError(f"test secret {name!r} must be a string of 4 or more characters")
+        if name in values and values[name] == value:
+            raise ExportError(
+                f"the test secret given for {name!r} is its real value from the settings; a test secret is "
+                "written into the package's tests/settings.json: use one made for testing"
+            )
+    out = {name: (given.get(name, _placeholder(name)) if name in secrets else value) for name, value in values.items()}
     for name in fn.missing_settings(values):
         if name not in secrets:
             raise ExportError(
                 f"setting {name!r} is required by the function and has no value: pass it in the "
                 "settings file (non-secret settings are written into the package's tests)"
             )
-        out[name] = _placeholder(name)
+        out[name] = given.get(name, _placeholder(name))
+    for name, value in given.items():
+        out.setdefault(name, value)
     return dict(sorted(out.items())), secrets
 
 
@@ -120,6 +141,7 @@ def export(
     lambda_zip: bool = False,
     progress: bool = False,
     plan: Any = None,
+    test_secrets: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the handler package of a function file into the folder ``out``.
 
@@ -138,7 +160,13 @@ def export(
         approved: approved outputs (``<stem>.approved.jsonl``); found next to the function
             file when not given.
         settings: setting values, or a JSON settings file. Secret settings are replaced by
-            placeholders in the tests and never written into the package.
+            placeholders in the tests and never written into the package. When every case
+            recorded with a placeholder fails (a signing secret the payloads were signed
+            with, say), the export refuses: its tests would check no mapping.
+        test_secrets: secret setting name -> a test value to record the cases with and to
+            write into ``tests/settings.json`` (never the real one), for payloads signed
+            with it (the bundled samples and ``segfn redact --resign`` use documented test
+            secrets).
         requirements: extra requirement lines, for imports beyond the standard library,
             httpx and ``segfn_kit.runtime``.
         lambda_zip: also build ``dist/lambda.zip`` (downloads the requirements' wheels).
@@ -176,7 +204,7 @@ def export(
         raise ExportError(f"{name} imports what an exported package cannot hold:\n{listed}")
 
     values = _load_settings(settings)
-    test_settings, secrets = _test_settings(fn, values)
+    test_settings, secrets = _test_settings(fn, values, test_secrets)
     secret_values = sorted(
         {str(v) for k, v in values.items() if k in secrets and isinstance(v, str) and len(v) >= 4},
         key=len, reverse=True,
@@ -203,6 +231,15 @@ def export(
             cases, skipped = run(fn, paths, run_settings, progress=progress)
         except FileNotFoundError as exc:
             raise ExportError(f"no such payload file or folder: {exc.filename or exc}") from None
+        placeholders = {n: v for n, v in test_settings.items() if n in secrets and v == _placeholder(n)}
+        real = {n: values[n] for n in placeholders if values.get(n) not in (None, "")}
+
+        def rerun() -> list[dict[str, Any]]:
+            return run(fn, paths, Settings({**test_settings, **real}, secrets=secrets))[0]
+
+        refused = placeholder_failure(cases, placeholders, rerun if real else None)
+        if refused is not None:
+            raise ExportError(refused)
         for item in skipped:  # where the inputs live is no part of the package
             for given in paths:
                 for form in (str(Path(given).resolve()), str(given)):
@@ -262,10 +299,12 @@ def export(
         files[f"segfn_kit/runtime/{path.name}"] = path.read_bytes()
     files["segfn_kit/runtime/py.typed"] = b""
 
-    cases_text = "".join(_dumps_line(c) + "\n" for c in cases)
+    for case in cases:
+        case.pop("_error", None)
+    # masked value by value before encoding (a secret holding '"' or '\\' is escaped in JSON
+    # text, where a text replace would miss it); a secret a payload happens to carry stays out too
+    cases_text = "".join(_dumps_line(c) + "\n" for c in mask_values(cases, secret_values))
     settings_text = json.dumps(test_settings, ensure_ascii=False, indent=2) + "\n"
-    for secret in secret_values:  # a secret that a payload happens to carry stays out too
-        cases_text = cases_text.replace(secret, "••••••")
     files["tests/cases.jsonl"] = cases_text.encode("utf-8")
     files["tests/settings.json"] = settings_text.encode("utf-8")
     manifest = {
@@ -284,9 +323,11 @@ def export(
         manifest["plan"] = {"file": PLAN_FILE, "rules": context["plan_rules"]}
     files[MANIFEST] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
+    leak_forms = {form for secret in secret_values
+                  for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])}
     for target, content in files.items():
-        for secret in secret_values:
-            if secret.encode("utf-8") in content:
+        for secret in leak_forms:
+            if secret.encode("utf-8", "surrogatepass") in content:
                 where = "the function file itself" if target == "function.py" else target
                 raise ExportError(
                     f"the value of a secret setting appears in {where}; read it from settings "

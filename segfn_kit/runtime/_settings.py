@@ -21,6 +21,7 @@ treated as secret whether declared or not, so a forgotten declaration fails safe
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "SettingsReadOnlyError",
     "declared_settings",
     "mask_text",
+    "mask_values",
     "secret_names",
 ]
 
@@ -352,13 +354,57 @@ class Settings(Mapping[str, Any]):
         return f"Settings({self.masked()!r})"
 
 
+def _secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret (4+ characters) and its JSON-escaped forms (a ``"`` or ``\\`` in a secret
+    is ``\\"`` or ``\\\\`` in JSON text), longest first, so a masked text keeps no part of one."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if not secret or len(secret) < 4:
+            continue
+        forms.add(secret)
+        for ascii_only in (True, False):
+            forms.add(json.dumps(secret, ensure_ascii=ascii_only)[1:-1])
+    return sorted(forms, key=len, reverse=True)
+
+
 def mask_text(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret value in ``text`` by a mask.
+    """Replace every occurrence of each secret value in ``text`` by a mask, as written or as
+    JSON writes it (escaped quotes and backslashes, ``\\uXXXX``).
 
     Example:
         >>> mask_text("token t0k3n refused", ["t0k3n"])
         'token •••••• refused'
+        >>> import json
+        >>> mask_text(json.dumps({"key": 'ab"cd'}), ['ab"cd'])
+        '{"key": "••••••"}'
     """
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+    for form in _secret_forms(secrets):
+        text = text.replace(form, MASK)
     return text
+
+
+def mask_values(value: Any, secrets: Iterable[str]) -> Any:
+    """A copy of a JSON-like value (dicts, lists, strings, keys too) with every secret masked in
+    each string, before any encoding: what is written afterwards, escaped or not, holds none.
+
+    Example:
+        >>> mask_values({"auth": 'Bearer ab"cd', "n": [1, 'ab"cd']}, ['ab"cd'])
+        {'auth': 'Bearer ••••••', 'n': [1, '••••••']}
+    """
+    forms = _secret_forms(secrets)
+    if not forms:
+        return value
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            for form in forms:
+                if form in item:
+                    item = item.replace(form, MASK)
+            return item
+        if isinstance(item, dict):
+            return {walk(k): walk(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
