@@ -480,7 +480,12 @@ class _AlarmTimer:
 _ALARM = _AlarmTimer()
 _ALARM_HANDLER = _ALARM.handle
 _HAS_ITIMER = hasattr(signal, "setitimer")
+try:  # the C function: signal.getsignal also turns its answer into an enum, per call
+    from _signal import getsignal as _getsignal  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - other Pythons
+    _getsignal = signal.getsignal
 _main_thread = threading.main_thread
+_SIGALRM = getattr(signal, "SIGALRM", 14)
 
 
 def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
@@ -494,7 +499,7 @@ def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: fl
     if not timeout or timeout <= 0:
         return fn(*args)
     if _HAS_ITIMER and threading.current_thread() is _main_thread():
-        if signal.getsignal(signal.SIGALRM) is not _ALARM_HANDLER:
+        if _getsignal(_SIGALRM) is not _ALARM_HANDLER:
             _ALARM.previous = signal.signal(signal.SIGALRM, _ALARM_HANDLER)
         _ALARM.here = sys._getframe()
         _ALARM.armed = True

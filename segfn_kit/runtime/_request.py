@@ -15,6 +15,25 @@ __all__ = ["Headers", "Request"]
 _UNSET: Any = object()
 
 
+def _header_items(headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> dict[str, tuple[str, str]]:
+    """Lower-case name -> (name as given, value as text); repeated names joined as HTTP does."""
+    if type(headers) is dict:  # the common case: one string per name, no two names alike
+        items = {str(k).lower(): (k, v) for k, v in headers.items()}
+        if len(items) == len(headers) and all(type(k) is str and type(v) is str for k, v in headers.items()):
+            return items
+    items = {}
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for name, value in pairs:
+        if isinstance(value, list | tuple):  # multi-valued headers as captured by some tools
+            value = ", ".join(str(v) for v in value)
+        key = str(name).lower()
+        if key in items:
+            items[key] = (items[key][0], f"{items[key][1]}, {value}")
+        else:
+            items[key] = (str(name), str(value))
+    return items
+
+
 class Headers(Mapping[str, str]):
     """A read-only, case-insensitive mapping of header names to values.
 
@@ -26,27 +45,20 @@ class Headers(Mapping[str, str]):
         True
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_lazy", "_store")
 
     def __init__(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None):
-        if type(headers) is dict:  # the common case: one string per name, no two names alike
-            items = {str(k).lower(): (k, v) for k, v in headers.items()}
-            if len(items) == len(headers) and all(
-                type(k) is str and type(v) is str for k, v in headers.items()
-            ):
-                self._items: dict[str, tuple[str, str]] = items
-                return
-        items = {}
-        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
-        for name, value in pairs:
-            if isinstance(value, list | tuple):  # multi-valued headers as captured by some tools
-                value = ", ".join(str(v) for v in value)
-            key = str(name).lower()
-            if key in items:  # repeated header: join as HTTP does
-                items[key] = (items[key][0], f"{items[key][1]}, {value}")
-            else:
-                items[key] = (str(name), str(value))
-        self._items = items
+        # read when first looked at (many functions never do): kept as given until then
+        self._store: dict[str, tuple[str, str]] | None = None
+        self._lazy: Any = dict(headers) if type(headers) is dict else headers
+
+    @property
+    def _items(self) -> dict[str, tuple[str, str]]:
+        items = self._store
+        if items is None:
+            items = self._store = _header_items(self._lazy)
+            self._lazy = None
+        return items
 
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
