@@ -114,7 +114,7 @@ def test_strict_fails_on_rejections_and_issues(tmp_path: Path) -> None:
     assert segfn("run", str(fn), str(payload)).returncode == 0
     strict = segfn("run", str(fn), str(payload), "--strict")
     assert strict.returncode == 1
-    assert "events[0].userId: the event has neither userId nor anonymousId" in strict.stdout
+    assert "Segment.track() call 1 was not sent: it has no user_id or anonymous_id" in strict.stdout
 
 
 def test_a_function_that_does_not_load_is_on_every_row(tmp_path: Path, samples_dir: Path) -> None:

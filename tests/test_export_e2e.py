@@ -350,3 +350,32 @@ def test_command_line_delivers_objects(objects_package: Path, objects_sink: tupl
     assert dead.returncode == 1
     record = json.loads(dead.stdout)
     assert record["delivered_objects"] == 0 and "object(s) were not accepted" in record["error"]
+
+
+def test_a_call_analytics_python_refuses_is_not_sent_and_the_answer_says_so(
+    objects_package: Path, objects_sink: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, store = objects_sink
+    before = len(read_sink(store))
+    refusing = Path(shutil.copytree(objects_package, tmp_path / "refusing"))
+    (refusing / "function.py").write_text(
+        "from segfn_kit.runtime import Segment\n\n\n"
+        "def on_request(request, settings):\n"
+        "    body = request.json()\n"
+        "    Segment.track(user_id=body['user'], event='Room Booked')\n"
+        "    Segment.track(user_id='', event='Nobody Booked')\n"
+    )
+    script = (
+        "import json, sys, handler\n"
+        "event = {'version': '2.0', 'requestContext': {'http': {'method': 'POST'}}, 'rawPath': '/',\n"
+        "         'headers': {'content-type': 'application/json'}, 'body': sys.argv[1], 'isBase64Encoded': False}\n"
+        "print(json.dumps(handler.lambda_handler(event, None)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, booking(5).decode()], cwd=refusing,
+                            env=package_env(url), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    body = json.loads(answer["body"])
+    assert answer["statusCode"] == 200 and body["events"] == 1, answer
+    assert "call 2 was not sent" in body["error"] and "user_id" in body["error"]
+    assert read_sink(store).iloc[before:]["event"].tolist() == ["Room Booked"]

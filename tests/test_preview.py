@@ -47,8 +47,9 @@ def on_request(request, settings):
         Segment.track(user_id=obj["customer"], event="Invoice Paid",
                       properties={"amount": obj["amount_paid"] / 100, "currency": obj["currency"]})
     elif kind == "charge.failed":
-        # forgets the user id: a spec problem the preview must point at
-        Segment.track(event="Charge Failed", properties={"amount": obj["amount"]})
+        # a timestamp that is not ISO 8601: a spec problem the preview must point at
+        Segment.track(user_id=obj["id"], event="Charge Failed", properties={"amount": obj["amount"]},
+                      timestamp="yesterday")
     elif kind == "charge.refunded":
         return obj["missing_key"]
     else:
@@ -99,7 +100,7 @@ def test_summary_counts_outcomes_and_what_each_type_produced(wb: Workbench) -> N
     assert summary.mapping["customer.created"] == {"identify": 2, "track · Customer Created": 2}
     assert summary.mapping["invoice.paid"] == {"track · Invoice Paid": 1}
     assert "invoice.voided" not in summary.mapping
-    assert summary.with_issues == 1  # the charge.failed track without ids
+    assert summary.with_issues == 1  # the charge.failed track with a bad timestamp
     html = wb.summary_html.value
     assert "track · Invoice Paid" in html and "invoice.voided" in html
 

@@ -418,6 +418,9 @@ class Engine:
             result.held = len(held)
             result.plan = [{k: i[k] for k in ("event_index", "code", "rule", "field")} for i in issues[:20]]
         result.events, result.objects = len(events), len(inv.objects)
+        not_sent = [p["message"] for p in inv.problems if p.get("code") == "refused_call"]
+        if not_sent:  # calls analytics-python would refuse are not sent: the answer says which
+            result.error = mask_text("; ".join(not_sent), config.secret_values())[:300]
         return result, Outbox(events, inv.objects)
 
     def handle(

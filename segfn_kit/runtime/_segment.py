@@ -10,8 +10,13 @@ purpose:
 - ``timestamp`` is not defaulted to "now" (Segment sets it to ``receivedAt``), so the same
   payload always gives the same events; set it from the payload for historical imports.
 
-Keyword arguments not passed are left out of the event; values passed as ``None`` stay
-``null``.
+Keyword arguments not passed are left out of the event; ``None`` for ``properties``,
+``traits``, ``context`` or ``integrations`` sends ``{}`` (as analytics-python does), other
+values passed as ``None`` stay ``null``. A naive ``timestamp`` is read as UTC; naive datetimes
+inside properties are sent without an offset, as analytics-python sends them. A call that
+analytics-python refuses (no user or anonymous id, a track without an event name, ...) is
+not sent: it is recorded as a ``refused_call`` problem. docs/ARCHITECTURE.md
+("analytics-python parity") lists every difference from analytics-python.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import datetime as _dt
 import decimal
 import enum
 import hashlib
+import numbers
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -78,9 +84,10 @@ class Collector:
     ``digest`` is called at most once, when the first event without a ``messageId`` needs one.
     """
 
-    __slots__ = ("_digest", "_digest_fn", "events", "objects", "problems")
+    __slots__ = ("_digest", "_digest_fn", "calls", "events", "objects", "problems")
 
     def __init__(self, digest: Callable[[], str] | str):
+        self.calls = 0  # Segment.* calls so far, sent or refused: the next call's position
         self.events: list[dict[str, Any]] = []
         self.objects: list[dict[str, Any]] = []
         self.problems: list[dict[str, Any]] = []
@@ -184,8 +191,7 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
     if isinstance(value, enum.Enum):
         return _clean(value.value, path, problems, where)
     if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.UTC)
+        # a naive datetime stays naive (no offset), as analytics-python sends it
         return value.isoformat()
     if isinstance(value, _dt.date):
         return value.isoformat()
@@ -209,6 +215,53 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
         }
     )
     return str(value)
+
+
+_EMPTY_WHEN_NONE = ("properties", "traits", "context", "integrations")
+_ID_TYPES = (numbers.Number, str)  # what analytics-python takes as an id
+_NEEDS_USER = frozenset({"identify", "track", "group", "page", "screen"})
+
+
+def _refusal(kind: str, msg: Mapping[str, Any]) -> str | None:
+    """Why analytics-python would refuse this call (it raises), or ``None``.
+
+    Its rules: identify, track, group, page and screen need ``userId or anonymousId`` to be
+    a string or a number (so an empty or zero ``userId`` without an ``anonymousId`` is none); track an ``event`` string; group a ``groupId``;
+    alias a ``previousId`` and a ``userId``; ``properties``, ``traits``, ``context`` and
+    ``integrations`` must be objects; a page's or screen's ``name`` and ``category``
+    strings. A ``timestamp`` may be a string here too (analytics-python takes only a
+    datetime), but not a number or another type.
+    """
+    if kind in _NEEDS_USER:
+        # analytics-python's own test: ``user_id or anonymous_id`` must be a str or number
+        uid = msg.get("userId") or msg.get("anonymousId")
+        if uid is None:
+            snake = [k for k in ("user_id", "anonymous_id") if k in msg]
+            hint = f"; the dict has {snake[0]}: did you mean {_KEYS[snake[0]]}?" if snake else ""
+            return f"it has no user_id or anonymous_id (an empty or zero user_id counts as none){hint}"
+        if not isinstance(uid, _ID_TYPES):
+            return f"its user_id / anonymous_id is a {type(uid).__name__}, not a string or number"
+    if kind == "track" and not isinstance(msg.get("event"), str):
+        return "it has no event name (event= must be a string)"
+    if kind == "group" and not isinstance(msg.get("groupId"), _ID_TYPES):
+        return "it has no group_id"
+    if kind == "alias":
+        if not isinstance(msg.get("previousId"), _ID_TYPES):
+            return "it has no previous_id"
+        if not isinstance(msg.get("userId"), _ID_TYPES):
+            return "it has no user_id"
+    for key in _EMPTY_WHEN_NONE:
+        if key in msg and not isinstance(msg[key], Mapping):
+            return f"{key} is a {type(msg[key]).__name__}, not an object (dict)"
+    if kind in ("page", "screen"):
+        for key in ("name", "category"):
+            value = msg.get(key)
+            if value and not isinstance(value, str):
+                return f"{key} is a {type(value).__name__}, not a string"
+    timestamp = msg.get("timestamp")
+    if timestamp is not None and not isinstance(timestamp, str | _dt.date):
+        return f"timestamp is a {type(timestamp).__name__}; pass a datetime or an ISO 8601 string"
+    return None
 
 
 class _Segment:
@@ -244,13 +297,36 @@ class _Segment:
                     f"it takes analytics-python's keywords: {', '.join(sorted(_KEYS))}"
                 )
             msg[camel] = value
+        # a call's position counts every call, sent or refused, so ids never shift
+        position = collector.calls
+        collector.calls = position + 1
+        for key in _EMPTY_WHEN_NONE:
+            if key in msg and msg[key] is None:  # as analytics-python: None sends {}
+                msg[key] = {}
+        refusal = _refusal(kind, msg)
+        if refusal is not None:
+            collector.problems.append({
+                "event_index": None,
+                "call_index": position,
+                "field": "",
+                "code": "refused_call",
+                "message": (
+                    f"Segment.{kind}() call {position + 1} was not sent: {refusal} "
+                    "(analytics-python refuses such a call too)"
+                ),
+            })
+            return
         for key in _ID_KEYS & msg.keys():
             value = msg[key]
             if value is not None and not isinstance(value, str):
                 msg[key] = str(value)
         # as analytics-python: message_id=None means "make one", not a null id
         if msg.get("messageId") is None:
-            msg["messageId"] = collector.message_id(index)
+            msg["messageId"] = collector.message_id(position)
+        timestamp = msg.get("timestamp")
+        if isinstance(timestamp, _dt.datetime) and timestamp.tzinfo is None:
+            # as analytics-python reads any naive timestamp not made in the last 5 seconds
+            msg["timestamp"] = timestamp.replace(tzinfo=_dt.UTC)
         for key in ("properties", "traits", "context", "integrations", "timestamp"):
             if key in msg and msg[key] is not None:
                 msg[key] = _clean(msg[key], key, collector.problems, {"event_index": index})
