@@ -49,7 +49,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -402,14 +402,15 @@ class PacePlugin(SchedulerPlugin):
 
     name = _PACER
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.buckets: dict[str, list[float]] = {}  # name -> [next free slot, paused until]
+        self.clock = clock
 
     async def start(self, scheduler: Any) -> None:
         scheduler.handlers.update({"segfn_pace_take": self.take, "segfn_pace_pause": self.pause})
 
     def take(self, name: str, rate: float | None) -> float:
-        now = time.monotonic()
+        now = self.clock()
         bucket = self.buckets.setdefault(name, [now, now])
         at = max(now, bucket[0], bucket[1]) if rate else max(now, bucket[1])
         if rate:
@@ -417,7 +418,7 @@ class PacePlugin(SchedulerPlugin):
         return at - now
 
     def pause(self, name: str, seconds: float) -> None:
-        now = time.monotonic()
+        now = self.clock()
         bucket = self.buckets.setdefault(name, [now, now])
         bucket[1] = max(bucket[1], now + min(seconds, 300.0))
 

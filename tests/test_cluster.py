@@ -369,3 +369,20 @@ def test_time_limited_calls_off_the_main_thread_reuse_one_thread() -> None:
     thread.join(timeout=30)
     assert box["values"] == [n * 2 for n in range(200)]
     assert box["threads"] <= 1 and box["error"] and box["timeout"] and box["after"] == "next"
+
+
+def test_the_pacer_spaces_slots_and_a_429_pauses_every_taker() -> None:
+    from segfn_kit._cluster import PacePlugin
+
+    now = [100.0]
+    pacer = PacePlugin(clock=lambda: now[0])
+    # slots 1/10 s apart, whoever asks (the scheduler answers every worker)
+    assert [pacer.take("run", 10.0) for _ in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    now[0] += 1.0  # later: the slots are free again, no burst saved up
+    assert pacer.take("run", 10.0) == pytest.approx(0.0)
+    pacer.pause("run", 3.0)  # a 429 with Retry-After: 3
+    assert pacer.take("run", 10.0) == pytest.approx(3.0)
+    assert pacer.take("run", 10.0) == pytest.approx(3.1)
+    assert pacer.take("other-run", None) == 0.0  # another run, another bucket
+    pacer.pause("other-run", 1.0)
+    assert pacer.take("other-run", None) == pytest.approx(1.0)  # no rate: only the pause applies
