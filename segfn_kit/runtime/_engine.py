@@ -6,7 +6,8 @@ an exported handler (Lambda, ASGI, command line) run functions through here:
 
 - ``invoke_source(function, request, settings)``: a body its content type says is JSON but
   is not (or is nested too deeply to parse) is ``InvalidEventPayload`` before the function
-  runs, since no function could map it; otherwise ``on_request`` runs once;
+  runs, since no function could map it (``body_refusal``, applied by
+  ``Function.on_request`` itself); otherwise ``on_request`` runs once;
 - ``invoke_events(function, events, settings)``: inputs that are no event
   (``reject_event``) are ``InvalidEventPayload``; with batching on (the function defines
   ``on_batch``) the others go to ``on_batch`` in one call, a batch of one too, and its
@@ -53,56 +54,23 @@ DELIVERY_RESERVE = 1.0
 """Seconds of a Lambda's remaining time kept back for delivering the events and answering."""
 
 _TEXT_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
-_TOO_DEEP = "request body is nested too deeply to parse"
 
 
 # -- the function's side: the same in the preview and deployed ------------------------------
-
-
-def _declares_json(request: Request) -> bool:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
-
-
-def body_refusal(request: Request) -> str | None:
-    """Why no function could map this body, or ``None`` (then the function runs).
-
-    A body is parsed ahead (once: ``request.json()`` reuses it) when its content type says
-    JSON or it starts like JSON. It is refused when the content type says JSON and it is
-    not, or when it is nested too deeply to parse at all.
-
-    Example:
-        >>> body_refusal(Request(b"{oops", {"Content-Type": "application/json"}))
-        'InvalidEventPayload: request body is not valid JSON (Expecting property name enclosed in double quotes at line 1 column 2)'
-        >>> body_refusal(Request(b"{oops", {"Content-Type": "text/plain"})) is None
-        True
-    """
-    declared = _declares_json(request)
-    if not declared and request.content.lstrip()[:1] not in (b"{", b"["):
-        return None
-    try:
-        request.json()
-    except RecursionError:
-        return f"InvalidEventPayload: {_TOO_DEEP}"
-    except InvalidEventPayload as exc:
-        return f"InvalidEventPayload: {exc}" if declared else None
-    return None
 
 
 def invoke_source(
     function: Function, request: Request, settings: Settings | Mapping[str, Any] | None = None,
     *, timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Invocation:
-    """Run a source function on one request, as deployed.
+    """Run a source function on one request, as deployed (``Function.on_request`` applies
+    ``body_refusal`` first, so every path that calls it does the same).
 
     Example:
         >>> fn = Function.from_source("def on_request(request, settings):\\n    pass\\n")
         >>> invoke_source(fn, Request(b"[1,", {"Content-Type": "application/json"})).outcome
         'InvalidEventPayload'
     """
-    refusal = body_refusal(request)
-    if refusal is not None:
-        return Invocation(outcome="InvalidEventPayload", error=refusal)
     return function.on_request(request, settings, timeout=timeout)
 
 
@@ -166,7 +134,7 @@ def read_events(body: bytes) -> list[Any]:
     except UnicodeDecodeError as exc:
         raise InvalidEventPayload(f"request body is not valid UTF-8 (byte {exc.start})") from None
     except RecursionError:
-        raise InvalidEventPayload(_TOO_DEEP) from None
+        raise InvalidEventPayload("request body is nested too deeply to parse") from None
     except ValueError as exc:
         raise InvalidEventPayload(f"request body is not valid JSON ({str(exc).split(':')[0]})") from None
     if isinstance(parsed, dict) and isinstance(parsed.get("batch"), list):

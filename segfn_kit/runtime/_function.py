@@ -28,7 +28,7 @@ from ._mapping_function import (
     mapping_module,
     parse_mapping_function,
 )
-from ._request import Request
+from ._request import Request, body_refusal
 from ._segment import Collector, _current
 from ._settings import Settings, declared_settings, mask_text, secret_names
 
@@ -237,7 +237,9 @@ class Function:
         if self.kind != "source":
             raise TypeError(f"{self.filename} is a destination function; call on_event()")
         settings = settings if isinstance(settings, Settings) else self.settings(settings)
-
+        refusal = body_refusal(request)
+        if refusal is not None:  # no function could map it: as deployed, it never runs
+            return Invocation(outcome="InvalidEventPayload", error=refusal)
         handler = self.__dict__.get("_on_request")
         if handler is None:  # made once: whether it is async is known at load time
             handler = self.__dict__["_on_request"] = _awaiting(self.handlers["on_request"])

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from ._errors import InvalidEventPayload
 from ._json import MISSING, body_digest, canonical_digest, fast_loads
 
-__all__ = ["Headers", "Request"]
+__all__ = ["Headers", "Request", "body_refusal"]
 
 _UNSET: Any = object()
 
@@ -268,3 +268,34 @@ class Request:
 def _looks_form_encoded(text: str) -> bool:
     head = text[:200]
     return "=" in head and not head.lstrip().startswith(("{", "["))
+
+
+def _declares_json(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def body_refusal(request: Request) -> str | None:
+    """Why no function could map this body, or ``None`` (then the function runs).
+
+    A body is parsed ahead (once: ``request.json()`` reuses it) when its content type says
+    JSON or it starts like JSON. It is refused when the content type says JSON and it is
+    not, or when it is nested too deeply to parse at all. ``Function.on_request`` applies
+    this before the function runs, in the preview and deployed alike.
+
+    Example:
+        >>> body_refusal(Request(b"{oops", {"Content-Type": "application/json"}))
+        'InvalidEventPayload: request body is not valid JSON (Expecting property name enclosed in double quotes at line 1 column 2)'
+        >>> body_refusal(Request(b"{oops", {"Content-Type": "text/plain"})) is None
+        True
+    """
+    declared = _declares_json(request)
+    if not declared and request.content.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        request.json()
+    except RecursionError:
+        return "InvalidEventPayload: request body is nested too deeply to parse"
+    except InvalidEventPayload as exc:
+        return f"InvalidEventPayload: {exc}" if declared else None
+    return None
