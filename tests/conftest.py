@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_payloads"
 CORPORA = ROOT.parent / "shared" / "corpora"
+UV = ROOT / ".tools" / "bin" / "uv"
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +72,17 @@ def local_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     yield f"http://127.0.0.1:{port}", received
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def clean_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment holding only the packages' requirements and pytest."""
+    if not UV.is_file():
+        pytest.fail(f"{UV} is missing: run `make install` first")
+    venv = tmp_path_factory.mktemp("clean") / "venv"
+    subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    requirements = (ROOT / "tests" / "golden" / "stripe_source" / "requirements.txt").read_text().split("\n")
+    wanted = [r for r in requirements if r and not r.startswith("#")] + ["pytest"]
+    subprocess.run([str(UV), "pip", "install", "--quiet", "--python", str(python), *wanted], check=True)
+    return python

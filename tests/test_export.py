@@ -306,20 +306,6 @@ def test_a_requirement_allows_its_import_and_is_written(tmp_path: Path) -> None:
 # -- layer 2: the generated tests in a clean virtual environment ------------------------------
 
 
-@pytest.fixture(scope="session")
-def clean_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment holding only the packages' requirements and pytest."""
-    if not UV.is_file():
-        pytest.fail(f"{UV} is missing: run `make install` first")
-    venv = tmp_path_factory.mktemp("clean") / "venv"
-    subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-    python = venv / "bin" / "python"
-    requirements = (regen.GOLDEN / "stripe_source" / "requirements.txt").read_text().split("\n")
-    wanted = [r for r in requirements if r and not r.startswith("#")] + ["pytest"]
-    subprocess.run([str(UV), "pip", "install", "--quiet", "--python", str(python), *wanted], check=True)
-    return python
-
-
 def _isolated_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHON", "VIRTUAL_ENV"))}
     env["PYTHONDONTWRITEBYTECODE"] = "1"

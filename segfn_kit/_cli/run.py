@@ -116,7 +116,9 @@ def _add_destination_arguments(parser: argparse.ArgumentParser) -> None:
         "--live", action="store_true",
         help="send the requests for real (to the real APIs, with the real settings); announced on stderr",
     )
-    group.add_argument("--batch", action="store_true", help="send events to on_batch, 20 at a time")
+    group.add_argument("--batch", action="store_true",
+                       help="send events to on_batch, 20 at a time (the default whenever the function "
+                            "defines on_batch, as the exported handler does)")
 
 
 def _is_destination(path: str) -> bool:
@@ -143,7 +145,7 @@ def _destination_options(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     from segfn_kit._http import Responses, ScriptError
 
-    options: dict[str, Any] = {"live": args.live, "batch": args.batch, "strict": args.strict or None}
+    options: dict[str, Any] = {"live": args.live, "batch": args.batch or None, "strict": args.strict or None}
     if args.responses:
         try:
             options["responses"] = Responses.load(args.responses)
