@@ -343,6 +343,7 @@ class Sink:
         self.segment_auth = segment_auth
         self.faults = faults or Faults()
         self.counters: dict[str, int] = {}
+        self._paths = frozenset(f"/v1/{kind}" for kind in (*EVENT_TYPES, "batch", "import", "set"))
         routes = [Route(f"/v1/{kind}", self._endpoint, methods=["POST"])
                   for kind in (*EVENT_TYPES, "batch", "import", "set")]
         routes += [
@@ -369,6 +370,18 @@ class Sink:
             await self._starlette(scope, receive, send)
             return
         self._count("requests")
+        endpoint = str(scope["path"]).rsplit("/", 1)[-1]
+        if str(scope["path"]) not in self._paths or scope.get("method") != "POST":
+            # no such endpoint, or not a POST: answered (and recorded) here, as every request is
+            wire = await _drain(receive)
+            status, message, code = (
+                (404, f"no endpoint {scope['path']}; use " + ", ".join(sorted(self._paths)), "not_found")
+                if str(scope["path"]) not in self._paths
+                else (405, f"{scope.get('method')} is not allowed; the Tracking API takes POST", "method_not_allowed"))
+            self.store.log_request(endpoint, status, None, 0, 0, wire, _header_of(scope, b"content-encoding"))
+            self._count(f"status_{status}")
+            await JSONResponse(error_body(status, message, code), status)(scope, receive, send)
+            return
         fault = self.faults.choose()
         if fault is not None:
             self._count(f"fault_{fault}")
@@ -376,7 +389,6 @@ class Sink:
             await asyncio.sleep(self.faults.delay)
         if fault in ("500", "429", "400", "drop"):
             wire = await _drain(receive)
-            endpoint = str(scope["path"]).rsplit("/", 1)[-1]
             encoding = _header_of(scope, b"content-encoding")
             self.store.log_request(endpoint, 0 if fault == "drop" else int(fault), fault, 0, 0, wire, encoding)
             if fault == "drop":

@@ -294,10 +294,15 @@ def test_every_request_is_on_record_with_its_status(url: str, store: Path) -> No
     httpx.post(url + "/v1/batch", json={"batch": [event(2)]}, auth=AUTH)
     httpx.post(url + "/__faults", json={"script": ["429"]})
     httpx.post(url + "/v1/batch", json={"batch": [event(3)]}, auth=AUTH)
-    statuses = read_sink(store, requests=True)["status"].tolist()
-    assert statuses == [401, 400, 200, 429]
+    missing = httpx.post(url + "/v1/purchase", json={"batch": []}, auth=AUTH)
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    wrong = httpx.get(url + "/v1/batch", auth=AUTH)
+    assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+    requests = read_sink(store, requests=True)
+    assert requests["status"].tolist() == [401, 400, 200, 429, 404, 405]
+    assert requests["endpoint"].tolist()[-2:] == ["purchase", "batch"]
     stats = httpx.get(url + "/__stats").json()
-    assert stats["requests"] == 4 and (stats["status_401"], stats["status_400"], stats["status_429"]) == (1, 1, 1)
+    assert stats["requests"] == 6 and (stats["status_401"], stats["status_400"], stats["status_429"]) == (1, 1, 1)
 
 
 def test_error_answers_carry_the_fields_sdks_read(url: str, store: Path) -> None:
