@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._rules import MAX_EVENT_BYTES, retry_after
+from ._settings import MASK, mask_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -584,9 +585,11 @@ class TrackingClient:
         return max(retry_after, jitter) if retry_after is not None else jitter
 
     def _mask(self, text: str) -> str:
+        # the one masker (as written and JSON-escaped); a key under 4 characters is masked too
+        text = mask_text(text, self._secrets)
         for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, "••••••")
+            if secret and len(secret) < 4:
+                text = text.replace(secret, MASK)
         return text
 
     # -- dead letters ------------------------------------------------------------------
