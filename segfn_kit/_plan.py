@@ -565,13 +565,50 @@ def check_results(results: pd.DataFrame, plan: Plan) -> pd.DataFrame:
         'unplanned_event'
     """
     if "events" in results.columns and "issues" in results.columns:
+        memo = _memo_of(plan)
         column = []
         for events, issues in zip(results["events"], results["issues"], strict=True):
             kept = [i for i in issues or [] if i.get("code") not in PLAN_CODES]
-            column.append(kept + plan.check(events or []))
+            for index, event in enumerate(events or []):
+                if isinstance(event, Mapping):
+                    kept.extend(_checked(plan, memo, event, index))
+            column.append(kept)
         results["issues"] = column
     results.attrs["plan"] = plan
     return results
+
+
+# a preview re-runs the function after every edit, and most events come out the same: their
+# plan issues are remembered per plan and event content (bounded), so a re-check costs a
+# serialisation instead of a schema validation
+_MEMO_LIMIT = 200_000
+_MEMOS: dict[int, tuple[Plan, dict[bytes, list[dict[str, Any]]]]] = {}
+
+
+def _memo_of(plan: Plan) -> dict[bytes, list[dict[str, Any]]]:
+    held = _MEMOS.get(id(plan))
+    if held is None or held[0] is not plan:
+        if len(_MEMOS) >= 8:
+            _MEMOS.clear()
+        held = (plan, {})
+        _MEMOS[id(plan)] = held
+    return held[1]
+
+
+def _checked(plan: Plan, memo: dict[bytes, list[dict[str, Any]]], event: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
+    import orjson
+
+    try:
+        key = orjson.dumps(event, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return plan.check_event(event, index)
+    found = memo.get(key)
+    if found is None:
+        found = plan.check_event(event, 0)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = found
+    return [{**issue, "event_index": index} for issue in found]
 
 
 def plan_summary(results: pd.DataFrame, plan: Plan | None = None) -> pd.DataFrame:

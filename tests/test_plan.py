@@ -422,3 +422,16 @@ def test_cli_run_plan_infer_diff_check(samples_dir: Path, tmp_path: Path) -> Non
         assert out.stdout == ""
     for args in (("plan", "--help"), ("plan", "infer", "--help"), ("plan", "diff", "--help"), ("plan", "check", "--help")):
         assert segfn(*args).returncode == 0
+
+
+def test_check_results_remembers_issues_per_event_content_with_the_right_index() -> None:
+    import pandas as pd
+
+    plan = load_plan(RULES)
+    bad = paid(revenue="x")
+    frame = pd.DataFrame({"events": [[bad], [paid(revenue=1), copy.deepcopy(bad)]], "issues": [[], []]})
+    first = check_results(frame.copy(), plan)["issues"].tolist()
+    again = check_results(frame.copy(), plan)["issues"].tolist()
+    assert first == again
+    assert [i["event_index"] for i in first[0]] == [0] and [i["event_index"] for i in first[1]] == [1]
+    assert first[1] == [dict(first[0][0], event_index=1)]
