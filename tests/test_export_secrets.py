@@ -10,7 +10,7 @@ import pytest
 
 from segfn_kit._export import ExportError, export
 from segfn_kit.examples import example_path
-from tests.test_export import _isolated_env, clean_venv  # noqa: F401  (clean_venv: a fixture)
+from tests.test_export import _isolated_env
 
 TEST_SECRET = "whsec_test_segfn_kit_documented_secret"  # what the bundled Stripe samples are signed with
 STRIPE = example_path("stripe_source")
@@ -39,7 +39,7 @@ def test_a_placeholder_that_fails_every_case_is_refused_naming_the_secret(tmp_pa
 
 
 def test_a_test_secret_records_cases_that_check_the_mapping(
-    tmp_path: Path, samples_dir: Path, clean_venv: Path  # noqa: F811
+    tmp_path: Path, samples_dir: Path, clean_venv: Path
 ) -> None:
     package = export(STRIPE, tmp_path / "pkg", payloads=[samples_dir / "stripe"],
                      settings={"signatureTolerance": "0"}, test_secrets={"signingSecret": TEST_SECRET})
