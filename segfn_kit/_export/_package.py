@@ -27,7 +27,9 @@ __all__ = ["MANIFEST", "build_zip", "export"]
 
 MANIFEST = "export.json"
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
-BASE_REQUIREMENTS = ("httpx>=0.27",)
+# sniffio: httpcore looks for it on every async request and, when it is missing, pays a
+# failed import each time (recent anyio no longer brings it)
+BASE_REQUIREMENTS = ("httpx>=0.27", "sniffio>=1.3")
 PLAN_REQUIREMENT = "jsonschema>=4.18"  # what a shipped tracking plan needs (with referencing)
 
 # template -> file in the package

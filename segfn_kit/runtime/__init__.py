@@ -15,6 +15,8 @@ This package ships inside every exported handler: it imports only the standard l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._config import Config, ConfigError, settings_from_environ
 from ._delivery import DeliveryError, DeliveryReport, TrackingClient, UndeliverableEvent
 from ._engine import Answer, Engine, Outbox, invoke_events, invoke_source, read_events
@@ -32,7 +34,6 @@ from ._errors import (
     ValidationError,
 )
 from ._function import DEFAULT_TIMEOUT, DESTINATION_HANDLERS, Function, FunctionKind, Invocation
-from ._plan import Plan, plan_from_env
 from ._request import Headers, Request
 from ._rules import (
     MAX_BODY_BYTES,
@@ -102,3 +103,16 @@ __all__ = [
     "status_of",
     "verify_signature",
 ]
+
+
+if TYPE_CHECKING:
+    from ._plan import Plan, plan_from_env
+
+
+def __getattr__(name: str) -> Any:
+    # tracking plans load when first asked for: a handler without one never imports them
+    if name in ("Plan", "plan_from_env"):
+        from . import _plan
+
+        return getattr(_plan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,15 +28,17 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._delivery import DEFAULT_HOST, DEFAULT_OBJECTS_HOST
 from ._errors import PlanError
 from ._function import DEFAULT_TIMEOUT, Function
-from ._plan import Plan, plan_from_env
 from ._rules import MAX_BODY_BYTES
 from ._settings import Settings
 from ._signatures import SCHEMES
+
+if TYPE_CHECKING:
+    from ._plan import Plan
 
 __all__ = ["DELIVERY_BUDGET", "Config", "ConfigError", "settings_from_environ"]
 
@@ -143,6 +145,8 @@ class Config:
         if max_body <= 0 or timeout <= 0 or budget <= 0:
             raise ConfigError("SEGFN_MAX_BODY, SEGFN_TIMEOUT and SEGFN_DELIVERY_BUDGET must be positive")
         base = os.path.dirname(function.filename) if os.path.isabs(function.filename) else None
+        from ._plan import plan_from_env  # here: a handler without a plan never loads it
+
         try:
             plan, plan_mode = plan_from_env(environ, base=base)
         except PlanError as exc:

@@ -33,7 +33,6 @@ httpx is imported when the first request is sent, so ``import segfn_kit.runtime`
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as _dt
 import gzip
@@ -54,6 +53,8 @@ from ._rules import MAX_EVENT_BYTES, retry_after
 from ._settings import MASK, mask_text
 
 if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
+
     import httpx
 
 __all__ = [
@@ -623,21 +624,31 @@ class TrackingClient:
                 os.fsync(fh.fileno())
 
     # -- clients -----------------------------------------------------------------------
+    def _tls(self) -> bool:
+        """Whether the clients need TLS: not when every host is ``http://`` (a local sink).
+
+        Building the TLS context (loading the CA bundle) is most of a client's start-up
+        cost, which a cold start pays on its first delivery.
+        """
+        return not (self.host.startswith("http://") and self.objects_host.startswith("http://"))
+
     def _sync_client(self) -> httpx.Client:
         with self._lock:
             if self._sync is None:
                 import httpx
 
-                self._sync = httpx.Client(transport=self._transport, follow_redirects=False)
+                self._sync = httpx.Client(transport=self._transport, follow_redirects=False, verify=self._tls())
             return self._sync
 
     def _async_client(self) -> httpx.AsyncClient:
+        import asyncio  # here, not at the top: only async delivery needs it (cold starts)
+
         loop = asyncio.get_running_loop()
         if self._async is None or self._async_loop is not loop:
             import httpx
 
             # an AsyncClient belongs to the loop it first ran on (a new loop needs a new one)
-            self._async = httpx.AsyncClient(transport=self._transport, follow_redirects=False)
+            self._async = httpx.AsyncClient(transport=self._transport, follow_redirects=False, verify=self._tls())
             self._async_loop = loop
         return self._async
 
@@ -852,6 +863,8 @@ class TrackingClient:
             while True:
                 step = steps.send(answer)
                 if step.sleep is not None:
+                    import asyncio
+
                     await asyncio.sleep(step.sleep)
                     answer = None
                     continue

@@ -19,18 +19,29 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import FUNCTION_ERRORS, FunctionLoadError, FunctionTimeout
-from ._mapping_function import (
-    MappingSpec,
-    is_mapping_source,
-    mapping_module,
-    parse_mapping_function,
-)
 from ._request import Request, body_refusal
 from ._segment import Collector, _current
 from ._settings import Settings, declared_settings, mask_text, secret_names
+
+if TYPE_CHECKING:
+    from ._mapping_function import MappingSpec
+
+# a mapping function file's name; its loader (and the Mapping Kit) load only for such files
+MAPPING_SUFFIX = ".mapping.json"
+
+
+def is_mapping_source(source: str, filename: str = "") -> bool:
+    """A mapping function file's text (a JSON object), rather than a Python function file.
+
+    Example:
+        >>> is_mapping_source('{"routes": {}}'), is_mapping_source("def on_request(r, s): pass")
+        (True, False)
+    """
+    return filename.endswith(MAPPING_SUFFIX) or source.lstrip()[:1] == "{"
+
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -203,6 +214,8 @@ class Function:
             FunctionLoadError: the file is not JSON or not a valid mapping function; the
                 message names each problem's place in the file.
         """
+        from ._mapping_function import mapping_module, parse_mapping_function
+
         spec = parse_mapping_function(source, filename)
         fn = cls(source, filename, mapping_module(spec, filename))
         fn.declared_settings = spec.settings

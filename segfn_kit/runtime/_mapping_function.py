@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import EventNotSupported, FunctionLoadError, InvalidEventPayload, MappingError
+from ._function import MAPPING_SUFFIX, is_mapping_source
 from ._mapping import _U, CompiledMapping, _compile, validate
 from ._segment import Segment
 
 __all__ = ["CALL_FIELDS", "MAPPING_SUFFIX", "MappingSpec", "is_mapping_source", "mapping_module",
            "parse_mapping_function"]
 
-MAPPING_SUFFIX = ".mapping.json"
 
 _COMMON = ("userId", "anonymousId", "context", "timestamp", "integrations", "messageId")
 # call type -> the spec fields it takes
@@ -81,16 +81,6 @@ class MappingSpec:
     otherwise: str
     document: dict[str, Any]
     _calls: dict[str, list[_Call]] = field(default_factory=dict, repr=False)
-
-
-def is_mapping_source(source: str, filename: str = "") -> bool:
-    """A mapping function file's text (a JSON object), rather than a Python function file.
-
-    Example:
-        >>> is_mapping_source('{"routes": {}}'), is_mapping_source("def on_request(r, s): pass")
-        (True, False)
-    """
-    return filename.endswith(MAPPING_SUFFIX) or source.lstrip()[:1] == "{"
 
 
 def _fail(message: str, filename: str, line: int | None = None) -> FunctionLoadError:

@@ -22,7 +22,6 @@ applies these, so a function behaves the same wherever it runs:
 from __future__ import annotations
 
 import datetime as _dt
-import email.utils
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -135,6 +134,8 @@ def retry_after(value: str | None, now: _dt.datetime | None = None) -> float | N
         seconds = float(value)
     except ValueError:
         try:
+            import email.utils  # here: only an HTTP-date Retry-After needs it (cold starts)
+
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
