@@ -32,7 +32,7 @@ _EXPORTS = {
     "iter_payloads": "segfn_kit._payloads",
     "request_from_row": "segfn_kit._payloads",
     "Payload": "segfn_kit._payloads",
-    "PayloadError": "segfn_kit._payloads",
+    "PayloadError": "segfn_kit._errors",
     "profile": "segfn_kit._profile",
     "drift": "segfn_kit._profile",
     "redact": "segfn_kit._redact",
@@ -49,10 +49,24 @@ _EXPORTS = {
     "replay": "segfn_kit._replay",
     "Checkpoint": "segfn_kit._checkpoint",
     "CheckpointKey": "segfn_kit._checkpoint",
-    "CheckpointError": "segfn_kit._checkpoint",
-    "ReplayError": "segfn_kit._replay",
-    "ClusterError": "segfn_kit._replay",
+    "CheckpointError": "segfn_kit._errors",
+    "ReplayError": "segfn_kit._errors",
+    "ClusterError": "segfn_kit._errors",
     "read_sink": "segfn_kit._sink",
+    # errors (their tree: segfn_kit/_errors.py)
+    "SegfnError": "segfn_kit._errors",
+    "SettingsFileError": "segfn_kit._errors",
+    "ApprovedOutputError": "segfn_kit._errors",
+    "ExportError": "segfn_kit._errors",
+    "ScriptError": "segfn_kit._errors",
+    "UnscriptedRequest": "segfn_kit._errors",
+    "NetworkBlocked": "segfn_kit._errors",
+    # approvals, destination previews, the local sink
+    "load_approved": "segfn_kit._approve",
+    "RetryPolicy": "segfn_kit._destination",
+    "requests_frame": "segfn_kit._destination",
+    "running_sink": "segfn_kit._sink",
+    "plan_png": "segfn_kit._preview._planview",
     # tracking plans
     "load_plan": "segfn_kit._plan",
     "infer_plan": "segfn_kit._plan",
@@ -61,14 +75,22 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ApprovedOutputError",
     "Checkpoint",
     "CheckpointError",
     "CheckpointKey",
     "ClusterError",
+    "ExportError",
+    "NetworkBlocked",
     "Payload",
     "PayloadError",
     "ReplayError",
     "Responses",
+    "RetryPolicy",
+    "ScriptError",
+    "SegfnError",
+    "SettingsFileError",
+    "UnscriptedRequest",
     "__version__",
     "approve",
     "coverage",
@@ -79,8 +101,10 @@ __all__ = [
     "export_segment",
     "infer_plan",
     "iter_payloads",
+    "load_approved",
     "load_payloads",
     "load_plan",
+    "plan_png",
     "plan_summary",
     "preview",
     "profile",
@@ -88,33 +112,44 @@ __all__ = [
     "redact",
     "replay",
     "request_from_row",
+    "requests_frame",
     "run",
+    "running_sink",
     "sample_events",
     "to_jsonl",
     "validate",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from segfn_kit._approve import approve
-    from segfn_kit._checkpoint import Checkpoint, CheckpointError, CheckpointKey
+    from segfn_kit._approve import approve, load_approved
+    from segfn_kit._checkpoint import Checkpoint, CheckpointKey
+    from segfn_kit._destination import RetryPolicy, requests_frame
+    from segfn_kit._errors import (
+        ApprovedOutputError,
+        CheckpointError,
+        ClusterError,
+        ExportError,
+        NetworkBlocked,
+        PayloadError,
+        ReplayError,
+        ScriptError,
+        SegfnError,
+        SettingsFileError,
+        UnscriptedRequest,
+    )
     from segfn_kit._events import sample_events
     from segfn_kit._export import export
     from segfn_kit._export._segment import export_segment
     from segfn_kit._http import Responses
-    from segfn_kit._payloads import (
-        Payload,
-        PayloadError,
-        iter_payloads,
-        load_payloads,
-        request_from_row,
-    )
+    from segfn_kit._payloads import Payload, iter_payloads, load_payloads, request_from_row
     from segfn_kit._plan import diff_plans, infer_plan, load_plan, plan_summary
     from segfn_kit._preview import preview
+    from segfn_kit._preview._planview import plan_png
     from segfn_kit._profile import drift, profile
     from segfn_kit._redact import redact
-    from segfn_kit._replay import ClusterError, ReplayError, replay
+    from segfn_kit._replay import replay
     from segfn_kit._run import coverage, diff, run, to_jsonl
-    from segfn_kit._sink import read_sink
+    from segfn_kit._sink import read_sink, running_sink
     from segfn_kit.spec import validate
 
 

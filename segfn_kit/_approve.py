@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from segfn_kit._errors import ApprovedOutputError
 from segfn_kit.runtime import MASK, Settings, mask_text
 
 # request headers that carry the sender's credentials: masked in approved files, which are
@@ -38,10 +39,6 @@ _CREDENTIAL_HEADERS = frozenset(
 __all__ = ["ApprovedOutputError", "approve", "approved_path", "load_approved"]
 
 _SUFFIX = ".approved.jsonl"
-
-
-class ApprovedOutputError(ValueError):
-    """An approved-outputs file, or what was asked to be approved, is not usable."""
 
 
 def approved_path(function_file: str | os.PathLike[str]) -> Path:

@@ -47,16 +47,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from segfn_kit._errors import CheckpointError
+
 __all__ = ["Checkpoint", "CheckpointEntry", "CheckpointError", "CheckpointKey"]
 
 CHECKPOINT_VERSION = 2
 _READ_BLOCK = 1 << 20
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used: unreadable, malformed, of another run, or inconsistent
-    with the archives (a position past the end of a unit). The message names the file and
-    says what to do."""
 
 
 @dataclasses.dataclass(frozen=True)

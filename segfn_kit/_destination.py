@@ -35,6 +35,8 @@ import pandas as pd
 
 from segfn_kit._events import is_event_frame, sample_events
 from segfn_kit._http import EventRecord, Interception, Responses
+from segfn_kit._progress import Bar
+from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import settings_values
 from segfn_kit.runtime import (
     DEFAULT_TIMEOUT,
@@ -182,7 +184,7 @@ def run_destination(
     runner = _Runner(fn, bound, secrets, timeout, policy)
 
     rows: dict[str, dict[str, Any]] = {}
-    bar = _progress(len(frame), progress if progress is not None else len(frame) >= 1000)
+    bar: Bar[Any] = progress_bar(total=len(frame), show=progress, desc="events", unit="event")
     missing = fn.missing_settings(values)
     settings_error = None
     if missing:
@@ -427,19 +429,3 @@ def _violated(inv: Invocation, violations: list[str]) -> Invocation:
     message = violations[0] + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else "")
     return Invocation(outcome="error", error=message, error_line=inv.error_line,
                       duration=inv.duration, returned=None)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="event", desc="events")

@@ -57,6 +57,7 @@ import httpx
 import respx
 from respx.patterns import M
 
+from segfn_kit._errors import NetworkBlocked, ScriptError, UnscriptedRequest
 from segfn_kit.runtime import MASK, mask_text
 
 __all__ = [
@@ -87,18 +88,6 @@ _SECRET_HEADER = re.compile(
 )
 # response headers worth keeping in the record (the rest is transport noise)
 _KEPT_RESPONSE_HEADERS = ("retry-after", "content-type", "location", "x-rate-limit-remaining")
-
-
-class UnscriptedRequest(Exception):
-    """Strict mode: a request that no rule of the script answers."""
-
-
-class NetworkBlocked(ConnectionError):
-    """A preview refused a network connection that did not go through httpx."""
-
-
-class ScriptError(ValueError):
-    """A response script that cannot be understood; the message names the part and the fix."""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from segfn_kit._checkpoint import Checkpoint, CheckpointEntry, CheckpointError, CheckpointKey
+from segfn_kit._errors import ClusterError, ReplayError
 from segfn_kit._settingsfile import SettingsFileError, settings_values
 from segfn_kit.runtime import Function
 from segfn_kit.runtime._delivery import (
@@ -62,15 +63,6 @@ __all__ = ["ClusterError", "ReplayError", "ReplaySummary", "replay"]
 # client to pack full batches across payload boundaries, small enough that little is re-sent
 _CHUNK_BATCHES = 4
 _LISTED = 20  # unloadable payloads and changed archives named in the printed summary
-
-
-class ReplayError(Exception):
-    """A replay cannot start or go on: bad arguments, a checkpoint of another replay."""
-
-
-class ClusterError(ReplayError):
-    """A cluster replay could not finish: a partition killed its workers (``KilledWorker``),
-    no worker is left, or the scheduler cannot be reached (``segfn replay`` exits 1)."""
 
 
 @dataclasses.dataclass

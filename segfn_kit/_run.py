@@ -47,6 +47,7 @@ from segfn_kit._payloads import (
     load_payloads,
     request_from_row,
 )
+from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
 from segfn_kit.runtime._isolation import CallResult, WorkerPool
@@ -77,8 +78,6 @@ COLUMNS = (
 JSONL_KEYS = ("payload_id", "outcome", "events", "objects", "error", "issues")
 """Contract 3: the keys of every ``--jsonl`` line (destinations add ``requests``)."""
 
-# a progress bar appears by itself from this many payloads on
-_PROGRESS_FROM = 1000
 
 FunctionLike = Function | str | os.PathLike[str]
 PayloadsLike = Any  # paths, a payload frame, or a list of envelopes / bodies / Requests
@@ -288,16 +287,6 @@ def _issues_of(events: list[dict[str, Any]], objects: list[dict[str, Any]], prob
     return issues
 
 
-def _progress(items: list[_Item], progress: bool | None, desc: str) -> Iterable[_Item]:
-    show = progress if progress is not None else len(items) >= _PROGRESS_FROM
-    if not show:
-        return items
-    from tqdm.auto import tqdm
-
-    # bound to the stream of the moment, before the run captures the function's output
-    return tqdm(items, total=len(items), desc=desc, unit="payload", file=sys.stderr)  # type: ignore[no-any-return]
-
-
 def _frame(
     items: _Items, columns: dict[str, list[Any]], function: Function | None, kind: str
 ) -> pd.DataFrame:
@@ -455,7 +444,7 @@ def _run_source(
     def requests() -> Iterator[Request]:
         """The payloads' requests, made one at a time as they are run; rows that cannot
         become a request are set aside in ``failures``."""
-        for n, item in enumerate(_progress(items, progress, "running")):
+        for n, item in enumerate(progress_bar(items, show=progress, desc="running", unit="payload")):
             failure = item.error
             if failure is None:
                 try:

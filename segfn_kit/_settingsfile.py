@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from segfn_kit._errors import SettingsFileError
+
 __all__ = ["SettingsFileError", "read_settings", "settings_values"]
-
-
-class SettingsFileError(ValueError):
-    """A settings file is missing, not JSON, or not a flat object of names to values."""
 
 
 def settings_values(settings: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:

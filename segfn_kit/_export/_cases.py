@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from segfn_kit._progress import progress as progress_bar
 from segfn_kit.runtime import Function, Request, Settings, invoke_events, invoke_source
 from segfn_kit.runtime._settings import mask_values
 
@@ -80,15 +81,6 @@ def approved_cases(path: Path, kind: str) -> tuple[list[dict[str, Any]], list[di
     return cases, skipped
 
 
-def _progress(items: Iterable[Any], show: bool, unit: str) -> Iterable[Any]:
-    if not show:
-        return items
-    from tqdm.auto import tqdm
-
-    bar: Iterable[Any] = tqdm(items, desc="running the function for the tests", unit=f" {unit}")
-    return bar
-
-
 def source_cases(
     function: Function, paths: Iterable[str | os.PathLike[str]], settings: Settings, *, progress: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -104,7 +96,7 @@ def source_cases(
     stream = iter_payloads(*[str(p) for p in paths], on_skip=lambda s: skipped.append(
         {"input": Path(s.source).name, "reason": s.reason}
     ))
-    for payload in _progress(stream, progress, "payloads"):
+    for payload in progress_bar(stream, show=progress, desc="running the function for the tests", unit="payloads"):
         if payload.error is not None:  # not a payload (the loader says why): nothing to test
             skipped.append({"input": payload.payload_id, "reason": payload.error})
             continue
@@ -137,7 +129,7 @@ def destination_cases(
     frame = sample_events(*[Path(p) for p in paths])
     cases: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for event_id, row in _progress(frame.iterrows(), progress, "events"):
+    for event_id, row in progress_bar(frame.iterrows(), show=progress, desc="running the function for the tests", unit="events"):
         event = row["event"]
         if row.get("error") or not isinstance(event, dict):
             skipped.append({"input": str(event_id), "reason": str(row.get("error") or "not a JSON object")})

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from segfn_kit._errors import ExportError
+
 __all__ = ["ExportError", "ImportProblem", "check_imports", "requirement_name"]
 
 # modules whose import name differs from the project name on PyPI
@@ -26,10 +28,6 @@ _PROJECT_OF_MODULE = {
     "google": "google-api-core",
     "dotenv": "python-dotenv",
 }
-
-
-class ExportError(Exception):
-    """A function cannot be exported as it is; the message says what to change."""
 
 
 @dataclass(frozen=True)

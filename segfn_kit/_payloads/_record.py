@@ -7,23 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from segfn_kit._errors import PayloadError as PayloadError
 from segfn_kit.runtime import Request
 
 from ._body import _body_from_value
-
-
-class PayloadError(ValueError):
-    """A payload could not be loaded and ``strict=True`` was asked for.
-
-    Attributes:
-        source: the file (or input) that failed.
-        reason: why.
-    """
-
-    def __init__(self, source: str, reason: str):
-        super().__init__(f"{source}: {reason}")
-        self.source = source
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
