@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._util import median_time, report
+from segfn_kit.runtime import DEFAULT_TIMEOUT, Request
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOADS = ROOT / "sample_payloads" / "stripe"
@@ -128,8 +129,8 @@ def main() -> None:
 
         def function_alone() -> None:
             for _ in range(WARM_REQUESTS):
-                request = handler.Request(base64.b64decode(event["body"]), request_headers, method="POST", url="/")
-                handler.FUNCTION.on_request(request, settings, timeout=handler.DEFAULT_TIMEOUT)
+                request = Request(base64.b64decode(event["body"]), request_headers, method="POST", url="/")
+                handler.FUNCTION.on_request(request, settings, timeout=DEFAULT_TIMEOUT)
 
         with contextlib.redirect_stderr(io.StringIO()):
             through_handler()  # warm up

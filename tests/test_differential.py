@@ -350,3 +350,39 @@ def test_destinations_behave_the_same_everywhere(name: str, clean_venv: Path, tm
         assert rows[8]["outcome"] == "EventNotSupported" and expected[8][1] == 200
     if name.startswith("insert_function"):
         assert json.loads(expected[0][2])[0]["properties" if name == "insert_function" else "context"]
+
+
+@pytest.mark.parametrize(
+    ("returned", "fragment"),
+    [
+        ("'done'", "on_batch returned str 'done'"),
+        ("[{'status': 200}]", "on_batch returned 1 statuses for 2 events"),
+        ("[{'status': 200}, {'status': '200'}]", "on_batch status 2 is {'status': '200'}"),
+        ("[{'status': 200}, {'status': 2.5}]", "on_batch status 2 is {'status': 2.5}"),
+    ],
+)
+def test_wrong_on_batch_answers_are_the_same_error_in_preview_and_deployed(
+    returned: str, fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_export import load_handler
+
+    function = tmp_path / "bad_batch.py"
+    function.write_text(f"def on_batch(events, settings):\n    return {returned}\n", encoding="utf-8")
+    events = [{"type": "track", "userId": "u1", "event": "A"}, {"type": "page", "userId": "u1"}]
+    preview = run(function, events, retry=RetryPolicy(max_attempts=1), progress=False)
+    handler = load_handler(export(function, tmp_path / "pkg", payloads=[_write(tmp_path / "e.jsonl", events)]))
+    for name in list(os.environ):
+        if name.startswith(("SEGMENT_", "SEGFN_")):
+            monkeypatch.delenv(name)
+    answer = handler.lambda_handler({"version": "2.0", "rawPath": "/", "headers": {"content-type": "application/json"},
+                                     "requestContext": {"http": {"method": "POST"}},
+                                     "body": json.dumps(events)}, None)
+    results = json.loads(answer["body"])["results"]
+    assert answer["statusCode"] == 500
+    assert [r["error"] for r in results] == preview["error"].tolist()
+    assert all(fragment in e and "one {'status': <int>" in e for e in preview["error"])
+
+
+def _write(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    return path
