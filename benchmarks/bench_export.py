@@ -4,7 +4,7 @@ Cold start is what AWS Lambda pays on a new container: a fresh interpreter impor
 ``handler`` from the unpacked Lambda zip (httpx vendored, bytecode precompiled) and answering
 its first webhook, delivered to a sink on loopback. The interpreter is a bare virtual
 environment (standard library only, like Lambda's runtime), and it is compared with
-``python -c pass`` of the same interpreter, run in the same loop (target: at most 150 ms
+``python -c pass`` of the same interpreter, run in the same loop (target: at most 100 ms
 above it). Warm overhead is the handler's own work per
 request (event parsing, config, signature check, response, log line) with the network left
 out: ``lambda_handler`` with delivery replaced by a no-op, minus the function alone on the
@@ -111,7 +111,7 @@ def main() -> None:
         report("import handler (runtime + handler + function file)", cold["import"] * 1000, "ms")
         report("import + first invocation, delivered to a loopback sink", cold["invoke"] * 1000, "ms")
         report("cold start above the bare interpreter", (cold["invoke"] - cold["bare"]) * 1000, "ms",
-               "<= 150 ms")
+               "<= 100 ms")
         report("cold start / bare interpreter", cold["invoke"] / cold["bare"], "x")
 
         handler = _load(package)

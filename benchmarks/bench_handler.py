@@ -1,0 +1,164 @@
+"""The exported handler under uvicorn against a hand-written proxy, 32 requests in flight.
+
+Both servers run under uvicorn (one worker process each, on 127.0.0.1) and deliver to the
+same sink (``segfn_kit._sink.running_sink`` in a child process). The floor is the 30-line
+ASGI app below: it reads the body, ``json.loads`` it, builds the event the one-track
+function builds and posts it to ``/v1/batch`` with one shared ``httpx.AsyncClient``, and
+answers 200 once the sink accepted it. The exported handler runs the same one-track
+function through the runtime (messageIds, checks, delivery with retries, the log line).
+
+A client keeps 32 requests in flight (httpx.AsyncClient) until ``REQUESTS`` are answered;
+the two servers are timed in turns, ``ROUNDS`` times, and the medians compared.
+
+Target: handler req/s / proxy req/s >= 1.0.
+
+    .venv/bin/python -m benchmarks bench_handler
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks._util import report
+
+REQUESTS = int(os.environ.get("SEGFN_BENCH_REQUESTS", "1500"))
+ROUNDS = int(os.environ.get("SEGFN_BENCH_ROUNDS", "3"))
+CONCURRENCY = 32
+WRITE_KEY = "bench-handler-key"
+
+FUNCTION = '''\
+from segfn_kit.runtime import Segment
+
+
+def on_request(request, settings):
+    body = request.json()
+    Segment.track(user_id=body["user"], event="Order Completed",
+                  properties={"order_id": body["id"], "total": body["total"]})
+'''
+
+PROXY = '''\
+import base64, json, os
+import httpx
+
+URL = os.environ["SEGMENT_API_HOST"] + "/v1/batch"
+AUTH = {"Authorization": "Basic " + base64.b64encode((os.environ["SEGMENT_WRITE_KEY"] + ":").encode()).decode()}
+client = None
+
+
+async def app(scope, receive, send):
+    global client
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    order = json.loads(body)
+    event = {"type": "track", "userId": str(order["user"]), "event": "Order Completed",
+             "properties": {"order_id": order["id"], "total": order["total"]}}
+    if client is None:
+        client = httpx.AsyncClient()
+    answer = await client.post(URL, json={"batch": [event]}, headers=AUTH)
+    status = 200 if answer.status_code == 200 else 502
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"ok":true}'})
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(cwd: Path, target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "--log-level", "warning"],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, f"http://127.0.0.1:{port}/"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{target} did not start") from None
+            time.sleep(0.05)
+
+
+async def _load(url: str, n: int) -> float:
+    import httpx
+
+    bodies = [json.dumps({"id": f"o{i}", "user": f"u{i % 97}", "total": i * 1.5}).encode() for i in range(n)]
+    queue = iter(bodies)
+    failures = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal failures
+        for body in queue:
+            answer = await client.post(url, content=body, headers={"Content-Type": "application/json"})
+            failures += answer.status_code != 200
+
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        await client.post(url, content=bodies[0], headers={"Content-Type": "application/json"})  # warm
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - start
+    assert failures == 0, f"{failures} requests failed at {url}"
+    return n / elapsed
+
+
+def main() -> None:
+    from segfn_kit._export import export
+    from segfn_kit._sink import running_sink
+
+    with tempfile.TemporaryDirectory(prefix="segfn-bench-handler-") as tmp:
+        root = Path(tmp)
+        (root / "orders.py").write_text(FUNCTION)
+        (root / "order.json").write_text(json.dumps({"id": "o1", "user": "u1", "total": 9.5}))
+        package = export(root / "orders.py", root / "orders", payloads=[root / "order.json"])
+        (root / "proxy").mkdir()
+        (root / "proxy" / "proxy.py").write_text(PROXY)
+        with running_sink(write_key=WRITE_KEY, process=True) as sink:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+            env.update({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_API_HOST": sink, "SEGMENT_OBJECTS_HOST": sink})
+            servers = {
+                "proxy": _serve(root / "proxy", "proxy:app", env),
+                "handler": _serve(package, "handler:app", env),
+            }
+            try:
+                rates: dict[str, list[float]] = {name: [] for name in servers}
+                for _ in range(ROUNDS):
+                    for name, (_, url) in servers.items():
+                        rates[name].append(asyncio.run(_load(url, REQUESTS)))
+            finally:
+                for proc, _ in servers.values():
+                    proc.terminate()
+                    proc.wait(timeout=10)
+    proxy = statistics.median(rates["proxy"])
+    handler = statistics.median(rates["handler"])
+    print(f"  {REQUESTS:,} requests, {CONCURRENCY} in flight, medians of {ROUNDS} rounds timed in turns")
+    report("proxy (30-line ASGI app, shared AsyncClient): req/s", proxy, "/s")
+    report("exported handler under uvicorn: req/s", handler, "/s")
+    report("handler req/s / proxy req/s", handler / proxy, "x", target=">= 1.0")
+
+
+if __name__ == "__main__":
+    main()
