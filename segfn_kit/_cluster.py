@@ -538,10 +538,14 @@ def _run_partition(job: _Job, secrets: _Secrets, partition: Partition) -> _Resul
         client = TrackingClient(secrets.write_key or "", job.host, objects_host=job.objects_host,
                                 budget=job.budget, timeout=min(30.0, job.budget), dead_letter=dead,
                                 max_batch_events=job.batch_events, transport=_pacing_transport(job.pacer, job.rate))
+    from segfn_kit.runtime._function import timeouts_in_place
+
     counts = [0] * len(partition.pieces)
     try:
-        summary = replay(_function(job), partition.label, settings=secrets.settings, dry_run=job.mode == "dry-run",
-                         client=client, budget=job.budget, stream=_counted(partition, counts))
+        with timeouts_in_place():  # the function runs on this task thread, limited as on a main thread
+            summary = replay(_function(job), partition.label, settings=secrets.settings,
+                             dry_run=job.mode == "dry-run", client=client, budget=job.budget,
+                             stream=_counted(partition, counts))
     finally:
         if client is not None:
             client.close()
@@ -832,8 +836,9 @@ def replay_on_cluster(
                                 "then run the same command again (with --checkpoint, finished partitions "
                                 "are skipped)"
                             ) from None
-                        except (ReplayError, OSError) as exc:
-                            raise ClusterError(f"partition {part.label}: {exc}") from None
+                        except Exception as exc:  # raised by the task on its worker
+                            raise ClusterError(f"partition {part.label} failed on its worker: "
+                                               f"{type(exc).__name__}: {exc}") from None
                         finally:
                             future.release()
                         _merge(summary, result.summary, outcomes)

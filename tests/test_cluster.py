@@ -364,11 +364,33 @@ def test_time_limited_calls_off_the_main_thread_reuse_one_thread() -> None:
             box["timeout"] = True
         box["after"] = call_with_timeout(lambda: "next", (), 5.0)
 
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(timeout=30)
+    def in_place() -> None:
+        # what a partition task does: calls on the task thread itself, a watchdog at the limit
+        from segfn_kit.runtime._function import timeouts_in_place
+
+        with timeouts_in_place():
+            before = threading.active_count()
+            box["place_values"] = [call_with_timeout(lambda x: x + 1, (n,), 5.0) for n in range(200)]
+            box["place_threads"] = threading.active_count() - before
+            try:
+                call_with_timeout(_spin_forever, (), 0.1)
+            except FunctionTimeout:
+                box["place_timeout"] = True
+            box["place_after"] = call_with_timeout(lambda: "next", (), 5.0)
+
+    for target in (body, in_place):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join(timeout=30)
     assert box["values"] == [n * 2 for n in range(200)]
     assert box["threads"] <= 1 and box["error"] and box["timeout"] and box["after"] == "next"
+    assert box["place_values"] == [n + 1 for n in range(200)]
+    assert box["place_threads"] <= 1 and box["place_timeout"] and box["place_after"] == "next"
+
+
+def _spin_forever() -> None:
+    while True:
+        pass
 
 
 def test_the_pacer_spaces_slots_and_a_429_pauses_every_taker() -> None:

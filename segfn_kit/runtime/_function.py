@@ -5,6 +5,7 @@ The same code runs in a notebook preview, in ``segfn run`` and inside an exporte
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -16,7 +17,7 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -524,6 +525,13 @@ def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: fl
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             _ALARM.armed = False
+    if getattr(_INVOKERS, "in_place", False):
+        watchdog = _watchdog()
+        token = watchdog.arm(timeout)
+        try:
+            return fn(*args)
+        finally:
+            watchdog.disarm(token)
     invoker = getattr(_INVOKERS, "invoker", None)
     if invoker is None:
         invoker = _INVOKERS.invoker = _Invoker()
@@ -573,3 +581,84 @@ class _Invoker:
 
 
 _INVOKERS = threading.local()
+
+
+@contextlib.contextmanager
+def timeouts_in_place() -> Iterator[None]:
+    """Within the block, time-limited calls made by this thread (not the main one) run on it,
+    and a watchdog thread raises ``FunctionTimeout`` in it at the limit, as the main thread's
+    timer signal does: no thread hop per call. For a thread that does nothing but run calls
+    (a Dask worker's task running a partition). As with the signal, a call blocked in one long
+    C call (``time.sleep`` included) sees the timeout only once that call returns.
+
+    Example:
+        >>> with timeouts_in_place():
+        ...     call_with_timeout(sum, ([1, 2],), 5.0)
+        3
+    """
+    previous = getattr(_INVOKERS, "in_place", False)
+    _INVOKERS.in_place = threading.current_thread() is not _main_thread()
+    try:
+        yield
+    finally:
+        _INVOKERS.in_place = previous
+
+
+class _Watchdog:
+    """Raises ``FunctionTimeout`` in threads that passed their deadline (one thread for all)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._armed: dict[int, tuple[float, int]] = {}  # thread ident -> (deadline, token)
+        self._token = 0
+        threading.Thread(target=self._loop, daemon=True, name="segfn-watchdog").start()
+
+    def arm(self, timeout: float) -> int:
+        with self._lock:
+            self._token += 1
+            self._armed[threading.get_ident()] = (time.monotonic() + timeout, self._token)
+            self._wake.notify()
+            return self._token
+
+    def disarm(self, token: int) -> None:
+        ident = threading.get_ident()
+        with self._lock:
+            entry = self._armed.get(ident)
+            if entry is not None and entry[1] == token:
+                del self._armed[ident]
+                return
+        # it fired: a FunctionTimeout not yet raised (the call returned just then) is dropped
+        _async_raise(ident, None)
+
+    def _loop(self) -> None:
+        with self._lock:
+            while True:
+                if not self._armed:
+                    self._wake.wait()
+                    continue
+                ident, (deadline, _) = min(self._armed.items(), key=lambda item: item[1][0])
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._wake.wait(left)
+                    continue
+                del self._armed[ident]
+                _async_raise(ident, FunctionTimeout)
+
+
+def _async_raise(ident: int, exc: type[BaseException] | None) -> None:
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None if exc is None else ctypes.py_object(exc))
+
+
+_WATCHDOG: list[_Watchdog] = []
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    if not _WATCHDOG:
+        with _WATCHDOG_LOCK:
+            if not _WATCHDOG:
+                _WATCHDOG.append(_Watchdog())
+    return _WATCHDOG[0]
