@@ -567,12 +567,15 @@ class ClusterReplaySummary(ReplaySummary):
         partitions_resumed: partitions skipped because the checkpoint recorded them.
         workers: workers connected at the start.
         dashboard: the Dask dashboard's address, if it is served.
+        partition_seconds: the time each partition run took on its worker (its replay: read,
+            function, delivery), in the order they finished.
     """
 
     partitions: int = 0
     partitions_resumed: int = 0
     workers: int = 0
     dashboard: str | None = None
+    partition_seconds: list[float] = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
         head = (f"partitions    {self.partitions:,} on {self.workers} worker(s), "
@@ -842,6 +845,7 @@ def replay_on_cluster(
                         finally:
                             future.release()
                         _merge(summary, result.summary, outcomes)
+                        summary.partition_seconds.append(result.summary.elapsed)
                         summary.partitions_resumed += result.skipped
                         if bar is not None:
                             bar.update(1)
