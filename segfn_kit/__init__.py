@@ -72,6 +72,7 @@ _EXPORTS = {
     "infer_plan": "segfn_kit._plan",
     "diff_plans": "segfn_kit._plan",
     "plan_summary": "segfn_kit._plan",
+    "PlanError": "segfn_kit.runtime._errors",
 }
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "NetworkBlocked",
     "Payload",
     "PayloadError",
+    "PlanError",
     "ReplayError",
     "Responses",
     "RetryPolicy",
@@ -150,6 +152,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from segfn_kit._replay import replay
     from segfn_kit._run import coverage, diff, run, to_jsonl
     from segfn_kit._sink import read_sink, running_sink
+    from segfn_kit.runtime._errors import PlanError
     from segfn_kit.spec import validate
 
 

@@ -25,7 +25,8 @@ Function errors and the runtime's errors (``segfn_kit.runtime``, also exported h
 
     FunctionError: EventNotSupported, InvalidEventPayload, ValidationError, RetryError,
                    DropEvent (raised by functions, with Segment's meanings)
-    FunctionLoadError, FunctionTimeout, ConfigError, DeliveryError > UndeliverableEvent
+    FunctionLoadError, FunctionTimeout, ConfigError, DeliveryError > UndeliverableEvent,
+    PlanError (ValueError: a tracking plan that cannot be used; ``segfn_kit.PlanError``)
 
 Every message names the input at fault and says how to fix it.
 
