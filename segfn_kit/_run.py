@@ -51,7 +51,6 @@ from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
 from segfn_kit.runtime._isolation import CallResult, WorkerPool
-from segfn_kit.runtime._request import _UNSET
 from segfn_kit.spec import validate as validate_event
 from segfn_kit.spec import validate_object
 
@@ -188,8 +187,7 @@ def _items_from_list(payloads: Sequence[Any]) -> Iterator[_Item]:
     for n, payload in enumerate(payloads, start=1):
         pid = f"input{n}"
         if isinstance(payload, Request):
-            body = payload._json if payload._json is not _UNSET else None
-            yield _Item(pid, payload, None, _event_type_of(body))
+            yield _Item(pid, payload, None, _event_type_of(payload.parsed_so_far()))
         elif isinstance(payload, bytes | bytearray):
             yield _Item(pid, Request(bytes(payload)), None, None)
         else:  # an envelope or a bare JSON body, read as the loader reads it
@@ -456,7 +454,7 @@ def _run_source(
                 continue
             cached = _DIGESTS.get(request.content)
             if cached is not None:
-                request._digest = cached
+                request.seed_digest(cached)
             uncached.append(None if cached is not None else request.content)
             yield request
 

@@ -332,8 +332,8 @@ def _request_of(data: tuple[Any, ...]) -> Request:
         query=query,
         received_at=received_at,
         parsed=_UNSET if parsed is _NOT_PARSED else parsed,
+        digest=digest,
     )
-    request._digest = digest
     return request
 
 

@@ -89,6 +89,8 @@ class Request:
         received_at: when the request was captured (ISO 8601), if known.
         parsed: the body already parsed as JSON by whoever read it (exactly what
             ``json.loads`` gives for ``body``), so that ``json()`` does not parse it again.
+        digest: the body's digest (``digest()``) when it is known already, for example from
+            a cache keyed by the body: it depends on the body alone.
 
     Example:
         >>> r = Request(b'{"type": "customer.created"}', {"Content-Type": "application/json"})
@@ -110,9 +112,10 @@ class Request:
         query: Mapping[str, Any] | None = None,
         received_at: str | None = None,
         parsed: Any = _UNSET,
+        digest: str | None = None,
     ):
         self._json: Any = parsed
-        self._digest: str | None = None
+        self._digest: str | None = digest
         if isinstance(body, bytes | bytearray | memoryview):
             self.content = bytes(body)
         elif isinstance(body, str):
@@ -234,6 +237,21 @@ class Request:
             raise InvalidEventPayload(
                 f"request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){hint}"
             ) from None
+
+    def parsed_so_far(self) -> Any:
+        """The parsed body if it was parsed already (or given parsed), else ``None``; never parses.
+
+        Example:
+            >>> Request({"a": 1}).parsed_so_far(), Request(b'{"a": 1}').parsed_so_far()
+            ({'a': 1}, None)
+        """
+        return None if self._json is _UNSET else self._json
+
+    def seed_digest(self, digest: str) -> None:
+        """Give the body's digest when it is known already (a cache keyed by the body), so
+        that ``digest()`` does not compute it again. It depends on the body alone."""
+        if self._digest is None:
+            self._digest = digest
 
     def digest(self) -> str:
         """A digest of the body's content, the seed of derived ``messageId``s.
