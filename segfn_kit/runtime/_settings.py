@@ -320,6 +320,15 @@ class Settings(Mapping[str, Any]):
             known = ", ".join(sorted(self._values)) or "none"
             raise KeyError(f"no setting {name!r} (settings given: {known})") from None
 
+    # Mapping's get and ``in`` go through __getitem__, whose KeyError names every setting:
+    # dear for the common ``settings.get("optional")`` of a setting that was not given
+    def get(self, name: str, default: Any = None) -> Any:
+        """The setting's value, or ``default`` when it was not given."""
+        return self._values.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
