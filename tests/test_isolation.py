@@ -7,12 +7,17 @@ the same at Segment's 5 s.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from segfn_kit.runtime import Function, FunctionLoadError, FunctionTimeout, Request
@@ -258,3 +263,117 @@ def test_segfn_run_gives_every_hostile_payload_its_line(tmp_path: Path) -> None:
     assert len(lines) == len(RUN_KEYS)
     _check_rows([line["outcome"] for line in lines], [line["error"] for line in lines])
     assert "s3cr3t-value" not in done.stdout + done.stderr
+
+
+# -- the exported handler under uvicorn ---------------------------------------------------
+
+WRITE_KEY = "wk-isolation-7f1c"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, Path]]:
+    from segfn_kit._export import export
+    from segfn_kit._sink import running_sink
+
+    tmp = tmp_path_factory.mktemp("hostile_export")
+    (tmp / "hostile.py").write_text(HOSTILE, encoding="utf-8")
+    (tmp / "payload.json").write_text(json.dumps({"k": "fine"}), encoding="utf-8")
+    package = export(tmp / "hostile.py", tmp / "package", payloads=[tmp / "payload.json"], settings=SETTINGS)
+    store = tmp / "sink.sqlite3"
+    with running_sink(write_key=WRITE_KEY, store=store) as sink_url:
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+        env.update({
+            "SEGMENT_WRITE_KEY": WRITE_KEY,
+            "SEGMENT_API_HOST": sink_url,
+            "SEGFN_SETTINGS": json.dumps(SETTINGS),
+            "SEGFN_TIMEOUT": "0.5",
+            "SEGFN_WORKERS": "2",
+            "SEGFN_DELIVERY_BUDGET": "3",
+        })
+        log = (tmp / "server.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
+             "--no-access-log"],
+            cwd=package, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError((tmp / "server.log").read_text()) from None
+                    time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}", proc.pid, tmp / "server.log"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            log.close()
+
+
+def test_exported_handler_stays_healthy_under_runaway_functions(hostile_server: tuple[str, int, Path]) -> None:
+    url, pid, log = hostile_server
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/", json={"k": "warm-up"}).status_code == 200
+        threads_before = _threads(pid)
+        answers = {}
+        for key in ("loop", "swallow", "c_call", "memory", "exit", "keyboard", "base", "c_call", "swallow"):
+            response = client.post("/", json={"k": key})
+            answers.setdefault(key, []).append((response.status_code, response.json()))
+        for key in ("loop", "swallow", "c_call"):
+            for status, body in answers[key]:
+                assert status == 504 and body["outcome"] == "timeout", (key, body)
+        for key in ("memory", "exit", "keyboard", "base"):
+            status, body = answers[key][0]
+            assert status == 500 and body["outcome"] == "error", (key, body)
+            assert body["error"].startswith(EXPECTED[key]), body
+        assert "s3cr3t-value" not in json.dumps(answers)
+        # good requests after the runaways: all delivered
+        good = [client.post("/", json={"k": f"good{n}"}) for n in range(20)]
+        assert [r.status_code for r in good] == [200] * 20
+        assert all(r.json()["events"] == 1 for r in good)
+    # no thread left behind per timed-out call, no runaway process left spinning
+    assert _threads(pid) <= threads_before + 1
+    workers = _children(pid)
+    assert len(workers) <= 3  # SEGFN_WORKERS=2 and one spare
+    idle = _cpu_seconds([pid, *workers])
+    time.sleep(1.0)
+    assert _cpu_seconds([pid, *workers]) - idle < 0.5
+    assert "s3cr3t-value" not in log.read_text()

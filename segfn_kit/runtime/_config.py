@@ -20,6 +20,11 @@ Variables::
                             package's plan.json when the export shipped one; "none" for no plan
     SEGFN_PLAN_MODE         report (default: send every event, name the plan issues in the answer
                             and the log) or block (hold back the events with a plan issue)
+    SEGFN_ISOLATION         process (default): the function runs in worker processes, killed
+                            and replaced past its time or memory limit; none: in the handler's
+                            own process (no hard limits)
+    SEGFN_WORKERS           worker processes per handler process, default min(4, CPUs)
+    SEGFN_MEMORY_LIMIT      MiB a worker may add once the function is loaded, default 512
 """
 
 from __future__ import annotations
@@ -120,6 +125,9 @@ class Config:
     log_payloads: bool = False
     plan: Plan | None = None
     plan_mode: str = "report"
+    isolation: str = "process"
+    workers: int = 1
+    memory_limit: int | None = 512 * 2**20
 
     @classmethod
     def from_environ(cls, function: Function, environ: Mapping[str, str] | None = None) -> Config:
@@ -151,6 +159,16 @@ class Config:
             plan, plan_mode = plan_from_env(environ, base=base)
         except PlanError as exc:
             raise ConfigError(str(exc)) from None
+        isolation = (environ.get("SEGFN_ISOLATION") or "process").strip().lower()
+        if isolation not in ("process", "none"):
+            raise ConfigError("SEGFN_ISOLATION must be process or none")
+        try:
+            workers = int(environ.get("SEGFN_WORKERS") or min(4, os.cpu_count() or 1))
+            memory_mib = int(environ.get("SEGFN_MEMORY_LIMIT") or 512)
+        except ValueError:
+            raise ConfigError("SEGFN_WORKERS and SEGFN_MEMORY_LIMIT must be integers") from None
+        if workers <= 0 or memory_mib <= 0:
+            raise ConfigError("SEGFN_WORKERS and SEGFN_MEMORY_LIMIT must be positive")
         return cls(
             write_key=environ.get("SEGMENT_WRITE_KEY") or None,
             api_host=(environ.get("SEGMENT_API_HOST") or DEFAULT_HOST).rstrip("/"),
@@ -164,6 +182,9 @@ class Config:
             log_payloads=environ.get("SEGFN_LOG_PAYLOADS", "") in ("1", "true", "yes"),
             plan=plan,
             plan_mode=plan_mode,
+            isolation=isolation,
+            workers=workers,
+            memory_limit=memory_mib * 2**20,
         )
 
     def secret_values(self) -> list[str]:

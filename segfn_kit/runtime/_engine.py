@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -240,6 +241,8 @@ class Engine:
         self.kit_version = kit_version
         self._configs: dict[tuple[tuple[str, str], ...], Config] = {}
         self._clients: dict[tuple[str, str, str, float], TrackingClient] = {}
+        self._runner: tuple[Config, Function] | None = None
+        self._runner_lock = threading.Lock()
 
     # -- configuration and delivery ----------------------------------------------------------
 
@@ -252,6 +255,31 @@ class Engine:
             self._configs.clear()
             self._configs[key] = config
         return config
+
+    def runner(self, config: Config) -> Function:
+        """The function as this configuration runs it: in worker processes that are killed
+        and replaced past a time or memory limit (``SEGFN_ISOLATION=process``, the default),
+        or in this process (``none``)."""
+        if config.isolation == "none":
+            return self.function
+        current = self._runner
+        if current is not None and current[0] is config:
+            return current[1]
+        from ._isolation import IsolatedFunction, WorkerPool
+
+        with self._runner_lock:
+            current = self._runner
+            if current is not None and current[0] is config:
+                return current[1]
+            pool = WorkerPool(
+                self.function, dict(config.settings), timeout=config.timeout,
+                memory_limit=config.memory_limit, workers=config.workers,
+            )
+            self._runner = (config, IsolatedFunction(self.function, pool))
+        if current is not None:
+            assert isinstance(current[1], IsolatedFunction)
+            current[1].pool.close()
+        return self._runner[1]
 
     def get_client(self, config: Config) -> TrackingClient:
         """The delivery client for this configuration (one per write key and hosts, reused).
@@ -354,7 +382,7 @@ class Engine:
         secrets = config.secret_values()
         details: list[dict[str, Any]] = []
         timeout = self.function_timeout(config, deadline)
-        for one in invoke_events(self.function, events, config.settings, timeout=timeout):
+        for one in invoke_events(self.runner(config), events, config.settings, timeout=timeout):
             detail: dict[str, Any] = {"outcome": "timeout" if one.timed_out else one.outcome, "status": one.status}
             if one.error:
                 detail["error"] = mask_text(one.error, secrets)[:300]
@@ -374,7 +402,8 @@ class Engine:
         if self.function.kind == "destination":
             return self.run_events(body, config, deadline), Outbox()
         request = Request(body, headers, method=method, url=url, query=query)
-        inv = invoke_source(self.function, request, config.settings, timeout=self.function_timeout(config, deadline))
+        function = self.runner(config)
+        inv = invoke_source(function, request, config.settings, timeout=self.function_timeout(config, deadline))
         result = self.outcome_answer(inv, config)
         if inv.outcome != "ok" or inv.timed_out:
             return result, Outbox()

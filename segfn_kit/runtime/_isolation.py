@@ -64,6 +64,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from types import EllipsisType
 from typing import Any, Literal
 
 from ._errors import FunctionLoadError, FunctionTimeout
@@ -152,7 +153,7 @@ class _Worker:
             os.close(child_w)
         self.reader = Connection(parent_r, writable=False)
         self.writer = Connection(parent_w, readable=False)
-        self.pending: collections.deque[tuple[int, Call]] = collections.deque()
+        self.pending: collections.deque[tuple[int, Call, float | None]] = collections.deque()  # index, call, limit
         self.started = 0.0  # when the call at the head of ``pending`` started (monotonic)
         self.offset = 0  # how far the results file was read
         self.recycle = False  # the worker asked to be replaced (it hit its memory limit)
@@ -195,14 +196,15 @@ class _Worker:
             self.kill()
             raise FunctionLoadError(answer[1], filename=filename, line=answer[2])
 
-    def submit(self, items: list[tuple[int, Call]]) -> None:
-        self.pending.extend(items)
+    def submit(self, items: list[tuple[int, Call]], limit: float | None) -> None:
+        """Send a chunk of calls, each with the time limit ``limit``."""
+        self.pending.extend((index, call, limit) for index, call in items)
         # the worker is idle: empty its results file (the file offset is shared with it)
         os.ftruncate(self.results, 0)
         os.lseek(self.results, 0, os.SEEK_SET)
         self.offset = 0
         self.started = time.monotonic()
-        self.writer.send(("run", [(index, _wire(call)) for index, call in items]))
+        self.writer.send(("run", [(index, _wire(call), limit) for index, call in items]))
 
     def drain(self, done: dict[int, CallResult]) -> None:
         """Move the results written so far from the file to ``done``."""
@@ -422,7 +424,7 @@ class WorkerPool:
                     if worker is None:
                         break
                     chunk = [queue.popleft() for _ in range(min(self.chunk_size, len(queue)))]
-                    worker.submit(chunk)
+                    worker.submit(chunk, self.timeout)
                     busy[worker.reader] = worker
                 while expected in done:
                     yield done.pop(expected)
@@ -436,7 +438,7 @@ class WorkerPool:
                 for worker in self._collect(busy, done):
                     del busy[worker.reader]
                     if worker.pending:  # killed mid-chunk: the rest runs on another worker
-                        queue.extendleft(reversed(worker.pending))
+                        queue.extendleft((i, c) for i, c, _ in reversed(worker.pending))
                         worker.pending.clear()
                 while expected in done:
                     yield done.pop(expected)
@@ -445,12 +447,16 @@ class WorkerPool:
             for worker in busy.values():  # abandoned half-way (the caller stopped reading)
                 self._discard(worker)
 
-    def call(self, call: Request | Call) -> CallResult:
-        """Run one call on a free worker (waits for one) and return its result."""
+    def call(self, call: Request | Call, *, timeout: float | EllipsisType | None = ...) -> CallResult:
+        """Run one call on a free worker (waits for one) and return its result.
+
+        ``timeout`` overrides the pool's time limit for this call (a Lambda's remaining time).
+        """
         item: Call = ("request", call) if isinstance(call, Request) else call
+        limit = self.timeout if timeout is ... else (timeout if timeout and timeout > 0 else None)
         worker = self._acquire(block=True)
         assert worker is not None
-        worker.submit([(0, item)])
+        worker.submit([(0, item)], limit)
         done: dict[int, CallResult] = {}
         busy = {worker.reader: worker}
         while not done:
@@ -516,9 +522,10 @@ class WorkerPool:
             self._free.notify()
 
     def _deadline(self, worker: _Worker) -> float | None:
-        if self.timeout is None:
+        limit = worker.pending[0][2] if worker.pending else None
+        if limit is None:
             return None
-        return worker.started + self.timeout + self.grace
+        return worker.started + limit + self.grace
 
     def _collect(self, busy: dict[Connection, _Worker], done: dict[int, CallResult]) -> list[_Worker]:
         """Wait for results of busy workers (up to the nearest deadline); store them in
@@ -542,7 +549,7 @@ class WorkerPool:
                     code = worker.kill()
                     self._forget(worker)
                     if worker.pending:
-                        index, _ = worker.pending.popleft()
+                        index, _, _ = worker.pending.popleft()
                         done[index] = self._failure(
                             f"WorkerExit: the function ended its worker process ({_exit_text(code)}); "
                             "a function returns or raises, it never exits the process",
@@ -554,12 +561,12 @@ class WorkerPool:
             worker.drain(done)
             deadline = self._deadline(worker)
             if deadline is not None and now >= deadline and worker.pending:
-                index, _ = worker.pending.popleft()
+                index, _, limit = worker.pending.popleft()
                 elapsed = now - worker.started
                 self._discard(worker)
                 finished.append(worker)
                 done[index] = self._failure(
-                    f"FunctionTimeout: the function ran past its {self.timeout:g} s limit and "
+                    f"FunctionTimeout: the function ran past its {limit:g} s limit and "
                     "did not stop; its worker process was killed (Segment retries timeouts)",
                     duration=elapsed,
                     timed_out=True,
@@ -632,7 +639,7 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
         return
     if message[0] != "load":
         return
-    _, source, filename, path, values, memory_limit, timeout, prepare_spec, context_spec = message
+    _, source, filename, path, values, memory_limit, _, prepare_spec, context_spec = message
     sys.path[:] = path
     try:
         fn = Function.from_source(source, filename=filename)
@@ -658,7 +665,7 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
             return
         if message[0] != "run":
             return
-        for index, (kind, data) in message[1]:
+        for index, (kind, data), timeout in message[1]:
             buffer = _Capture()
             sys.stdout = sys.stderr = buffer
             digest: str | None = None
@@ -782,3 +789,59 @@ def _error_of(exc: BaseException, filename: str, secrets: Iterable[str]) -> Invo
         text += f" ({os.path.basename(filename)}, line {line})"
     secrets = list(secrets)
     return Invocation(outcome="error", error=mask_text(text, secrets) if secrets else text, error_line=line)
+
+
+# -- a Function whose invocations run in a pool ------------------------------------------
+
+
+class IsolatedFunction(Function):
+    """A loaded function whose invocations run in a :class:`WorkerPool`.
+
+    It is the same :class:`Function` to whoever invokes it (``on_request``, ``on_event``,
+    ``on_batch`` return an ``Invocation``), so the engine runs every entry point the same
+    way isolated or not. The settings are the pool's (bound when the workers load the
+    function); what the function prints is written to this process's stdout after each call,
+    where it would have gone in-process.
+
+    Example:
+        >>> fn = Function.from_source("def on_request(r, s):\\n    raise SystemExit(1)\\n")
+        >>> with WorkerPool(fn) as pool:
+        ...     IsolatedFunction(fn, pool).on_request(Request(b"{}")).error.split(":")[0]
+        'SystemExit'
+    """
+
+    def __init__(self, function: Function, pool: WorkerPool):
+        self.__dict__.update(function.__dict__)
+        self.function = function
+        self.pool = pool
+
+    def _call(self, call: Call, timeout: float | None) -> Invocation:
+        result = self.pool.call(call, timeout=timeout)
+        if result.logs:
+            try:
+                sys.stdout.write(result.logs)
+            except (OSError, ValueError):  # a closed stdout must not fail the call
+                pass
+        return result.invocation
+
+    def on_request(
+        self, request: Request, settings: Any = None, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Invocation:
+        """Run ``on_request`` once in a worker."""
+        if self.kind != "source":
+            raise TypeError(f"{self.filename} is a destination function; call on_event()")
+        return self._call(("request", request), timeout)
+
+    def on_event(
+        self, event: Mapping[str, Any], settings: Any = None, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Invocation:
+        """Run the destination handler for one event in a worker."""
+        if self.kind != "destination":
+            raise TypeError(f"{self.filename} is a source function; call on_request()")
+        return self._call(("event", dict(event)), timeout)
+
+    def on_batch(
+        self, events: list[Mapping[str, Any]], settings: Any = None, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Invocation:
+        """Run ``on_batch`` once over a list of events in a worker."""
+        return self._call(("batch", [dict(e) for e in events]), timeout)
