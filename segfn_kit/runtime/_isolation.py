@@ -475,6 +475,11 @@ class WorkerPool:
         for worker in idle:
             worker.stop()
 
+    def __del__(self) -> None:
+        # a pool dropped without close() (a handler module reloaded) ends its workers too
+        with contextlib.suppress(Exception):
+            self.close()
+
     def __enter__(self) -> WorkerPool:
         return self
 

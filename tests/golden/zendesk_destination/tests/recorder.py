@@ -1,13 +1,16 @@
 """Record the HTTP requests a destination function makes, answering each with 200 and ``{}``.
 
 No request leaves the machine: httpx's transports are patched for the duration of the
-``with`` block, which covers module-level calls (``httpx.post``) and clients alike.
+``with`` block, which covers module-level calls (``httpx.post``) and clients alike. The patch
+holds in this process only, so the handler runs the function in this process too while the
+block lasts (``SEGFN_ISOLATION=none``) instead of in its worker processes.
 The same file computes the expectations at export time and checks them in the tests.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,6 +45,8 @@ def record_http() -> Iterator[list[dict[str, Any]]]:
         calls.append(_describe(request))
         return httpx.Response(200, json={}, request=request)
 
+    isolation = os.environ.get("SEGFN_ISOLATION")
+    os.environ["SEGFN_ISOLATION"] = "none"
     httpx.HTTPTransport.handle_request = handle  # type: ignore[method-assign]
     httpx.AsyncHTTPTransport.handle_async_request = handle_async  # type: ignore[method-assign]
     try:
@@ -49,3 +54,7 @@ def record_http() -> Iterator[list[dict[str, Any]]]:
     finally:
         httpx.HTTPTransport.handle_request = sync_original  # type: ignore[method-assign]
         httpx.AsyncHTTPTransport.handle_async_request = async_original  # type: ignore[method-assign]
+        if isolation is None:
+            os.environ.pop("SEGFN_ISOLATION", None)
+        else:
+            os.environ["SEGFN_ISOLATION"] = isolation
