@@ -377,3 +377,23 @@ def test_exported_handler_stays_healthy_under_runaway_functions(hostile_server: 
     time.sleep(1.0)
     assert _cpu_seconds([pid, *workers]) - idle < 0.5
     assert "s3cr3t-value" not in log.read_text()
+
+
+def test_exported_command_line_gives_every_hostile_payload_its_line(hostile_server: tuple[str, int, Path]) -> None:
+    package = hostile_server[2].parent / "package"
+    files = []
+    for key in ("fine", "c_call", "exit", "fine2"):
+        path = package.parent / f"{key}.json"
+        path.write_text(json.dumps({"k": key}), encoding="utf-8")
+        files.append(str(path))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env.update({"SEGFN_SETTINGS": json.dumps(SETTINGS), "SEGFN_TIMEOUT": "0.5"})
+    done = subprocess.run([sys.executable, "-m", "handler", *files], cwd=package, env=env,
+                          capture_output=True, text=True, timeout=120)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["outcome"], line["status"]) for line in lines] == [
+        ("ok", 200), ("timeout", 504), ("error", 500), ("ok", 200)
+    ], done.stderr
+    assert lines[1]["error"].startswith(EXPECTED["c_call"])
+    assert lines[2]["error"].startswith(EXPECTED["exit"])
+    assert "start fine ••••••" in done.stderr  # the function's prints: on stderr, masked

@@ -74,6 +74,7 @@ def main(engine: Engine, argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failures = 0
+    fn = engine.runner(config)  # in worker processes unless SEGFN_ISOLATION=none
     for name, doc in inputs:
         if fn.kind == "destination":
             events = doc["batch"] if isinstance(doc, dict) and isinstance(doc.get("batch"), list) else doc

@@ -805,8 +805,8 @@ class IsolatedFunction(Function):
     It is the same :class:`Function` to whoever invokes it (``on_request``, ``on_event``,
     ``on_batch`` return an ``Invocation``), so the engine runs every entry point the same
     way isolated or not. The settings are the pool's (bound when the workers load the
-    function); what the function prints is written to this process's stdout after each call,
-    where it would have gone in-process.
+    function); what the function prints is written to this process's stderr after each call
+    (a handler's log; its stdout may carry JSON Lines).
 
     Example:
         >>> fn = Function.from_source("def on_request(r, s):\\n    raise SystemExit(1)\\n")
@@ -824,8 +824,8 @@ class IsolatedFunction(Function):
         result = self.pool.call(call, timeout=timeout)
         if result.logs:
             try:
-                sys.stdout.write(result.logs)
-            except (OSError, ValueError):  # a closed stdout must not fail the call
+                sys.stderr.write(result.logs)
+            except (OSError, ValueError):  # a closed stderr must not fail the call
                 pass
         return result.invocation
 
