@@ -714,7 +714,27 @@ def _bodies(payloads: PayloadsLike) -> dict[str, Any]:
     return bodies
 
 
-def coverage(results: pd.DataFrame, payloads: PayloadsLike) -> dict[str, pd.DataFrame]:
+def payload_fields(payloads: PayloadsLike) -> dict[str, dict[str, list[Any]]]:
+    """Each payload's body fields (dot paths, ``[]`` for list items) with their values.
+
+    What :func:`coverage` follows; it depends on the payloads only, so a preview computes
+    it once and passes it to every later ``coverage(..., fields=)`` (no body parsed again).
+
+    Example:
+        >>> payload_fields([{"id": "u1", "tags": ["a"]}])["input1"]
+        {'id': ['u1'], 'tags[]': ['a']}
+    """
+    out: dict[str, dict[str, list[Any]]] = {}
+    for pid, body in _bodies(payloads).items():
+        fields: dict[str, list[Any]] = {}
+        _leaves(body, "", fields)
+        out[pid] = fields
+    return out
+
+
+def coverage(
+    results: pd.DataFrame, payloads: PayloadsLike, *, fields: Mapping[str, dict[str, list[Any]]] | None = None
+) -> dict[str, pd.DataFrame]:
     """What a run left out: incoming event types never mapped, payload fields never used.
 
     A body field counts as used when its value appears among the values of the events
@@ -724,6 +744,8 @@ def coverage(results: pd.DataFrame, payloads: PayloadsLike) -> dict[str, pd.Data
     Args:
         results: a result frame from :func:`run`.
         payloads: the payloads it ran over (same argument as for :func:`run`).
+        fields: :func:`payload_fields` of those payloads, when already computed (the bodies
+            are then not read again).
 
     Returns:
         ``{"event_types": ..., "unmapped_types": ..., "unused_fields": ...}``:
@@ -748,18 +770,18 @@ def coverage(results: pd.DataFrame, payloads: PayloadsLike) -> dict[str, pd.Data
         table["ok"] = 0
     table.insert(0, "payloads", table.sum(axis=1))
     unmapped = table[table["ok"] == 0]
-    bodies = _bodies(payloads)
+    if fields is None:
+        fields = payload_fields(payloads)
     seen: Counter[str] = Counter()
     used: set[str] = set()
     examples: dict[str, Any] = {}
-    for pid, row in results[results["outcome"] == "ok"].iterrows():
-        body = bodies.get(str(pid))
-        if body is None:
+    ok = results[results["outcome"] == "ok"]
+    for pid, events, objects in zip(ok.index, ok["events"], ok["objects"], strict=True):
+        found_fields = fields.get(str(pid))
+        if found_fields is None:
             continue
-        values = _event_values(row["events"], row["objects"])
-        fields: dict[str, list[Any]] = {}
-        _leaves(body, "", fields)
-        for path, found in fields.items():
+        values = _event_values(events, objects)
+        for path, found in found_fields.items():
             seen[path] += 1
             examples.setdefault(path, found[0])
             if any(_key(v) in values for v in found):

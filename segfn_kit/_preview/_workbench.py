@@ -148,6 +148,7 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         self._given_payloads = payloads
         # the frame as given until the function's kind is known (see _frame_for)
         self.payloads = payloads if isinstance(payloads, pd.DataFrame) else _empty_payloads()
+        self._fields: tuple[pd.DataFrame, dict[str, dict[str, list[Any]]]] | None = None
         self._payload_kind: str | None = None
         _check_payloads(payloads)
         # passed on to run(): for destinations, responses=Responses(...), batch=True, ...
@@ -284,7 +285,12 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         if self._coverage is None and self.results is not None:
             from segfn_kit._run import coverage
 
-            self._coverage = coverage(self.results, self.payloads)
+            if self._fields is None or self._fields[0] is not self.payloads:
+                # the payloads' fields: read once per payload frame, not again after each edit
+                from segfn_kit._run import payload_fields
+
+                self._fields = (self.payloads, payload_fields(self.payloads))
+            self._coverage = coverage(self.results, self.payloads, fields=self._fields[1])
         return self._coverage
 
     def secret_values(self) -> list[str]:
