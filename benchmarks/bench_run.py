@@ -39,8 +39,8 @@ from benchmarks._util import interleaved_medians, median_time, report
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_payloads" / "stripe"
-N = int(os.environ.get("SEGFN_BENCH_PAYLOADS", "50000"))
-REPEATS = int(os.environ.get("SEGFN_BENCH_REPEATS", "5"))
+N = int(os.environ.get("SEGFN_BENCH_PAYLOADS", "20000"))
+REPEATS = int(os.environ.get("SEGFN_BENCH_REPEATS", "3"))
 
 SIMPLE = '''
 from segfn_kit.runtime import Segment
