@@ -158,9 +158,9 @@ def http_response(
 
     Example:
         >>> http_response(200, {"content-type": "application/json"}, "{}", alb=True, multi_value=True)
-        {'statusCode': 200, 'body': '{}', 'isBase64Encoded': False, 'statusDescription': '200 OK', 'multiValueHeaders': {'content-type': ['application/json']}}
+        {'statusCode': 200, 'statusDescription': '200 OK', 'multiValueHeaders': {'content-type': ['application/json']}, 'body': '{}', 'isBase64Encoded': False}
     """
-    answer: dict[str, Any] = {"statusCode": status, "body": body, "isBase64Encoded": False}
+    answer: dict[str, Any] = {"statusCode": status}
     if alb:
         try:
             phrase = HTTPStatus(status).phrase
@@ -171,4 +171,6 @@ def http_response(
         answer["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
     else:
         answer["headers"] = dict(headers)
+    answer["body"] = body
+    answer["isBase64Encoded"] = False
     return answer
