@@ -53,6 +53,7 @@ from segfn_kit.runtime._delivery import (
     TrackingClient,
     UndeliverableEvent,
 )
+from segfn_kit.runtime._function import keep_timer_armed
 
 if TYPE_CHECKING:
     from segfn_kit._payloads import Payload
@@ -420,6 +421,8 @@ def replay(
                 chunk = _Chunk(index, index, [], [], [])
             chunk.ends.append((unit, unit.count))
 
+        # one timer for the run's calls, each still under its own limit
+        stack.enter_context(keep_timer_armed())
         try:
             for index, payload in enumerate(iter_payloads(*paths, bodies=False) if stream is None else stream):
                 summary.payloads += 1
