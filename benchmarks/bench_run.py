@@ -16,7 +16,8 @@ own code with ``Segment`` replaced by a stand-in that appends camelCase dicts, a
 - ``on_request``: a loop that builds each ``Request`` from the raw body and headers and
   calls ``Function.on_request`` (messageIds, value checks, timeout and all);
 - ``run()``: ``segfn_kit.run`` over the payload frame, with spec validation, log capture
-  and the result frame.
+  and the result frame: in its worker process (the default, ``isolation="process"``) and in
+  this process (``isolation="none"``).
 
 Targets: on_request / floor <= 1.5, run() / floor <= 2.0. Also printed: the cost of
 ``spec.validate`` per event, against ``json.dumps`` of the same events.
@@ -192,6 +193,9 @@ def main() -> None:
         def through_run(fn: Function = fn) -> object:
             return run(fn, frame, progress=False)
 
+        def through_run_here(fn: Function = fn) -> object:
+            return run(fn, frame, progress=False, isolation="none")
+
         results = run(fn, frame, progress=False)
         assert (results["outcome"] == "error").sum() == 0, results["error"].dropna().head()
         n_events = int(results["events"].map(len).sum())
@@ -199,13 +203,16 @@ def main() -> None:
         assert floor_events == n_events, (label, floor_events, n_events)
         print(f"  {label}: {n_events:,} events, {int(results['issues'].map(len).sum()):,} spec issues")
 
-        medians = interleaved_medians({"floor": floor, "bare": bare, "run": through_run}, REPEATS)
-        t_floor, t_bare, t_run = medians["floor"], medians["bare"], medians["run"]
+        medians = interleaved_medians(
+            {"floor": floor, "bare": bare, "run": through_run, "here": through_run_here}, REPEATS
+        )
+        t_floor, t_bare, t_run, t_here = medians["floor"], medians["bare"], medians["run"], medians["here"]
         report(f"{label}: floor (json.loads + same dicts): payloads/s", len(rows) / t_floor, "/s")
         report(f"{label}: Function.on_request loop: payloads/s", len(rows) / t_bare, "/s")
         report(f"{label}: run() with validation: payloads/s", len(rows) / t_run, "/s")
         report(f"{label}: on_request / floor (time ratio)", t_bare / t_floor, "x", target="<= 1.5")
         report(f"{label}: run() / floor (time ratio)", t_run / t_floor, "x", target="<= 2.0")
+        report(f"{label}: run(isolation='none') / floor (time ratio)", t_here / t_floor, "x", target="<= 2.0")
 
     results = run(cases[1][1], frame, progress=False)
     events = [e for evs in results["events"] for e in evs]
