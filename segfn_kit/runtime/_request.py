@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import parse_qs, urlsplit
 
 from ._errors import InvalidEventPayload
@@ -13,6 +13,7 @@ from ._json import MISSING, body_digest, canonical_digest, fast_loads
 __all__ = ["Headers", "Request", "body_refusal"]
 
 _UNSET: Any = object()
+_T = TypeVar("_T")
 
 
 def _header_items(headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> dict[str, tuple[str, str]]:
@@ -65,6 +66,16 @@ class Headers(Mapping[str, str]):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._items
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+    @overload
+    def get(self, name: str, /, default: str | _T) -> str | _T: ...
+
+    def get(self, name: str, /, default: Any = None) -> Any:  # no KeyError raised and caught per miss
+        """The header's value, or ``default`` when the request has no such header."""
+        item = self._items.get(name.lower()) if isinstance(name, str) else None
+        return default if item is None else item[1]
 
     def __iter__(self) -> Iterator[str]:
         return (original for original, _ in self._items.values())
