@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks._util import report
+from tests._servers import start_uvicorn
 
 REQUESTS = int(os.environ.get("SEGFN_BENCH_REQUESTS", "1500"))
 ROUNDS = int(os.environ.get("SEGFN_BENCH_ROUNDS", "3"))
@@ -77,29 +76,9 @@ async def app(scope, receive, send):
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(cwd: Path, target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--log-level", "warning"],
-        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"http://127.0.0.1:{port}/"
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"{target} did not start") from None
-            time.sleep(0.05)
+    proc, url = start_uvicorn(cwd, env, target=target, args=["--log-level", "warning"], timeout=30)
+    return proc, url + "/"
 
 
 async def _load(url: str, n: int) -> float:

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests._servers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_payloads"
 CORPORA = ROOT.parent / "shared" / "corpora"
@@ -37,7 +39,6 @@ def corpora_dir() -> Path:
 @pytest.fixture
 def local_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A real HTTP API on loopback (uvicorn): answers 202 ``{"accepted": true}``, records requests."""
-    import socket
     import threading
     import time
 
@@ -59,9 +60,7 @@ def local_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"accepted": true}'})
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

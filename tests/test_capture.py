@@ -16,6 +16,7 @@ from segfn_kit import load_payloads
 from segfn_kit._capture import serving, write_atomic
 from segfn_kit._payloads import request_from_row
 from segfn_kit.runtime import sign, verify_signature
+from tests._servers import free_port
 
 SECRET = "whsec_capture_test_secret"
 
@@ -122,16 +123,8 @@ def test_unknown_scheme_or_missing_secret(tmp_path: Path) -> None:
         pass
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_cli_capture_serves_until_stopped(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CAPTURE_TEST_SECRET": SECRET}
     proc = subprocess.Popen(
         [sys.executable, "-m", "segfn_kit", "capture", "--out", str(tmp_path), "--port", str(port),

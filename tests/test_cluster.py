@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from segfn_kit._cluster import Partition, partition_payloads, plan_partitions
 from segfn_kit._payloads import iter_payloads
 from segfn_kit._replay import ClusterError, replay
 from segfn_kit._sink import read_sink, running_sink
+from tests._servers import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -44,12 +44,6 @@ def on_request(request, settings):
     if body["n"] % 5 == 0:
         Segment.identify(user_id=body["user"], traits={"plan": "pro"})
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
@@ -71,7 +65,7 @@ def _wait_workers(address: str, count: int, timeout: float = 90.0) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     logs = tmp_path_factory.mktemp("cluster-logs")
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="3")
     with open(logs / "scheduler.log", "ab") as err:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,12 @@ import pytest
 from segfn_kit._payloads import iter_payloads
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.runtime import sign
+from tests._servers import free_port, serving
 from tests.golden import regen
 
 WRITE_KEY = "wk-e2e-0c7d3f"
 SIGNING_SECRET = "whsec_e2e_5be1a2"
 DROPPED_HEADERS = {"content-length", "host", "stripe-signature"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +42,6 @@ def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 @pytest.fixture(scope="module")
 def server(package: Path, sink: tuple[str, Path]) -> Iterator[str]:
     """The exported ``handler:app`` under uvicorn, configured from the environment only."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
     env.update({
         "SEGMENT_WRITE_KEY": WRITE_KEY,
@@ -57,28 +50,8 @@ def server(package: Path, sink: tuple[str, Path]) -> Iterator[str]:
         "SEGFN_SIGNING_SECRET": SIGNING_SECRET,
         "SEGFN_DELIVERY_BUDGET": "2",
     })
-    log = (package / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--lifespan", "on"],
-        cwd=package, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((package / "server.log").read_text()) from None
-                time.sleep(0.05)
+    with serving(package, env, log_path=package / "server.log", args=["--lifespan", "on"]) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def webhooks(package: Path) -> list[tuple[bytes, dict[str, str], dict[str, Any]]]:
@@ -221,28 +194,8 @@ def package_env(sink_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def objects_server(objects_package: Path, objects_sink: tuple[str, Path]) -> Iterator[str]:
-    port = free_port()
-    log = (objects_package / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log"],
-        cwd=objects_package, env=package_env(objects_sink[0]), stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((objects_package / "server.log").read_text()) from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with serving(objects_package, package_env(objects_sink[0]), log_path=objects_package / "server.log") as (url, _):
+        yield url
 
 
 def faults(sink_url: str, **spec: Any) -> None:

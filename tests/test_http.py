@@ -15,12 +15,7 @@ import pytest
 from segfn_kit import Responses
 from segfn_kit._http import Call, NetworkBlocked, ScriptError, UnscriptedRequest, mask_request
 from segfn_kit.runtime import MASK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._servers import free_port
 
 
 # -- interception ----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import pytest
 from segfn_kit.runtime import Function, FunctionLoadError, FunctionTimeout, Request
 from segfn_kit.runtime._function import call_with_timeout
 from segfn_kit.runtime._isolation import DEFAULT_MEMORY_LIMIT, WorkerPool
+from tests._servers import serving
 
 HOSTILE = '''
 import os, sys, time
@@ -270,12 +270,6 @@ def test_segfn_run_gives_every_hostile_payload_its_line(tmp_path: Path) -> None:
 WRITE_KEY = "wk-isolation-7f1c"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _threads(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
@@ -315,7 +309,6 @@ def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     package = export(tmp / "hostile.py", tmp / "package", payloads=[tmp / "payload.json"], settings=SETTINGS)
     store = tmp / "sink.sqlite3"
     with running_sink(write_key=WRITE_KEY, store=store) as sink_url:
-        port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
         env.update({
             "SEGMENT_WRITE_KEY": WRITE_KEY,
@@ -325,27 +318,8 @@ def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
             "SEGFN_WORKERS": "2",
             "SEGFN_DELIVERY_BUDGET": "3",
         })
-        log = (tmp / "server.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log"],
-            cwd=package, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError((tmp / "server.log").read_text()) from None
-                    time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}", proc.pid, tmp / "server.log"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            log.close()
+        with serving(package, env, log_path=tmp / "server.log", timeout=30) as (url, proc):
+            yield url, proc.pid, tmp / "server.log"
 
 
 def test_exported_handler_stays_healthy_under_runaway_functions(hostile_server: tuple[str, int, Path]) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,18 +19,13 @@ from segfn_kit._export import ExportError, export
 from segfn_kit._payloads import iter_payloads
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.examples import example_path
+from tests._servers import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 STRIPE = example_path("stripe_source")
 SAMPLES = ROOT / "sample_payloads" / "stripe"
 PLAN = ROOT / "sample_payloads" / "plans" / "stripe_plan.json"
 WRITE_KEY = "wk-plan-export-6a1f"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -86,28 +79,8 @@ def served(request: pytest.FixtureRequest, package: Path, tmp_path: Path) -> Ite
     mode = str(request.param)
     store = tmp_path / "sink.sqlite3"
     with running_sink(write_key=WRITE_KEY, store=store) as sink_url:
-        port = free_port()
-        log = (tmp_path / "server.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log"],
-            cwd=package, env=env_for(sink_url, SEGFN_PLAN_MODE=mode), stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError((tmp_path / "server.log").read_text()) from None
-                    time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}", store, mode
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            log.close()
+        with serving(package, env_for(sink_url, SEGFN_PLAN_MODE=mode), log_path=tmp_path / "server.log") as (url, _):
+            yield url, store, mode
 
 
 def test_uvicorn_handler_reports_or_blocks(served: tuple[str, Path, str], expected: tuple[list[str], set[str]]) -> None:

@@ -38,6 +38,7 @@ from segfn_kit._checkpoint import Checkpoint
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.runtime import Function, Request, sign
 from tests._archives import expected_events, stripe_event, write_archive
+from tests._servers import free_port
 
 pytestmark = pytest.mark.reliability
 
@@ -76,12 +77,6 @@ class Handler:
         assert r.status_code == 200, r.text
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _serve_handler(package: Path, sink_url: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``uvicorn handler:app`` as a user runs it, on a free loopback port.
@@ -93,7 +88,7 @@ def _serve_handler(package: Path, sink_url: str, log: Path) -> Iterator[tuple[st
     env.update(SEGMENT_WRITE_KEY=WRITE_KEY, SEGMENT_API_HOST=sink_url, SEGFN_SIGNATURE="stripe",
                SEGFN_SIGNING_SECRET=SIGNING_SECRET)
     for _ in range(3):  # another process may take the free port first: try another
-        port = _free_port()
+        port = free_port()
         cmd = [sys.executable, "-m", "uvicorn", "handler:app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "30"]
         with open(log, "wb") as err:
