@@ -243,6 +243,11 @@ class Engine:
         self._clients: dict[tuple[str, str, str, float], TrackingClient] = {}
         self._runner: tuple[Config, Function] | None = None
         self._runner_lock = threading.Lock()
+        if os.environ.get("SEGFN_ISOLATION", "process").strip().lower() != "none":
+            # start a worker process now: it boots while the rest of the handler loads
+            from ._isolation import start_spare
+
+            start_spare()
 
     # -- configuration and delivery ----------------------------------------------------------
 

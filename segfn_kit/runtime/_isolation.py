@@ -265,6 +265,11 @@ def _blank_worker() -> _Worker:
     return worker
 
 
+def start_spare() -> None:
+    """Start a blank worker ahead of the first pool (a handler's cold start overlaps it)."""
+    _replenish()
+
+
 def _replenish() -> None:
     with _SPARES_LOCK:
         if len(_SPARES) < _MAX_SPARES:
