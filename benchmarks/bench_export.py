@@ -2,7 +2,8 @@
 
 Cold start is what AWS Lambda pays on a new container: a fresh interpreter importing
 ``handler`` from the unpacked Lambda zip (httpx vendored, bytecode precompiled) and answering
-its first webhook, delivered to a sink on loopback. The interpreter is a bare virtual
+its first webhook, delivered to a sink on loopback, with the function in a worker process
+(``SEGFN_ISOLATION=process``, the default) and in the handler's own (``none``). The interpreter is a bare virtual
 environment (standard library only, like Lambda's runtime), and it is compared with
 ``python -c pass`` of the same interpreter, run in the same loop (target: at most 100 ms
 above it). Warm overhead is the handler's own work per
@@ -106,6 +107,8 @@ def main() -> None:
         with running_sink(write_key="bench-key") as url:
             env = {**base, "SEGMENT_WRITE_KEY": "bench-key", "SEGMENT_API_HOST": url}
             cold = _cold(venv / "bin" / "python", lambda_root, body_file, env)
+            # the function in this process: what a cold start costs without the worker process
+            cold_here = _cold(venv / "bin" / "python", lambda_root, body_file, {**env, "SEGFN_ISOLATION": "none"})
         report("python -c pass", cold["bare"] * 1000, "ms")
         report("import segfn_kit.runtime (from the unpacked Lambda zip)", cold["runtime"] * 1000, "ms")
         report("import handler (runtime + handler + function file)", cold["import"] * 1000, "ms")
@@ -113,6 +116,9 @@ def main() -> None:
         report("cold start above the bare interpreter", (cold["invoke"] - cold["bare"]) * 1000, "ms",
                "<= 100 ms")
         report("cold start / bare interpreter", cold["invoke"] / cold["bare"], "x")
+        report("import + first invocation, SEGFN_ISOLATION=none", cold_here["invoke"] * 1000, "ms")
+        report("cold start above the bare interpreter, SEGFN_ISOLATION=none",
+               (cold_here["invoke"] - cold_here["bare"]) * 1000, "ms", "<= 100 ms")
 
         handler = _load(package)
         handler.ENGINE.get_client = lambda config: _NoNetwork()
