@@ -54,6 +54,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from segfn_kit.runtime._rules import MAX_EVENT_BYTES
+from segfn_kit.runtime._segment import unix_time_hint
 
 __all__ = [
     "EVENT_TYPES",
@@ -309,22 +310,6 @@ def _is_iso8601(value: str) -> bool:
     return True
 
 
-def _unix_hint(field: str, value: Any) -> str:
-    try:
-        number = float(value)
-        if number > 1e11:  # milliseconds, as JavaScript's Date.now()
-            number /= 1000
-        iso = _dt.datetime.fromtimestamp(number, _dt.UTC).isoformat()
-    except (TypeError, ValueError, OverflowError, OSError):
-        iso = ""
-    example = f" (here {iso!r})" if iso else ""
-    return (
-        f"{field} is {value!r}, which looks like a Unix time, not an ISO 8601 string; "
-        "convert it with datetime.fromtimestamp(value, timezone.utc).isoformat()"
-        f"{example}"
-    )
-
-
 _TYPE_NAMES = {
     dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
     float: "a number", type(None): "null",
@@ -350,9 +335,9 @@ def _message_for(kind: str, field: str, code: str, value: Any) -> tuple[str, str
         return "empty", f"{field} is an empty string; give it a value or leave it out"
     if code == "not_iso8601" or (field in _TIMESTAMP_FIELDS and code in ("string_type",)):
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return "unix_timestamp", _unix_hint(field, value)
+            return "unix_timestamp", unix_time_hint(field, value)
         if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
-            return "unix_timestamp", _unix_hint(field, value)
+            return "unix_timestamp", unix_time_hint(field, value)
         if isinstance(value, str):
             return "not_iso8601", (
                 f"{field} is {value[:40]!r}, which is not an ISO 8601 date-time; "

@@ -159,6 +159,23 @@ def test_event_without_ids_and_event_over_32_kb_are_issues() -> None:
     assert set(big[0]) == {"event_index", "field", "code", "message"}
 
 
+def test_refused_unix_timestamp_says_how_to_convert_it() -> None:
+    fn = (
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    body = request.json()\n"
+        "    Segment.track(user_id='u', event='E', timestamp=body['created'])\n"
+    )
+    results = run(fn, [ok({"created": 1706702400}), ok({"created": [1]}), ok({"created": "2024-01-31T12:00:00Z"})])
+    unix, listed, iso = (results.iloc[i]["issues"] for i in range(3))
+    assert [i["code"] for i in unix] == ["refused_call"] and results.iloc[0]["events"] == []
+    assert "timestamp is 1706702400, which looks like a Unix time" in unix[0]["message"]
+    assert "datetime.fromtimestamp(value, timezone.utc)" in unix[0]["message"]
+    assert "(here '2024-01-31T12:00:00+00:00')" in unix[0]["message"]
+    assert "timestamp is a list; pass a datetime or an ISO 8601 string" in listed[0]["message"]
+    assert iso == [] and results.iloc[2]["events"][0]["timestamp"] == "2024-01-31T12:00:00Z"
+
+
 def test_values_json_cannot_carry() -> None:
     fn = (
         "import datetime, decimal\n"

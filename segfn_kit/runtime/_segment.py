@@ -33,7 +33,7 @@ from typing import Any
 
 from ._json import body_digest, canonical_digest
 
-__all__ = ["Collector", "Segment", "payload_digest"]
+__all__ = ["Collector", "Segment", "payload_digest", "unix_time_hint"]
 
 _NOT_GIVEN: Any = object()
 
@@ -240,7 +240,7 @@ def _refusal(kind: str, msg: Mapping[str, Any]) -> str | None:
             hint = f"; the dict has {snake[0]}: did you mean {_KEYS[snake[0]]}?" if snake else ""
             return f"it has no user_id or anonymous_id (an empty or zero user_id counts as none){hint}"
         if not isinstance(uid, _ID_TYPES):
-            return f"its user_id / anonymous_id is a {type(uid).__name__}, not a string or number"
+            return f"its user_id / anonymous_id is {_a(uid)}, not a string or number"
     if kind == "track" and not isinstance(msg.get("event"), str):
         return "it has no event name (event= must be a string)"
     if kind == "group" and not isinstance(msg.get("groupId"), _ID_TYPES):
@@ -252,16 +252,48 @@ def _refusal(kind: str, msg: Mapping[str, Any]) -> str | None:
             return "it has no user_id"
     for key in _EMPTY_WHEN_NONE:
         if key in msg and not isinstance(msg[key], Mapping):
-            return f"{key} is a {type(msg[key]).__name__}, not an object (dict)"
+            return f"{key} is {_a(msg[key])}, not an object (dict)"
     if kind in ("page", "screen"):
         for key in ("name", "category"):
             value = msg.get(key)
             if value and not isinstance(value, str):
-                return f"{key} is a {type(value).__name__}, not a string"
+                return f"{key} is {_a(value)}, not a string"
     timestamp = msg.get("timestamp")
+    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+        return unix_time_hint("timestamp", timestamp)
     if timestamp is not None and not isinstance(timestamp, str | _dt.date):
-        return f"timestamp is a {type(timestamp).__name__}; pass a datetime or an ISO 8601 string"
+        return f"timestamp is {_a(timestamp)}; pass a datetime or an ISO 8601 string"
     return None
+
+
+def _a(value: Any) -> str:
+    """``"an int"``, ``"a list"``: the type of ``value`` with its article."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def unix_time_hint(field: str, value: Any) -> str:
+    """The message for a Unix time (seconds or milliseconds) given where ISO 8601 is wanted.
+
+    The spec check and the refusal of a call with a number ``timestamp`` both say it.
+
+    Example:
+        >>> unix_time_hint("timestamp", 1706702400)  # doctest: +ELLIPSIS
+        "timestamp is 1706702400, which looks like a Unix time, ... (here '2024-01-31T12:00:00+00:00')"
+    """
+    try:
+        number = float(value)
+        if number > 1e11:  # milliseconds, as JavaScript's Date.now()
+            number /= 1000
+        iso = _dt.datetime.fromtimestamp(number, _dt.UTC).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        iso = ""
+    example = f" (here {iso!r})" if iso else ""
+    return (
+        f"{field} is {value!r}, which looks like a Unix time, not an ISO 8601 string; "
+        "convert it with datetime.fromtimestamp(value, timezone.utc).isoformat()"
+        f"{example}"
+    )
 
 
 class _Segment:
