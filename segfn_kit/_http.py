@@ -59,6 +59,7 @@ from respx.patterns import M
 
 from segfn_kit._errors import NetworkBlocked, ScriptError, UnscriptedRequest
 from segfn_kit.runtime import MASK, mask_text
+from segfn_kit.runtime._settings import mask_values
 
 __all__ = [
     "Call",
@@ -507,16 +508,6 @@ def _secret_variants(secrets: Iterable[str]) -> list[str]:
     return sorted((v for v in out if len(v) >= 4), key=len, reverse=True)
 
 
-def _mask_value(value: Any, secrets: Sequence[str]) -> Any:
-    if isinstance(value, str):
-        return mask_text(value, secrets)
-    if isinstance(value, Mapping):
-        return {mask_text(str(k), secrets): _mask_value(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask_value(v, secrets) for v in value]
-    return value
-
-
 def _masked_body(content: bytes, secrets: Sequence[str]) -> Any:
     if not content:
         return None
@@ -525,7 +516,7 @@ def _masked_body(content: bytes, secrets: Sequence[str]) -> Any:
     except UnicodeDecodeError:
         return f"<{len(content)} bytes of binary data>"
     try:
-        return _mask_value(json.loads(text), secrets)
+        return mask_values(json.loads(text), secrets)
     except ValueError:
         return mask_text(text, secrets)
 

@@ -758,9 +758,9 @@ def _redact_files(
     files = [pair for arg in inputs for pair in _files_of(arg, reader)]
     iterator: Iterable[tuple[Path, str]] = files
     if progress:
-        from tqdm.auto import tqdm
+        from segfn_kit._progress import progress as progress_bar
 
-        iterator = tqdm(files, desc="redacting", unit=" files")
+        iterator = progress_bar(files, show=True, desc="redacting", unit="files")
     out.mkdir(parents=True, exist_ok=True)
     for path, base_id in iterator:
         target = out / base_id

@@ -97,7 +97,7 @@ def test_envelope_body_base64_keeps_invalid_utf8(tmp_path: Path) -> None:
     row = frame.iloc[0]
     assert row["error"] is None
     assert row["body"] is None
-    assert "not valid UTF-8" in row["warning"]
+    assert "not valid UTF-8 (byte 0xff at offset 0)" in row["warning"]
     assert request_from_row(row).content == data
     assert (
         Payload(**{**_payload_fields(frame), "raw": row["raw"]}).to_envelope()["body_base64"]
@@ -437,7 +437,7 @@ def test_bad_inputs_give_rows_or_skips_and_the_rest_loads(tmp_path: Path) -> Non
     assert "not valid JSON" in rows["malformed.json"]["error"]
     assert "truncated" in rows["truncated.json"]["error"]
     assert rows["truncated.json"]["raw"].startswith('{"type": "customer.created"')
-    assert "not valid UTF-8" in rows["invalid_utf8.json"]["error"]
+    assert "the file is not valid UTF-8 (byte 0xe9 at offset 13)" in rows["invalid_utf8.json"]["error"]
     assert request_from_row(rows["invalid_utf8.json"]).content == b'{"name": "caf\xe9"}'
     assert rows["bom.json"]["event_type"] == "with.bom"
     assert "byte order mark" in rows["bom.json"]["warning"]

@@ -118,10 +118,7 @@ def run(args: argparse.Namespace) -> int:
     except (ReplayError, FunctionLoadError, FileNotFoundError) as exc:
         print(f"segfn replay: {exc}", file=sys.stderr)
         return 2
-    print(summary)
-    if summary.interrupted:
-        return 130
-    return 0 if summary.ok else 1
+    return _finish(summary)
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
@@ -155,6 +152,11 @@ def _run_cluster(args: argparse.Namespace) -> int:
     except (ReplayError, FunctionLoadError, FileNotFoundError) as exc:
         print(f"segfn replay: {exc}", file=sys.stderr)
         return 2
+    return _finish(summary)
+
+
+def _finish(summary: Any) -> int:
+    """Print a replay's summary; exit 130 when interrupted, 0 when every payload went through, else 1."""
     print(summary)
     if summary.interrupted:
         return 130

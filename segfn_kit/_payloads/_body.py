@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from segfn_kit.runtime._rules import MAX_BODY_BYTES
+
 from ._jsonparse import _compact, _duplicate_key, _may_have_duplicates, parse_json
 
-SEGMENT_BODY_LIMIT = 512 * 1024
+#: the largest request body Segment accepts (512 KiB): the runtime's rule, named for the payload loaders
+SEGMENT_BODY_LIMIT = MAX_BODY_BYTES
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -90,16 +93,24 @@ def _body_from_value(value: Any, content_type: str | None) -> _Body:
 
 def _body_from_bytes(data: bytes, content_type: str | None, check_duplicates: bool) -> _Body:
     raw = data.decode("utf-8", "surrogateescape")
+    bad = _utf8_problem(data)
+    if bad is not None:
+        return _Body(raw, None, f"the body is not valid UTF-8 ({bad}); read it with request.content")
+    return _body_from_text(raw, content_type, check_duplicates)
+
+
+def _utf8_problem(data: bytes) -> str | None:
+    """Where ``data`` stops being UTF-8 (``"byte 0xff at offset 3"``), or None when it all decodes.
+
+    Example:
+        >>> _utf8_problem(b"ok\\xff")
+        'byte 0xff at offset 2'
+    """
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _Body(
-            raw,
-            None,
-            f"the body is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "read it with request.content",
-        )
-    return _body_from_text(raw, content_type, check_duplicates)
+        return f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+    return None
 
 
 def _join(a: str | None, b: str | None) -> str | None:

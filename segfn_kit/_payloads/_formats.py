@@ -26,6 +26,7 @@ from ._body import (
     _header,
     _join,
     _looks_form,
+    _utf8_problem,
 )
 from ._eventtype import detect_event_type
 from ._files import (
@@ -388,16 +389,15 @@ class _Reader:
             )
             return
         raw = data.decode("utf-8", "surrogateescape")
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
+        bad = _utf8_problem(data)
+        if bad is not None:
             yield Payload(
                 base_id,
                 source,
                 0,
                 "bare",
                 raw,
-                error=f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                error=f"the file is not valid UTF-8 ({bad}); "
                 "re-save it as UTF-8 or capture it as an envelope with body_base64",
                 warning=warning,
             )

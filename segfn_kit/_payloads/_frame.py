@@ -106,9 +106,9 @@ def load_payloads(
         max_bytes=max_bytes,
     )
     if progress:
-        from tqdm.auto import tqdm
+        from segfn_kit._progress import progress as progress_bar
 
-        stream = tqdm(stream, desc="loading payloads", unit=" payloads")
+        stream = progress_bar(stream, show=True, desc="loading payloads", unit="payloads")
     frame = frame_from_payloads(stream, flatten_body=flatten_body, max_depth=max_depth)
     frame.attrs["skipped"] = skipped
     return frame
