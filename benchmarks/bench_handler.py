@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks._util import report
-from tests._servers import start_uvicorn
+from tests._servers import clean_env, start_uvicorn
 
 REQUESTS = int(os.environ.get("SEGFN_BENCH_REQUESTS", "1500"))
 ROUNDS = int(os.environ.get("SEGFN_BENCH_ROUNDS", "3"))
@@ -116,7 +116,7 @@ def main() -> None:
         (root / "proxy").mkdir()
         (root / "proxy" / "proxy.py").write_text(PROXY)
         with running_sink(write_key=WRITE_KEY, process=True) as sink:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+            env = clean_env()
             env.update({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_API_HOST": sink, "SEGMENT_OBJECTS_HOST": sink})
             servers = {
                 "proxy": _serve(root / "proxy", "proxy:app", env),

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -28,6 +29,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without ``SEGMENT_*``, ``SEGFN_*`` and ``PYTHONPATH``, plus ``values``:
+    what an exported package is started with, so it reads only what the test sets.
+
+    Example:
+        >>> clean_env(SEGFN_TIMEOUT="1")["SEGFN_TIMEOUT"]
+        '1'
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env.update(values)
+    return env
 
 
 def start_uvicorn(cwd: Path, env: dict[str, str], *, target: str = "handler:app", log: IO[bytes] | None = None,

@@ -4,7 +4,6 @@ httpx, events landing in the local Tracking-API-compatible sink, all on 127.0.0.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from segfn_kit._payloads import iter_payloads
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.runtime import sign
-from tests._servers import free_port, serving
+from tests._servers import clean_env, free_port, serving
 from tests.golden import regen
 
 WRITE_KEY = "wk-e2e-0c7d3f"
@@ -42,7 +41,7 @@ def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 @pytest.fixture(scope="module")
 def server(package: Path, sink: tuple[str, Path]) -> Iterator[str]:
     """The exported ``handler:app`` under uvicorn, configured from the environment only."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env = clean_env()
     env.update({
         "SEGMENT_WRITE_KEY": WRITE_KEY,
         "SEGMENT_API_HOST": sink[0],
@@ -137,7 +136,7 @@ def test_command_line_delivers_to_the_sink(package: Path, sink: tuple[str, Path]
     url, store = sink
     before = len(read_sink(store))
     payload = regen.CASES["stripe_source"][1][0] / "invoice.paid.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env = clean_env()
     env.update({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_API_HOST": url})
     result = subprocess.run([sys.executable, "-m", "handler", "--deliver", str(payload)], cwd=package, env=env,
                             capture_output=True, text=True, timeout=60)
@@ -186,7 +185,7 @@ def objects_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
 
 def package_env(sink_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env = clean_env()
     env.update({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_API_HOST": sink_url, "SEGMENT_OBJECTS_HOST": sink_url,
                 "SEGFN_DELIVERY_BUDGET": "1.5", **extra})
     return env

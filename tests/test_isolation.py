@@ -22,7 +22,7 @@ import pytest
 from segfn_kit.runtime import Function, FunctionLoadError, FunctionTimeout, Request
 from segfn_kit.runtime._function import call_with_timeout
 from segfn_kit.runtime._isolation import DEFAULT_MEMORY_LIMIT, WorkerPool
-from tests._servers import serving
+from tests._servers import clean_env, serving
 
 HOSTILE = '''
 import os, sys, time
@@ -309,7 +309,7 @@ def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     package = export(tmp / "hostile.py", tmp / "package", payloads=[tmp / "payload.json"], settings=SETTINGS)
     store = tmp / "sink.sqlite3"
     with running_sink(write_key=WRITE_KEY, store=store) as sink_url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+        env = clean_env()
         env.update({
             "SEGMENT_WRITE_KEY": WRITE_KEY,
             "SEGMENT_API_HOST": sink_url,
@@ -360,7 +360,7 @@ def test_exported_command_line_gives_every_hostile_payload_its_line(hostile_serv
         path = package.parent / f"{key}.json"
         path.write_text(json.dumps({"k": key}), encoding="utf-8")
         files.append(str(path))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env = clean_env()
     env.update({"SEGFN_SETTINGS": json.dumps(SETTINGS), "SEGFN_TIMEOUT": "0.5"})
     done = subprocess.run([sys.executable, "-m", "handler", *files], cwd=package, env=env,
                           capture_output=True, text=True, timeout=120)

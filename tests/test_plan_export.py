@@ -4,7 +4,6 @@ uvicorn posting to the local sink, and through the Lambda and command-line entry
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from segfn_kit import run
 from segfn_kit._export import ExportError, export
 from segfn_kit._payloads import iter_payloads
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.examples import example_path
-from tests._servers import serving
+from tests._servers import clean_env, serving
+from tests.test_plan_replay import expected as preview_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 STRIPE = example_path("stripe_source")
@@ -36,20 +35,11 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def expected() -> tuple[list[str], set[str]]:
     """messageIds of the samples' events in order, and those with a plan issue (the preview's)."""
-    results = run(STRIPE, [str(SAMPLES)], plan=PLAN)
-    every: list[str] = []
-    bad: set[str] = set()
-    for events, issues in zip(results["events"], results["issues"], strict=True):
-        failing = {i["event_index"] for i in issues}
-        for i, event in enumerate(events):
-            every.append(event["messageId"])
-            if i in failing:
-                bad.add(event["messageId"])
-    return every, bad
+    return preview_ids(SAMPLES)
 
 
 def env_for(sink_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env = clean_env()
     env.update({"SEGMENT_WRITE_KEY": WRITE_KEY, "SEGMENT_API_HOST": sink_url, "SEGFN_DELIVERY_BUDGET": "5", **extra})
     return env
 

@@ -29,14 +29,15 @@ def sink(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, store
 
 
-def expected(samples: Path) -> tuple[set[str], set[str]]:
-    """messageIds of every event of the samples, and of those with a plan issue."""
+def expected(samples: Path) -> tuple[list[str], set[str]]:
+    """messageIds of every event of the samples in order (the preview's), and of those with a plan issue."""
     results = run(STRIPE, [str(samples)], plan=PLAN)
-    every, bad = set(), set()
+    every: list[str] = []
+    bad: set[str] = set()
     for events, issues in zip(results["events"], results["issues"], strict=True):
         failing = {i["event_index"] for i in issues}
         for i, event in enumerate(events):
-            every.add(event["messageId"])
+            every.append(event["messageId"])
             if i in failing:
                 bad.add(event["messageId"])
     return every, bad
@@ -45,7 +46,8 @@ def expected(samples: Path) -> tuple[set[str], set[str]]:
 @pytest.mark.parametrize("mode", ["report", "block"])
 def test_replay_with_plan_to_the_sink(samples_dir: Path, sink: tuple[str, Path], mode: str) -> None:
     url, store = sink
-    every, bad = expected(samples_dir / "stripe")
+    ordered, bad = expected(samples_dir / "stripe")
+    every = set(ordered)
     assert bad and bad < every
     summary = replay(STRIPE, samples_dir / "stripe", to=url, write_key=KEY, plan=PLAN, plan_mode=mode)
     assert summary.ok
@@ -70,7 +72,8 @@ def test_bad_plan_or_mode_stops_replay_before_it_reads(tmp_path: Path, samples_d
 
 def test_command_line_replay_plan_block(samples_dir: Path, tmp_path: Path, sink: tuple[str, Path]) -> None:
     url, store = sink
-    every, bad = expected(samples_dir / "stripe")
+    ordered, bad = expected(samples_dir / "stripe")
+    every = set(ordered)
     env = {**os.environ, "SEGMENT_WRITE_KEY": KEY, "SEGMENT_API_HOST": url}
     cmd = [sys.executable, "-m", "segfn_kit", "replay", str(STRIPE), str(samples_dir / "stripe"),
            "--plan", str(PLAN), "--plan-mode", "block"]

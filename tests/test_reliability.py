@@ -38,7 +38,7 @@ from segfn_kit._checkpoint import Checkpoint
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.runtime import Function, Request, sign
 from tests._archives import expected_events, stripe_event, write_archive
-from tests._servers import free_port
+from tests._servers import clean_env, free_port
 
 pytestmark = pytest.mark.reliability
 
@@ -84,7 +84,7 @@ def _serve_handler(package: Path, sink_url: str, log: Path) -> Iterator[tuple[st
     (Not ``--fd``: uvicorn opens a passed descriptor as AF_UNIX, so asyncio never sets
     TCP_NODELAY on its connections and every answer waits ~40 ms for a delayed ACK.)
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHONPATH"))}
+    env = clean_env()
     env.update(SEGMENT_WRITE_KEY=WRITE_KEY, SEGMENT_API_HOST=sink_url, SEGFN_SIGNATURE="stripe",
                SEGFN_SIGNING_SECRET=SIGNING_SECRET)
     for _ in range(3):  # another process may take the free port first: try another
