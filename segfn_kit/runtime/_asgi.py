@@ -53,7 +53,7 @@ async def _answer(engine: Engine, scope: Scope, receive: Receive, config: Config
     if method != "POST":
         return engine.check(method, headers, b"", config) or refuse(405, "method_not_allowed", ""), b"", method
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > config.max_body:
+    if declared.isascii() and declared.isdigit() and int(declared) > config.max_body:  # not "²"
         return refuse(413, "too_large", f"body of {declared} bytes is over the {config.max_body}-byte limit"), b"", method
     body = await _read_body(receive, config.max_body)
     if body is None:

@@ -184,7 +184,11 @@ class Answer:
         if self.plan:
             doc["plan_issues"] = self.plan
             doc["held"] = self.held
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a lone surrogate (a method or header sent as "\ud83d"): escape it
+            return json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 @dataclass

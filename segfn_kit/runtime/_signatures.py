@@ -187,7 +187,7 @@ def _check_age(scheme: str, signed_at: float, tolerance: int, now: float | None)
 def _unix_time(stamp: str) -> float | None:
     """A Zendesk signature timestamp (Unix seconds, or ISO 8601) as Unix seconds, or None."""
     text = stamp.strip()
-    if text.isdigit() and len(text) <= 12:
+    if text.isascii() and text.isdigit() and len(text) <= 12:  # not "²", which float() refuses
         return float(text)
     try:
         parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
