@@ -47,14 +47,21 @@ _TEMPLATED = {
 _COPIED = {"tests/recorder.py": "tests/recorder.py"}
 
 
-def _environment() -> jinja2.Environment:
+def template_environment(folder: Path = TEMPLATES) -> jinja2.Environment:
+    """The Jinja environment every export renders its templates with: an undefined name is an
+    error, trailing newlines are kept, and nothing is HTML-escaped.
+
+    Example:
+        >>> template_environment().from_string("{{ a }}\\n").render(a="<x>")
+        '<x>\\n'
+    """
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader(str(folder)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # the output is Python, Markdown and INI, never HTML
+        autoescape=False,  # the output is Python, JavaScript, JSON, HCL, Markdown and INI, never HTML
     )
 
 
@@ -292,7 +299,7 @@ def export(
     files: dict[str, bytes] = {"function.py": source.encode("utf-8")}
     if plan_json is not None:
         files[PLAN_FILE] = plan_json
-    env = _environment()
+    env = template_environment()
     for template, target in _TEMPLATED.items():
         files[target] = env.get_template(template).render(context).encode("utf-8")
     for template, target in _COPIED.items():

@@ -24,31 +24,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from segfn_kit import __version__
 from segfn_kit.runtime import Function, FunctionLoadError
 from segfn_kit.runtime._mapping import ACTIONS_CORE_VERSION
 from segfn_kit.runtime._segment import _ID_NAMESPACE
 
 from ._imports import ExportError
+from ._package import template_environment
 
 __all__ = ["SEGMENT_TEMPLATES", "export_segment", "function_js"]
 
 SEGMENT_TEMPLATES = Path(__file__).resolve().parent / "templates" / "segment"
 _API_TYPES = {"string": "STRING", "boolean": "BOOLEAN", "text_map": "TEXT_MAP", "map": "TEXT_MAP",
               "object": "TEXT_MAP"}
-
-
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(SEGMENT_TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,  # JavaScript, JSON, HCL and Markdown, never HTML
-    )
 
 
 def _load(function: str | os.PathLike[str] | Function) -> Function:
@@ -123,7 +111,7 @@ def _render(fn: Function) -> dict[str, str]:
         "display_name_hcl": _hcl(name),
         "description_hcl": _hcl(description),
     }
-    env = _environment()
+    env = template_environment(SEGMENT_TEMPLATES)
     files = {
         "function.js": env.get_template("function.js.jinja").render(context),
         "segment_function.tf": env.get_template("segment_function.tf.jinja").render(context),
