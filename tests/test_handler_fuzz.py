@@ -13,7 +13,10 @@ round trip each; the request parsing fuzzed here is the same in both isolation m
 - ``app`` (ASGI), driven through the ASGI protocol itself: any method, header bytes (non-ASCII
   too), content types, bodies in several ``http.request`` messages, bodies over the limit,
   ``content-length`` headers that lie: exactly one ``http.response.start`` with a known
-  status, then a JSON body of the announced length.
+  status, then a JSON body of the announced length;
+- a destination's handler (exported from a small function), by both entry points: a body of
+  one event, a list or ``{"batch": [...]}`` of valid and invalid events, or no JSON at all, is
+  either refused with a reason or answered with exactly one result per event.
 
 Neither may answer the handler's own crash (outcome ``error``): that is a bug in the runtime.
 """
@@ -32,7 +35,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, currently_in_test_context, example, given, settings
+from hypothesis import event as label
 from hypothesis import strategies as st
 
 from segfn_kit._payloads import iter_payloads
@@ -150,7 +154,10 @@ content_types = st.one_of(
     ]),
     any_text,
 )
-methods = st.one_of(st.sampled_from(["POST", "post", "GET", "PUT", "OPTIONS", "", "P\u00d6ST"]), any_text)
+methods = st.one_of(  # mostly POST, so that most requests get past the 405
+    st.just("POST"), st.just("POST"), st.just("POST"),
+    st.sampled_from(["post", "GET", "PUT", "OPTIONS", "", "P\u00d6ST"]), any_text,
+)
 header_names = st.one_of(
     st.sampled_from(["content-type", "Content-Type", "stripe-signature", "content-length", "user-agent"]),
     any_text,
@@ -259,6 +266,8 @@ lambda_events = st.one_of(
     json_values,
     st.dictionaries(st.sampled_from(["httpMethod", "requestContext", "body", "headers", "rawPath"]), json_values),
     v2_events(),
+    v2_events(),
+    v1_events(),
     v1_events(),
 )
 
@@ -274,6 +283,8 @@ def check_answer(status: Any, body: bytes | str) -> dict[str, Any]:
     assert isinstance(doc, dict) and isinstance(doc.get("outcome"), str), doc
     assert doc["outcome"] != "error", f"the handler itself failed: {doc.get('error')}"
     assert doc["ok"] is (status < 300)
+    if currently_in_test_context():
+        label(f"{status} {doc['outcome']}")  # shown by --hypothesis-show-statistics
     return doc
 
 
@@ -376,7 +387,7 @@ asgi_bodies = st.one_of(
 
 @FUZZ
 @given(
-    st.one_of(st.sampled_from(["POST", "GET", "post", "DELETE"]), methods),
+    methods,
     asgi_headers,
     asgi_bodies,
     st.lists(st.integers(0, 4000), max_size=4),
@@ -416,3 +427,103 @@ def test_asgi_requests_always_get_one_answer(
     doc = check_answer(starts[0]["status"], payload)
     if len(body) > MAX_BODY and method.upper() == "POST":
         assert starts[0]["status"] == 413, doc
+
+
+# -- a destination's requests ----------------------------------------------------------------
+
+DESTINATION = """\
+from segfn_kit.runtime import ValidationError
+
+
+def on_track(event, settings):
+    if not event.get("event"):
+        raise ValidationError("a track needs an event name")
+
+
+def on_identify(event, settings):
+    return None
+"""
+
+
+@pytest.fixture(scope="module")
+def destination(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> types.ModuleType:
+    from segfn_kit._export import export
+
+    folder = tmp_path_factory.mktemp("destination")
+    (folder / "checks.py").write_text(DESTINATION)
+    package = export(folder / "checks.py", folder / "checks", payloads=[regen.CASES["zendesk_destination"][1][0]],
+                     settings={}, approved=None)
+    with environment(env):
+        return load_handler(package)
+
+
+segment_events = st.fixed_dictionaries(
+    {"type": st.one_of(st.sampled_from(["track", "identify"]),
+                       st.sampled_from(["page", "group", "alias", "screen", "delete"]), json_values),
+     "userId": st.one_of(st.just("u1"), st.just("u1"), json_values)},
+    optional={
+        "anonymousId": st.one_of(st.just("a1"), json_values),
+        "event": st.one_of(st.just("Order Completed"), json_values),
+        "messageId": st.one_of(st.just("m1"), json_values),
+        "properties": json_values,
+        "traits": json_values,
+    },
+)
+event_lists = st.lists(st.one_of(segment_events, json_values), max_size=5)
+destination_bodies = st.one_of(
+    segment_events.map(lambda e: [e]),
+    event_lists,
+    event_lists.map(lambda events: {"batch": events}),
+    json_values,
+).map(lambda doc: json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def expected_results(body: bytes) -> int | None:
+    """How many results the answer must hold: one per event the body carries."""
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("batch"), list):
+        doc = doc["batch"]
+    return len(doc) if isinstance(doc, list) else 1
+
+
+@FUZZ
+@given(
+    st.one_of(destination_bodies, st.binary(max_size=100), st.sampled_from([b"[" * 3000 + b"]" * 3000,
+                                                                           b"[" * 5000 + b"]" * 5000])),
+    st.sampled_from(["application/json", "application/vnd.segment+json", "text/plain", ""]),
+    st.booleans(),
+)
+@example(b'{"batch": [{"type": "track", "userId": "\\ud83d", "event": "\\udc00"}]}', "application/json", False)
+@example(b'{"batch": "nope"}', "application/json", True)
+def test_destination_requests_get_one_result_per_event(
+    destination: types.ModuleType, env: dict[str, str], loop: asyncio.AbstractEventLoop,
+    body: bytes, content_type: str, via_asgi: bool,
+) -> None:
+    with configured(env, False):
+        if via_asgi:
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"",
+                     "headers": [(b"content-type", content_type.encode())]}
+            sent = loop.run_until_complete(drive(destination.app, scope, [body]))
+            assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"], sent
+            status, payload = sent[0]["status"], sent[1]["body"]
+        else:
+            try:  # as API Gateway passes it: text as is, other bytes in base64
+                event = stripe_event(body.decode("utf-8", "surrogatepass"), content_type)
+            except UnicodeDecodeError:
+                event = {**stripe_event(base64.b64encode(body).decode(), content_type), "isBase64Encoded": True}
+            response = destination.lambda_handler(event, Context())
+            status, payload = response["statusCode"], response["body"]
+    doc = check_answer(status, payload)
+    count = expected_results(body)
+    if status in (413, 415) or (doc["outcome"] == "InvalidEventPayload" and "results" not in doc):
+        assert doc["error"], doc  # refused before any event ran: the reason says why
+        return
+    assert count is not None, doc
+    assert len(doc.get("results", [])) == count, (count, doc)
+    for result in doc.get("results", []):
+        assert result["outcome"] in ("ok", "ValidationError", "InvalidEventPayload", "EventNotSupported"), result
+        assert result["status"] in (200, 400), result
