@@ -8,7 +8,8 @@ same), medians of 5 runs over the same 20,000 generated Stripe webhooks:
 1. the loader's part of a replay: ``iter_payloads(..., bodies=False)`` and ``request()`` for
    each payload (what replay hands the function), and the full loader (bodies parsed and
    checked) for comparison;
-2. ``replay(..., dry_run=True)`` of the bundled Stripe function: loader, function and all.
+2. ``replay(..., dry_run=True)`` of the bundled Stripe function: loader, function and all,
+   with the calls in worker processes (the default) and in this process (``isolation="none"``).
 
 Printed as throughput ratios (floor time / measured time: 100% is the floor's speed; the
 target for the dry run is at least 50%). Also: whether importing the replay pulls in pandas.
@@ -69,10 +70,15 @@ def main() -> None:
             summary = replay(STRIPE, archive, dry_run=True)
             assert summary.payloads == PAYLOADS, summary
 
+        def dry_run_in_process() -> None:
+            summary = replay(STRIPE, archive, dry_run=True, isolation="none")
+            assert summary.payloads == PAYLOADS, summary
+
         base = median_time(_gc_off(floor))
         lazy = median_time(_gc_off(loader_lazy))
         full = median_time(_gc_off(loader_full))
         dry = median_time(_gc_off(dry_run))
+        dry_none = median_time(_gc_off(dry_run_in_process))
     imports = subprocess.run(
         [sys.executable, "-c", "import sys, segfn_kit._replay; print('pandas' in sys.modules)"],
         capture_output=True,
@@ -85,8 +91,10 @@ def main() -> None:
     report("loader for replay (bodies=False) + request()", PAYLOADS / lazy, "payloads/s")
     report("loader, bodies parsed and checked + request()", PAYLOADS / full, "payloads/s")
     report("replay --dry-run (bundled Stripe function)", PAYLOADS / dry, "payloads/s")
+    report("replay --dry-run --isolation none (in this process)", PAYLOADS / dry_none, "payloads/s")
     report("ratio: loader for replay / floor (throughput)", 100 * base / lazy, "%")
     report("ratio: replay --dry-run / floor (throughput)", 100 * base / dry, "%", ">= 50%")
+    report("ratio: replay --dry-run, worker processes / in this process (throughput)", 100 * dry_none / dry, "%")
 
 
 if __name__ == "__main__":

@@ -542,10 +542,14 @@ def _run_partition(job: _Job, secrets: _Secrets, partition: Partition) -> _Resul
 
     counts = [0] * len(partition.pieces)
     try:
-        with timeouts_in_place():  # the function runs on this task thread, limited as on a main thread
+        # the function runs on this task thread, limited as on a main thread (isolation="none"):
+        # the Dask worker is already a process apart from the caller, and a worker pool per
+        # partition would start one more process per partition; a call that ignores its
+        # timeout signal therefore holds its partition, as it would in `segfn run --isolation none`
+        with timeouts_in_place():
             summary = replay(_function(job), partition.label, settings=secrets.settings,
                              dry_run=job.mode == "dry-run", client=client, budget=job.budget,
-                             stream=_counted(partition, counts))
+                             stream=_counted(partition, counts), isolation="none")
     finally:
         if client is not None:
             client.close()
@@ -690,6 +694,7 @@ def _merge(total: ClusterReplaySummary, part: ReplaySummary, outcomes: Counter[s
     total.delivery = total.delivery + part.delivery
     total.undeliverable.extend(part.undeliverable)
     total.failed_payloads.extend(part.failed_payloads)
+    total.errors.extend(part.errors)
     total.unloadable.extend(part.unloadable)
 
 

@@ -25,6 +25,7 @@ accepted. The Objects API upserts by collection and id, so an object sent twice 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -35,14 +36,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from segfn_kit._checkpoint import Checkpoint, CheckpointEntry, CheckpointError, CheckpointKey
 from segfn_kit._errors import ClusterError, ReplayError
 from segfn_kit._settingsfile import SettingsFileError, settings_values
-from segfn_kit.runtime import Function
+from segfn_kit.runtime import Function, FunctionLoadError, Invocation, Request
 from segfn_kit.runtime._delivery import (
     DEFAULT_OBJECTS_HOST,
     MAX_BATCH_BYTES,
@@ -54,6 +55,7 @@ from segfn_kit.runtime._delivery import (
     UndeliverableEvent,
 )
 from segfn_kit.runtime._function import keep_timer_armed
+from segfn_kit.runtime._isolation import WorkerPool
 
 if TYPE_CHECKING:
     from segfn_kit._payloads import Payload
@@ -82,6 +84,9 @@ class ReplaySummary:
             (or ``objects[<i>]``) of objects Segment cannot take (in the dead-letter file).
         failed_payloads: payload ids whose events were not all accepted, or whose function
             raised ``RetryError`` or timed out (tried again on resume, as Segment retries them).
+        errors: ``<payload id>: <error>`` of each payload whose call ended in an error (an
+            exception, a timeout, a call killed past the memory limit or one that ended its
+            worker process): its events are not sent; timeouts are also failed payloads.
         unloadable: ``<payload id>: <reason>`` of each payload that could not be loaded (a
             failure: the exit status is 1; read again on resume).
         changed: archives whose content changed since the checkpoint was written, at the same
@@ -102,6 +107,7 @@ class ReplaySummary:
     delivery: DeliveryReport = dataclasses.field(default_factory=DeliveryReport)
     undeliverable: list[str] = dataclasses.field(default_factory=list)
     failed_payloads: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
     unloadable: list[str] = dataclasses.field(default_factory=list)
     changed: list[str] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0
@@ -144,6 +150,11 @@ class ReplaySummary:
             ]
         if self.failed_payloads:
             lines.append(f"not accepted  {len(self.failed_payloads):,} payloads (run again to retry them)")
+        if self.errors:
+            lines.append(f"errors        {len(self.errors):,} payloads ended in an error (no events sent):")
+            lines += [f"  {line}" for line in self.errors[:_LISTED]]
+            if len(self.errors) > _LISTED:
+                lines.append(f"  ... and {len(self.errors) - _LISTED:,} more")
         if self.unloadable:
             lines.append(f"unloadable    {len(self.unloadable):,} payloads could not be loaded:")
             lines += [f"  {line}" for line in self.unloadable[:_LISTED]]
@@ -258,6 +269,7 @@ def replay(
     batch_events: int | None = None,
     plan: Any = None,
     plan_mode: str = "report",
+    isolation: str = "process",
 ) -> ReplaySummary:
     """Run a source function over archived payloads and deliver (or write) the events.
 
@@ -296,6 +308,13 @@ def replay(
         plan_mode: ``report`` sends every event and reports plan issues; ``block`` holds
             back the events with a plan issue (violations and unplanned events), as
             Protocols' blocking does: they are counted, not sent, written or dead-lettered.
+        isolation: ``"process"`` (the default) calls the function in worker processes
+            (``segfn_kit.runtime._isolation.WorkerPool``), a chunk of payloads per message:
+            a call past the time limit (a bare ``except:`` in a loop, a long C call) or the
+            memory limit, or one that ends its process (``os._exit``), is killed and is that
+            payload's error; the replay goes on. What the function prints goes to stderr.
+            ``"none"`` calls it in this process (for a debugger; no hard limits: such a call
+            holds or ends the replay).
 
     Returns:
         A ``ReplaySummary``; print it for the table the command line shows.
@@ -349,6 +368,8 @@ def replay(
         if plan_mode not in PLAN_MODES:
             raise ReplayError(f"plan_mode {plan_mode!r}: use report or block")
         checker = load_plan(plan)
+    if isolation not in ("process", "none"):
+        raise ReplayError(f'isolation must be "process" or "none", not {isolation!r}')
     if partitions is not None or rate is not None:
         raise ReplayError("partitions and rate are options of a cluster replay: give a scheduler too "
                           "(local:N runs one on this machine)")
@@ -407,23 +428,15 @@ def replay(
         unit: _Unit | None = None
         seen: set[str] = set()
 
-        def end_unit(index: int) -> None:
-            # the file ended: a checkpoint that claims more of it than it holds belongs elsewhere
-            nonlocal chunk
-            assert unit is not None
-            if unit.skip_before > unit.count:
-                raise ReplayError(
-                    f"the checkpoint {checkpoint} says {unit.skip_before:,} payloads of {unit.key.location} "
-                    f"were settled, but the file holds {unit.count:,}: the checkpoint does not match "
-                    "these archives; delete it to start over"
-                )
-            if chunk is None:
-                chunk = _Chunk(index, index, [], [], [])
-            chunk.ends.append((unit, unit.count))
+        # what the function is called on, in stream order; records without a call (payloads
+        # skipped by the checkpoint are not even recorded, unloadable ones and the ends of
+        # files are) keep their place between the calls, so chunks see the stream as it is
+        records: collections.deque[tuple[Any, ...]] = collections.deque()
 
-        # one timer for the run's calls, each still under its own limit
-        stack.enter_context(keep_timer_armed())
-        try:
+        def calls() -> Iterator[Request]:
+            """The requests to run; ``records`` gets one entry per payload or end of file."""
+            nonlocal unit
+            index = -1
             for index, payload in enumerate(iter_payloads(*paths, bodies=False) if stream is None else stream):
                 summary.payloads += 1
                 if bar is not None:
@@ -432,7 +445,7 @@ def replay(
                 if cp is not None:
                     if unit is None or payload.source != unit.source:
                         if unit is not None:
-                            end_unit(index)
+                            records.append(("end", index, *_ended(unit)))
                         unit = _open_unit(cp, payload.source, seen, summary)
                     position = unit.count
                     unit.count += 1
@@ -441,51 +454,105 @@ def replay(
                         continue
                 if payload.error:
                     summary.unloadable.append(f"{payload.payload_id}: {payload.error}")
-                events, objects, retryable = _run_one(fn, payload, fn_settings, outcomes)
-                if checker is not None and events:
-                    events = _hold(checker, plan_mode, payload.payload_id, events, summary)
-                summary.events += len(events)
-                summary.objects += len(objects)
-                if mode == "dry-run":
+                    records.append(("payload", index, payload, unit, position, False))
                     continue
-                if mode == "out":
-                    assert writer is not None
-                    for event in events:
-                        writer.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-                    continue
-                assert sender is not None and client is not None
-                try:
-                    encoded, encoded_objects = client.check_all(events, objects)
-                except UndeliverableEvent as exc:
-                    # the payload's events and objects go nowhere but the dead-letter file:
-                    # half of what a payload maps to would be worse than none of it
-                    outcomes["undeliverable"] += 1
-                    outcomes["ok"] -= 1
-                    sender.bury_undeliverable(payload.payload_id, events, exc, objects)
-                    encoded, encoded_objects = [], []
-                size = sum(len(data) + 1 for _, data in encoded) + sum(len(d) + 1 for _, _, d in encoded_objects)
-                if chunk is not None and (chunk.events or chunk.objects) and (
-                    chunk.size + size > limit_bytes or len(chunk.events) + len(encoded) > limit_events
-                    or len(chunk.objects) + len(encoded_objects) > limit_objects
-                ):
-                    sender.put(chunk)
-                    chunk = None
+                records.append(("payload", index, payload, unit, position, True))
+                yield payload.request()
+            if unit is not None:
+                records.append(("end", index + 1, *_ended(unit)))
+
+        def _ended(ended: _Unit) -> tuple[_Unit, int]:
+            # the file ended: a checkpoint that claims more of it than it holds belongs elsewhere
+            if ended.skip_before > ended.count:
+                raise ReplayError(
+                    f"the checkpoint {checkpoint} says {ended.skip_before:,} payloads of {ended.key.location} "
+                    f"were settled, but the file holds {ended.count:,}: the checkpoint does not match "
+                    "these archives; delete it to start over"
+                )
+            return ended, ended.count
+
+        def settle(record: tuple[Any, ...], invocation: Invocation | None) -> None:
+            """Count, write or chunk (for delivery) one record of the stream."""
+            nonlocal chunk
+            if record[0] == "end":
+                _, index, ended, total = record
                 if chunk is None:
                     chunk = _Chunk(index, index, [], [], [])
-                chunk.last = index
-                chunk.owners.extend([len(chunk.payload_ids)] * len(encoded))
-                chunk.object_owners.extend([len(chunk.payload_ids)] * len(encoded_objects))
-                chunk.objects.extend(encoded_objects)
-                chunk.payload_ids.append(payload.payload_id)
-                chunk.units.append((unit, position))
-                if retryable:
-                    chunk.retry.append(payload.payload_id)
-                if payload.error:
-                    chunk.unloadable.append(payload.payload_id)
-                chunk.events.extend(encoded)
-                chunk.size += size
-            if unit is not None:
-                end_unit(summary.payloads)
+                chunk.ends.append((ended, total))
+                return
+            _, index, payload, payload_unit, position, _ = record
+            events, objects, retryable = _outcome_of(payload, invocation, outcomes, summary)
+            if checker is not None and events:
+                events = _hold(checker, plan_mode, payload.payload_id, events, summary)
+            summary.events += len(events)
+            summary.objects += len(objects)
+            if mode == "dry-run":
+                return
+            if mode == "out":
+                assert writer is not None
+                for event in events:
+                    writer.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+                return
+            assert sender is not None and client is not None
+            try:
+                encoded, encoded_objects = client.check_all(events, objects)
+            except UndeliverableEvent as exc:
+                # the payload's events and objects go nowhere but the dead-letter file:
+                # half of what a payload maps to would be worse than none of it
+                outcomes["undeliverable"] += 1
+                outcomes["ok"] -= 1
+                sender.bury_undeliverable(payload.payload_id, events, exc, objects)
+                encoded, encoded_objects = [], []
+            size = sum(len(data) + 1 for _, data in encoded) + sum(len(d) + 1 for _, _, d in encoded_objects)
+            if chunk is not None and (chunk.events or chunk.objects) and (
+                chunk.size + size > limit_bytes or len(chunk.events) + len(encoded) > limit_events
+                or len(chunk.objects) + len(encoded_objects) > limit_objects
+            ):
+                sender.put(chunk)
+                chunk = None
+            if chunk is None:
+                chunk = _Chunk(index, index, [], [], [])
+            chunk.last = index
+            chunk.owners.extend([len(chunk.payload_ids)] * len(encoded))
+            chunk.object_owners.extend([len(chunk.payload_ids)] * len(encoded_objects))
+            chunk.objects.extend(encoded_objects)
+            chunk.payload_ids.append(payload.payload_id)
+            chunk.units.append((payload_unit, position))
+            if retryable:
+                chunk.retry.append(payload.payload_id)
+            if payload.error:
+                chunk.unloadable.append(payload.payload_id)
+            chunk.events.extend(encoded)
+            chunk.size += size
+
+        def settle_until_call(invocation: Invocation | None) -> None:
+            """Settle the records up to the next call's (given its invocation), or all (None)."""
+            while records:
+                record = records.popleft()
+                if record[0] == "payload" and record[5]:
+                    assert invocation is not None, "a call's record without its result"
+                    settle(record, invocation)
+                    return
+                settle(record, None)
+
+        try:
+            if isolation == "none":
+                # one timer for the run's calls, each still under its own limit
+                stack.enter_context(keep_timer_armed())
+                for request in calls():
+                    settle_until_call(fn.on_request(request, fn_settings))
+            else:
+                pool = WorkerPool(fn, dict(values))
+                stack.callback(pool.close)
+                try:
+                    for result in pool.map(calls()):
+                        if result.logs:
+                            sys.stderr.write(result.logs)
+                        settle_until_call(result.invocation)
+                except FunctionLoadError as exc:  # it loads here but not in a worker process
+                    raise ReplayError(f"{fn.filename}: the function does not load in a worker process: {exc}; "
+                                      "--isolation none runs it in this process") from None
+            settle_until_call(None)
             if chunk is not None and sender is not None:
                 sender.put(chunk)
                 chunk = None
@@ -534,16 +601,17 @@ def _open_unit(cp: Checkpoint, source: str, seen: set[str], summary: ReplaySumma
     return _Unit(source, key, cp.get(key))
 
 
-def _run_one(
-    fn: Function, payload: Any, settings: Any, outcomes: Counter[str]
+def _outcome_of(
+    payload: Any, invocation: Invocation | None, outcomes: Counter[str], summary: ReplaySummary
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """The events and objects to send, and whether Segment would retry the payload
-    (RetryError, timeout)."""
-    if payload.error:
+    """The events and objects to send for one payload's call, and whether Segment would
+    retry the payload (RetryError, timeout); the summary names a call that ended in an error."""
+    if invocation is None:  # it could not be loaded
         outcomes["unloadable"] += 1
         return [], [], False
-    invocation = fn.on_request(payload.request(), settings)
     outcomes["timeout" if invocation.timed_out else invocation.outcome] += 1
+    if invocation.outcome == "error":
+        summary.errors.append(f"{payload.payload_id}: {invocation.error}")
     if invocation.outcome != "ok":
         return [], [], invocation.retryable
     return invocation.events, invocation.objects, invocation.retryable

@@ -84,6 +84,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plan-mode", choices=["report", "block"], default="report",
                    help="report plan issues and send everything (default), or block: hold back "
                         "events with a plan issue")
+    p.add_argument(
+        "--isolation", choices=("process", "none"), default="process",
+        help="process (default): the function runs in worker processes, a chunk of payloads at a "
+        "time; a call past the time limit or the 512 MiB memory limit, or one that ends its process, "
+        "is killed and is that payload's error, and the replay goes on; none: in this process, for "
+        "a debugger (no hard limits). With --scheduler, calls run in the Dask workers' processes",
+    )
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N")
     p.add_argument("--partitions", type=int, metavar="N", help="with --scheduler: partitions (default 4 per worker)")
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             settings=args.settings, checkpoint=args.checkpoint, dead_letter=args.dead_letter,
             budget=args.budget, progress=not args.no_progress and sys.stderr.isatty(),
             batch_events=args.batch_events, plan=args.plan, plan_mode=args.plan_mode,
+            isolation=args.isolation,
         )
     except PlanError as exc:
         print(f"segfn replay: --plan: {exc}", file=sys.stderr)
