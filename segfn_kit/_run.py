@@ -27,7 +27,9 @@ to fix, and every other payload still runs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import difflib
+import gc
 import io
 import json
 import math
@@ -51,6 +53,7 @@ from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
 from segfn_kit.runtime._isolation import CallResult, WorkerPool
+from segfn_kit.runtime._json import MISSING, fast_loads
 from segfn_kit.spec import validate as validate_event
 from segfn_kit.spec import validate_object
 
@@ -665,40 +668,111 @@ def diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
 # -- coverage ----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _without_gc() -> Iterator[None]:
+    # following fields makes many small lists and no reference cycles; with every parsed
+    # body alive, each collection walks all of them, which costs most of the time
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _leaves(value: Any, path: str, out: dict[str, list[Any]]) -> None:
+    # one call per dict or list, not per leaf: scalars are appended in the loop itself
     if isinstance(value, dict):
         for k, v in value.items():
-            _leaves(v, f"{path}.{k}" if path else str(k), out)
+            child = f"{path}.{k}" if path else str(k)
+            if isinstance(v, dict | list):
+                _leaves(v, child, out)
+            elif v is not None and v != "":
+                found = out.get(child)
+                if found is None:
+                    out[child] = [v]
+                else:
+                    found.append(v)
     elif isinstance(value, list):
+        child = f"{path}[]"
         for v in value:
-            _leaves(v, f"{path}[]", out)
+            if isinstance(v, dict | list):
+                _leaves(v, child, out)
+            elif v is not None and v != "":
+                found = out.get(child)
+                if found is None:
+                    out[child] = [v]
+                else:
+                    found.append(v)
     elif value is not None and value != "":
         out.setdefault(path, []).append(value)
 
 
-def _key(value: Any) -> tuple[str, Any]:
-    # booleans match booleans only; 5 and 5.0 match; strings match strings
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, int | float):
-        return ("number", value)
-    return ("str", str(value))
+class _Values:
+    """The values of one payload's events, split by kind: booleans match booleans only;
+    5 and 5.0 match; strings match strings (other values match by their text)."""
+
+    __slots__ = ("bools", "numbers", "strings")
+
+    def __init__(self) -> None:
+        self.bools: set[Any] = set()
+        self.numbers: set[Any] = set()
+        self.strings: set[str] = set()
+
+    def add(self, value: Any) -> None:
+        if type(value) is str:
+            self.strings.add(value)
+        elif isinstance(value, bool):
+            self.bools.add(value)
+        elif isinstance(value, int | float):
+            self.numbers.add(value)
+        else:
+            self.strings.add(str(value))
+
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` matches one of the values added."""
+        if type(value) is str:
+            return value in self.strings
+        if isinstance(value, bool):
+            return value in self.bools
+        if isinstance(value, int | float):
+            return value in self.numbers
+        return str(value) in self.strings
 
 
-def _event_values(events: list[dict[str, Any]], objects: list[dict[str, Any]]) -> set[tuple[str, Any]]:
+_STAMPS: dict[str, int | None] = {}
+
+
+def _stamp_seconds(stamp: str) -> int | None:
+    if stamp in _STAMPS:
+        return _STAMPS[stamp]
+    seconds: int | None
+    try:
+        seconds = int(pd.Timestamp(stamp).timestamp())
+    except (ValueError, TypeError):
+        seconds = None
+    if len(_STAMPS) >= 100_000:  # bounded: a long session sees many distinct times
+        _STAMPS.clear()
+    _STAMPS[stamp] = seconds
+    return seconds
+
+
+def _event_values(events: list[dict[str, Any]], objects: list[dict[str, Any]]) -> _Values:
     found: dict[str, list[Any]] = {}
     for record in (*events, *objects):
         _leaves(record, "", found)
-    keys = {_key(v) for values in found.values() for v in values}
+    keys = _Values()
+    for values in found.values():
+        for v in values:
+            keys.add(v)
     # a Unix time in the payload reaches the event as an ISO 8601 timestamp
     for record in events:
         stamp = record.get("timestamp")
         if isinstance(stamp, str):
-            try:
-                seconds = pd.Timestamp(stamp).timestamp()
-            except (ValueError, TypeError):
-                continue
-            keys.add(("number", int(seconds)))
+            seconds = _stamp_seconds(stamp)
+            if seconds is not None:
+                keys.numbers.add(seconds)
     return keys
 
 
@@ -708,7 +782,10 @@ def _bodies(payloads: PayloadsLike) -> dict[str, Any]:
         if item.error is not None:
             continue
         try:
-            bodies[item.payload_id] = item.request().json()
+            request = item.request()
+            # the fast parser when it gives exactly what json.loads gives; no digest taken
+            body = fast_loads(request.content)
+            bodies[item.payload_id] = request.json() if body is MISSING else body
         except Exception:  # bodies that are not JSON have no fields to follow
             continue
     return bodies
@@ -725,10 +802,11 @@ def payload_fields(payloads: PayloadsLike) -> dict[str, dict[str, list[Any]]]:
         {'id': ['u1'], 'tags[]': ['a']}
     """
     out: dict[str, dict[str, list[Any]]] = {}
-    for pid, body in _bodies(payloads).items():
-        fields: dict[str, list[Any]] = {}
-        _leaves(body, "", fields)
-        out[pid] = fields
+    with _without_gc():
+        for pid, body in _bodies(payloads).items():
+            fields: dict[str, list[Any]] = {}
+            _leaves(body, "", fields)
+            out[pid] = fields
     return out
 
 
@@ -776,16 +854,19 @@ def coverage(
     used: set[str] = set()
     examples: dict[str, Any] = {}
     ok = results[results["outcome"] == "ok"]
-    for pid, events, objects in zip(ok.index, ok["events"], ok["objects"], strict=True):
-        found_fields = fields.get(str(pid))
-        if found_fields is None:
-            continue
-        values = _event_values(events, objects)
-        for path, found in found_fields.items():
-            seen[path] += 1
-            examples.setdefault(path, found[0])
-            if any(_key(v) in values for v in found):
-                used.add(path)
+    with _without_gc():
+        for pid, events, objects in zip(ok.index, ok["events"], ok["objects"], strict=True):
+            found_fields = fields.get(str(pid))
+            if found_fields is None:
+                continue
+            values = _event_values(events, objects)
+            for path, found in found_fields.items():
+                seen[path] += 1
+                if path in used:
+                    continue
+                examples.setdefault(path, found[0])
+                if any(values.holds(v) for v in found):
+                    used.add(path)
     unused = [
         {"field": path, "payloads": count, "example": examples[path]}
         for path, count in sorted(seen.items())
