@@ -37,7 +37,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -330,6 +330,7 @@ def run(
     validate: bool = True,
     plan: PlanLike | None = None,
     isolation: str = "process",
+    on_progress: Callable[[int], None] | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Run a function over payloads and return the result frame (one row per payload).
@@ -351,6 +352,9 @@ def run(
             or ends the process, so every payload gets its row; ``"none"`` runs it in this
             process, for a debugger (no hard limits: a call that ignores the timeout holds the
             run). Destination functions run in this process.
+        on_progress: for source functions, called with the count of payloads done as
+            results arrive (every 1% of them and at the end), e.g. to move a progress bar
+            without splitting the run (which would start the worker processes again).
         **options: passed on to destination runs (scripted responses and the like).
 
     Returns:
@@ -382,7 +386,7 @@ def run(
 
         checked = load_plan(plan)
         results = run(function, payloads, settings, timeout=timeout, progress=progress,
-                      validate=validate, isolation=isolation, **options)
+                      validate=validate, isolation=isolation, on_progress=on_progress, **options)
         return check_results(results, checked)
     values: Mapping[str, Any] | None
     if isinstance(settings, str | os.PathLike):
@@ -418,7 +422,7 @@ def run(
         )
     if isolation not in ("process", "none"):
         raise ValueError(f'isolation must be "process" or "none", not {isolation!r}')
-    return _run_source(fn, items, fn.settings(values), timeout, progress, validate, isolation)
+    return _run_source(fn, items, fn.settings(values), timeout, progress, validate, isolation, on_progress)
 
 
 def _run_source(
@@ -429,6 +433,7 @@ def _run_source(
     progress: bool | None,
     validate: bool,
     isolation: str = "process",
+    on_progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     outcome: list[str] = []
     events: list[list[dict[str, Any]]] = []
@@ -467,8 +472,11 @@ def _run_source(
     else:
         pool = WorkerPool(fn, dict(settings), timeout=timeout)
         results = pool.map(requests())
+    step = max(1, len(items) // 100)
     try:
         for n, result in enumerate(_interleave(results, failures, len(items))):
+            if on_progress is not None and (n + 1) % step == 0:
+                on_progress(n + 1)
             if result is None:
                 outcome.append("error")
                 events.append([])
@@ -507,6 +515,8 @@ def _run_source(
     finally:
         if pool is not None:
             pool.close()
+    if on_progress is not None:
+        on_progress(len(items))
     columns: dict[str, list[Any]] = {
         "outcome": outcome,
         "events": events,

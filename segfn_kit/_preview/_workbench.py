@@ -509,6 +509,12 @@ class Workbench(widgets.VBox):  # type: ignore[misc]
         self.progress.layout.display = ""
         parts: list[pd.DataFrame] = []
         try:
+            if self.kind != "destination":
+                # one run (the worker processes start once); the bar moves as results arrive
+                def moved(done: int) -> None:
+                    self.progress.value = min(len(frame), done)
+
+                return run(self.function, frame, settings=self.settings_values, on_progress=moved, **options)
             for start in range(0, len(frame), size):
                 parts.append(run(self.function, frame.iloc[start : start + size], settings=self.settings_values, **options))
                 self.progress.value = min(len(frame), start + size)
