@@ -323,6 +323,34 @@ def test_coverage_counts_unix_times_that_became_timestamps() -> None:
     assert coverage(run(fn, payloads), payloads)["unused_fields"].empty
 
 
+def test_coverage_matches_values_by_kind() -> None:
+    # booleans match booleans only, 5 matches 5.0, the string "7" does not match 7
+    fn = (
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    b = request.json()\n"
+        "    Segment.track(user_id='u', event='E', properties={'flag': 1, 'n': 5.0, 's': 7, 'tags': ['x']})\n"
+    )
+    payloads = [
+        {"flag": True, "n": 5, "s": "7", "tags": ["y", "x"]},
+        {"n": 6, "s": "8", "tags": ["z"]},
+    ]
+    unused = coverage(run(fn, payloads), payloads)["unused_fields"]
+    # True is not 1; n is used by the first payload (5), tags[] by the first ("x")
+    assert unused.index.tolist() == ["flag", "s"]
+    assert unused.loc["s", "payloads"] == 2 and unused.loc["s", "example"] == "7"
+
+
+def test_on_progress_counts_up_to_every_payload_and_changes_nothing() -> None:
+    payloads = [ok({"user": f"u{i}", "n": i}) for i in range(250)] + [ok({"type": "unmapped", "user": "x"})]
+    counts: list[int] = []
+    followed = run(MAPPER, payloads, isolation="process", on_progress=counts.append)
+    assert counts == sorted(counts) and counts[-1] == len(payloads) and len(counts) > 2
+    plain = run(MAPPER, payloads, isolation="process")
+    keep = [c for c in plain.columns if c != "duration"]
+    assert followed[keep].equals(plain[keep])
+
+
 # -- JSON Lines --------------------------------------------------------------------------------
 
 
