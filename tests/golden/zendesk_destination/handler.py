@@ -12,24 +12,9 @@ engine the workbench previewed it with):
                                     files (or standard input), print the results, optionally deliver
     handle(method, headers, body)   one request, answered synchronously
 
-Configuration comes from the environment only:
-    SEGMENT_WRITE_KEY       the source's write key (needed to deliver events and objects)
-    SEGMENT_API_HOST        Tracking API host, default https://api.segment.io
-                            (EU workspaces: https://events.eu1.segmentapis.com)
-    SEGMENT_OBJECTS_HOST    Objects API host for Segment.set objects, default
-                            https://objects.segment.com; when SEGMENT_API_HOST is a local sink
-                            (segfn sink), set this to the same URL
-    SEGFN_SETTINGS          the function's settings, a JSON object
-    SEGFN_SETTING_<name>    one setting (overrides SEGFN_SETTINGS), e.g. SEGFN_SETTING_apiToken
-    SEGFN_SIGNATURE         signature scheme to require: stripe, github, shopify, zendesk, hmac-sha256
-    SEGFN_SIGNING_SECRET    the secret those signatures are made with
-    SEGFN_MAX_BODY          largest accepted body in bytes, default 524288 (512 KiB, as Segment)
-    SEGFN_TIMEOUT           the function's time limit in seconds, default 5 (as Segment)
-    SEGFN_DELIVERY_BUDGET   seconds delivery may take, retries included, default 10
-    SEGFN_LOG_PAYLOADS      set to 1 to add the request body to each log line (off by default)
-    SEGFN_PLAN              a tracking plan (rules JSON) to hold every event against; default: the
-                            package's plan.json when the export shipped one; "none" for no plan
-    SEGFN_PLAN_MODE         report (default) or block (hold back the events with a plan issue)
+Configuration comes from the environment only (SEGMENT_WRITE_KEY, SEGMENT_API_HOST, SEGFN_SETTINGS,
+SEGFN_SIGNATURE, SEGFN_ISOLATION, ...): every variable, with its default, is listed once, in the
+docstring of segfn_kit/runtime/_config.py, which reads them, and in README.md.
 
 Status codes follow the function's outcome, so that a sender retries exactly what was not
 accepted: 200 when the events were accepted by the Tracking API and the Segment.set objects
