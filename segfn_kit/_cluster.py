@@ -45,7 +45,6 @@ import hashlib
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 from collections import Counter
@@ -817,13 +816,13 @@ def replay_on_cluster(
                           pure=False): part
             for part in parts
         }
-        bar = None
         with contextlib.ExitStack() as stack:
-            if progress:
-                from tqdm.auto import tqdm
+            from segfn_kit._progress import Bar
+            from segfn_kit._progress import progress as progress_bar
 
-                bar = stack.enter_context(tqdm(total=len(parts), unit=" partitions", file=sys.stderr,
-                                               dynamic_ncols=True, desc="replay", mininterval=0.5))
+            bar: Bar[None] = stack.enter_context(
+                progress_bar(total=len(parts), show=progress, desc="replay", unit="partitions")
+            )
             alone_since: float | None = None
             try:
                 while pending:
@@ -852,8 +851,7 @@ def replay_on_cluster(
                         _merge(summary, result.summary, outcomes)
                         summary.partition_seconds.append(result.summary.elapsed)
                         summary.partitions_resumed += result.skipped
-                        if bar is not None:
-                            bar.update(1)
+                        bar.update(1)
                     if pending and not done:
                         if client.scheduler_info().get("workers"):
                             alone_since = None

@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 
 class Bar(Generic[T]):
-    """Items with an optional bar: iterate it, or ``update(n)`` by hand; ``close()`` at the end."""
+    """Items with an optional bar: iterate it, or ``update(n)`` by hand; ``close()`` at the end
+    (or use it as a context manager)."""
 
     def __init__(self, items: Iterable[T] | None, bar: Any):
         self._items = items
@@ -42,6 +43,12 @@ class Bar(Generic[T]):
         if self._bar is not None:
             self._bar.close()
 
+    def __enter__(self) -> Bar[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def progress(
     items: Iterable[T] | None = None, *, total: int | None = None, show: bool | None = None,
@@ -61,5 +68,7 @@ def progress(
         return Bar(items, None)
     from tqdm.auto import tqdm
 
-    # bound to the stream of the moment, before a run captures the function's output
-    return Bar(items, tqdm(total=total, desc=desc, unit=f" {unit}", file=sys.stderr))
+    # bound to the stream of the moment, before a run captures the function's output; redrawn
+    # at most twice a second, so a bar costs next to nothing per item
+    return Bar(items, tqdm(total=total, desc=desc, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True,
+                           mininterval=0.5))

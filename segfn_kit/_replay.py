@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from segfn_kit._checkpoint import Checkpoint, CheckpointEntry, CheckpointError, CheckpointKey
 from segfn_kit._errors import ClusterError, ReplayError
+from segfn_kit._progress import Bar
+from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Invocation, Request
 from segfn_kit.runtime._delivery import (
@@ -413,12 +415,9 @@ def replay(
             else:
                 writer = out
 
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = stack.enter_context(tqdm(unit=" payloads", file=sys.stderr, dynamic_ncols=True,
-                                           desc="replay", mininterval=0.5))
+        bar: Bar[None] | None = (
+            stack.enter_context(progress_bar(show=True, desc="replay", unit="payloads")) if progress else None
+        )
         outcomes: Counter[str] = Counter()
         assert client is not None or mode != "deliver"
         limit_bytes = (client.max_batch_bytes if client else MAX_BATCH_BYTES) * _CHUNK_BATCHES

@@ -48,3 +48,23 @@ def test_redact_bar_counts_files_and_writes_the_same_files(tmp_path: Path,
                              if p.is_file())
     for name in written:
         assert (tmp_path / "shown" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+
+
+def test_replay_bar_counts_payloads_and_changes_no_summary(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from segfn_kit import replay
+
+    function = Path(__file__).resolve().parents[1] / "segfn_kit" / "examples" / "stripe_source.py"
+    plain = replay(function, SAMPLES, dry_run=True, isolation="none")
+    assert "replay" not in capsys.readouterr().err
+    shown = replay(function, SAMPLES, dry_run=True, isolation="none", progress=True)
+    err = capsys.readouterr().err
+    assert "replay" in err and f"{plain.payloads} payloads" in err
+    assert (shown.payloads, shown.events, shown.outcomes) == (plain.payloads, plain.events, plain.outcomes)
+
+
+def test_only_the_progress_helper_imports_tqdm() -> None:
+    package = Path(__file__).resolve().parents[1] / "segfn_kit"
+    importing = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                       if "import tqdm" in p.read_text() or "from tqdm" in p.read_text())
+    assert importing == ["_progress.py"]
