@@ -693,62 +693,50 @@ def _without_gc() -> Iterator[None]:
 
 def _leaves(value: Any, path: str, out: dict[str, list[Any]]) -> None:
     # one call per dict or list, not per leaf: scalars are appended in the loop itself
+    pairs: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
-        for k, v in value.items():
-            child = f"{path}.{k}" if path else str(k)
-            if isinstance(v, dict | list):
-                _leaves(v, child, out)
-            elif v is not None and v != "":
-                found = out.get(child)
-                if found is None:
-                    out[child] = [v]
-                else:
-                    found.append(v)
+        prefix, pairs, keyed = (f"{path}." if path else ""), value.items(), True
     elif isinstance(value, list):
-        child = f"{path}[]"
-        for v in value:
-            if isinstance(v, dict | list):
-                _leaves(v, child, out)
-            elif v is not None and v != "":
-                found = out.get(child)
-                if found is None:
-                    out[child] = [v]
-                else:
-                    found.append(v)
-    elif value is not None and value != "":
-        out.setdefault(path, []).append(value)
+        prefix, pairs, keyed = f"{path}[]", enumerate(value), False
+    else:
+        if value is not None and value != "":
+            out.setdefault(path, []).append(value)
+        return
+    for k, v in pairs:
+        child = f"{prefix}{k}" if keyed else prefix
+        if isinstance(v, dict | list):
+            _leaves(v, child, out)
+        elif v is not None and v != "":
+            found = out.get(child)
+            if found is None:
+                out[child] = [v]
+            else:
+                found.append(v)
 
 
-class _Values:
-    """The values of one payload's events, split by kind: booleans match booleans only;
-    5 and 5.0 match; strings match strings (other values match by their text)."""
+def _match_key(value: Any) -> Any:
+    """What a value is matched by in coverage: booleans match booleans only (``True`` is
+    not 1); 5 and 5.0 match; strings match strings, and other values match by their text."""
+    if isinstance(value, bool):
+        return (bool, value)
+    if type(value) is str or isinstance(value, int | float):
+        return value
+    return str(value)
 
-    __slots__ = ("bools", "numbers", "strings")
 
-    def __init__(self) -> None:
-        self.bools: set[Any] = set()
-        self.numbers: set[Any] = set()
-        self.strings: set[str] = set()
-
-    def add(self, value: Any) -> None:
-        if type(value) is str:
-            self.strings.add(value)
-        elif isinstance(value, bool):
-            self.bools.add(value)
-        elif isinstance(value, int | float):
-            self.numbers.add(value)
-        else:
-            self.strings.add(str(value))
-
-    def holds(self, value: Any) -> bool:
-        """Whether ``value`` matches one of the values added."""
-        if type(value) is str:
-            return value in self.strings
-        if isinstance(value, bool):
-            return value in self.bools
-        if isinstance(value, int | float):
-            return value in self.numbers
-        return str(value) in self.strings
+def _add_values(value: dict[str, Any] | list[Any], out: set[Any], exact: bool) -> None:
+    # the values of an event (no paths: coverage matches values only): as match keys when
+    # exact, else as they are (then True and 1 are one value) but for values other than
+    # JSON's, which match by their text
+    for v in value.values() if isinstance(value, dict) else value:
+        t = type(v)
+        if t is str or t is int or t is float:
+            if v != "":
+                out.add(v)
+        elif isinstance(v, dict | list):
+            _add_values(v, out, exact)
+        elif v is not None and v != "":
+            out.add(v if t is bool and not exact else _match_key(v))
 
 
 _STAMPS: dict[str, int | None] = {}
@@ -768,21 +756,20 @@ def _stamp_seconds(stamp: str) -> int | None:
     return seconds
 
 
-def _event_values(events: list[dict[str, Any]], objects: list[dict[str, Any]]) -> _Values:
-    found: dict[str, list[Any]] = {}
+def _event_values(events: list[dict[str, Any]], objects: list[dict[str, Any]], *, exact: bool) -> set[Any]:
+    keys: set[Any] = set()
     for record in (*events, *objects):
-        _leaves(record, "", found)
-    keys = _Values()
-    for values in found.values():
-        for v in values:
-            keys.add(v)
+        if isinstance(record, dict | list):
+            _add_values(record, keys, exact)
+        elif record is not None and record != "":
+            keys.add(_match_key(record) if exact or type(record) is not bool else record)
     # a Unix time in the payload reaches the event as an ISO 8601 timestamp
     for record in events:
         stamp = record.get("timestamp")
         if isinstance(stamp, str):
             seconds = _stamp_seconds(stamp)
             if seconds is not None:
-                keys.numbers.add(seconds)
+                keys.add(seconds)
     return keys
 
 
@@ -862,21 +849,41 @@ def coverage(
         fields = payload_fields(payloads)
     seen: Counter[str] = Counter()
     used: set[str] = set()
-    examples: dict[str, Any] = {}
     ok = results[results["outcome"] == "ok"]
+    ok_ids = [str(pid) for pid in ok.index]
     with _without_gc():
-        for pid, events, objects in zip(ok.index, ok["events"], ok["objects"], strict=True):
-            found_fields = fields.get(str(pid))
+        for pid, events, objects in zip(ok_ids, ok["events"], ok["objects"], strict=True):
+            found_fields = fields.get(pid)
             if found_fields is None:
                 continue
-            values = _event_values(events, objects)
-            for path, found in found_fields.items():
-                seen[path] += 1
-                if path in used:
+            paths = found_fields.keys()
+            seen.update(paths)
+            todo = paths - used  # a field used once is used: it is not matched again
+            if not todo:
+                continue
+            # a loose match first (in C: True matches 1 there), an exact one for those found
+            loose = _event_values(events, objects, exact=False)
+            exact: set[Any] | None = None
+            for path in todo:
+                found = found_fields[path]
+                if loose.isdisjoint(found):
                     continue
-                examples.setdefault(path, found[0])
-                if any(values.holds(v) for v in found):
+                if exact is None:
+                    exact = _event_values(events, objects, exact=True)
+                if any(_match_key(v) in exact for v in found):
                     used.add(path)
+        # an example of each unused field: its value in the first mapped payload carrying it
+        examples: dict[str, Any] = {}
+        missing = seen.keys() - used
+        for pid in ok_ids:
+            if not missing:
+                break
+            found_fields = fields.get(pid)
+            if found_fields is None:
+                continue
+            for path in missing & found_fields.keys():
+                examples[path] = found_fields[path][0]
+            missing.difference_update(examples)
     unused = [
         {"field": path, "payloads": count, "example": examples[path]}
         for path, count in sorted(seen.items())

@@ -323,6 +323,19 @@ def test_coverage_and_plots(wb: Workbench) -> None:
     assert wb.coverage_image.value[:4] == b"\x89PNG"
 
 
+def test_plot_layout_makes_room_for_long_labels() -> None:
+    from segfn_kit._preview._plots import coverage_png
+
+    def width(png: bytes) -> int:
+        assert png[:4] == b"\x89PNG"
+        return int.from_bytes(png[16:20], "big")  # the IHDR chunk's width
+
+    short = coverage_png({"a": 3}, mapped=4)
+    long = coverage_png({"data.object." + "very_long_field_name." * 4 + "x": 3}, mapped=4)
+    assert width(long) > width(short) + 200  # the bars keep their width; the labels get theirs
+    assert coverage_png({"a": 3}, mapped=4) == short  # the same data, the same bytes
+
+
 def test_tabs_draw_only_when_opened(wb: Workbench) -> None:
     assert wb.coverage_html.value == "" and wb.outcomes_image.value == b""
     wb.tabs.selected_index = 2

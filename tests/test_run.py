@@ -341,6 +341,20 @@ def test_coverage_matches_values_by_kind() -> None:
     assert unused.loc["s", "payloads"] == 2 and unused.loc["s", "example"] == "7"
 
 
+def test_coverage_tells_true_from_one_both_ways() -> None:
+    # the event holds True and 0: the payload's True is used and its False is not; 0.0 is
+    # used (it is the number 0) and 1 is not (True is no number)
+    fn = (
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    Segment.track(user_id='u', event='E', properties={'a': True, 'b': 0})\n"
+    )
+    payloads = [{"yes": True, "no": False, "one": 1, "zero": 0.0}]
+    unused = coverage(run(fn, payloads), payloads)["unused_fields"]
+    assert unused.index.tolist() == ["no", "one"]
+    assert unused.loc["one", "example"] == 1 and unused.loc["no", "example"] is False
+
+
 def test_on_progress_counts_up_to_every_payload_and_changes_nothing() -> None:
     payloads = [ok({"user": f"u{i}", "n": i}) for i in range(250)] + [ok({"type": "unmapped", "user": "x"})]
     counts: list[int] = []

@@ -16,9 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["plan_html", "plan_png", "violations_by_rule_and_field"]
 
-_MAX_BARS = 30
-
-
 def plan_html(results: pd.DataFrame) -> str:
     """The plan summary as HTML: per rule, events checked, failing, unplanned.
 
@@ -76,30 +73,15 @@ def plan_png(results: pd.DataFrame) -> bytes:
         >>> plan_png(pd.DataFrame({"issues": [[]]}))[:4] == b"\\x89PNG"
         True
     """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    from ._plots import _png
+    from ._plots import bar_chart_png, top_bars, top_title
 
     counts = violations_by_rule_and_field(results)
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:_MAX_BARS]
-    fig = Figure(figsize=(7, 0.6 + 0.28 * max(1, len(items))))
-    ax = fig.add_subplot()
-    if not items:
-        ax.text(0.5, 0.5, "every event passes the tracking plan", ha="center", va="center")
-        ax.set_axis_off()
-        return _png(fig)
-    labels = [f"{rule} · {field}" for (rule, field), _ in reversed(items)]
-    values = [n for _, n in reversed(items)]
-    colours = ["#8250df" if "(unplanned)" in label else "#bc4c00" for label in labels]
-    ax.barh(labels, values, color=colours)
-    ax.set_xlabel("plan issues (orange: violations, purple: unplanned events)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    title = "tracking plan issues per rule and field"
-    if len(counts) > len(items):
-        title += f" (top {len(items)} of {len(counts)})"
-    ax.set_title(title, fontsize=10)
-    ax.tick_params(axis="y", labelsize=7)
-    for spine in ("top", "right"):
-        ax.spines[spine].set_visible(False)
-    return _png(fig)
+    items = top_bars(counts)
+    labels = [f"{rule} · {field}" for (rule, field), _ in items]
+    return bar_chart_png(
+        labels,
+        [(None, [n for _, n in items], ["#8250df" if "(unplanned)" in label else "#bc4c00" for label in labels])],
+        title=top_title("tracking plan issues per rule and field", len(items), len(counts)),
+        xlabel="plan issues (orange: violations, purple: unplanned events)",
+        empty="every event passes the tracking plan", row_height=0.28,
+    )
