@@ -10,6 +10,10 @@ What it does that analytics-python does not:
 - every event keeps its ``messageId`` across retries, so Segment deduplicates a batch that
   was accepted but whose answer was lost; events without one get an id derived from their
   content, once, before the first attempt;
+- ``asend`` is a group commit: the events of every call in flight on an event loop (the
+  webhooks an ASGI handler is answering) are coalesced into shared ``/v1/batch`` bodies, and
+  each call returns only once its own events were accepted, so a busy handler sends one
+  request where it would send dozens;
 - one time budget covers the whole call; what is not accepted within it goes to a
   dead-letter file (JSON Lines) and the call raises ``DeliveryError``, so a webhook handler
   answers 5xx and the sender retries;
@@ -34,6 +38,7 @@ httpx is imported when the first request is sent, so ``import segfn_kit.runtime`
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as _dt
 import gzip
 import hashlib
@@ -327,6 +332,10 @@ class _Batch:
     parts: list[bytes]
     size: int  # body size without the suffix
     collection: str | None = None  # set: a /v1/set body of this collection's objects
+    accepted: bool = False  # set by ``_deliver``: the API took it
+    failure: str = ""  # set by ``_deliver``: why it was not accepted
+    refused: bool = False  # rejected for its content (a 4xx not about the key), not retried
+    owners: int = 1  # callers whose events it holds (group commit): >1 and refused: not buried
 
     def body(self) -> bytes:
         if self.collection is not None:
@@ -349,6 +358,30 @@ class _Step:
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 0.0
     sleep: float | None = None
+
+
+_GROUP_FLUSHERS = 2
+"""Batches a group commit keeps on the wire at once (per client and event loop)."""
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A call of ``asend`` waiting in a group commit."""
+
+    encoded: list[tuple[str, bytes]]
+    size: int  # bytes its events take in a batch body
+    deadline: float  # monotonic: the end of its budget
+    future: asyncio.Future[DeliveryReport]
+
+
+class _Group:
+    """The calls of one event loop waiting for a batch, and the tasks sending them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: collections.deque[_Waiter] = collections.deque()
+        self.flushers = 0
+        self.tasks: set[asyncio.Task[None]] = set()
 
 
 @dataclass
@@ -450,6 +483,7 @@ class TrackingClient:
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._group: _Group | None = None
 
     def __repr__(self) -> str:
         return f"<TrackingClient {self.host} budget={self.budget:g}s>"
@@ -595,6 +629,7 @@ class TrackingClient:
 
     # -- dead letters ------------------------------------------------------------------
     def _bury(self, batch: _Batch, reason: str, attempts: int, report: DeliveryReport) -> None:
+        batch.failure = reason
         is_set = batch.collection is not None
         (report.dead_letter_objects if is_set else report.dead_letter_ids).extend(batch.ids)
         host = self.objects_host if is_set else self.host
@@ -659,6 +694,7 @@ class TrackingClient:
         encoded: list[tuple[str, bytes]],
         objects: list[tuple[str, str, bytes]] | None = None,
         budget: float | None = None,
+        batches: list[_Batch] | None = None,
     ) -> Generator[_Step, Any, DeliveryReport]:
         """The delivery itself, without I/O: yields what to do and gets back what happened.
 
@@ -668,13 +704,14 @@ class TrackingClient:
         (one deadline shared by every batch, ``Retry-After`` taking precedence over the
         jittered delay, a dead letter when the budget is spent) is a dozen lines either way.
         Objects follow the events through the same loop: one budget covers both, so a
-        handler can answer once everything was accepted.
+        handler can answer once everything was accepted. ``batches``: the events already
+        packed (group commit keeps them to tell each caller what became of its events).
         """
         budget = self.budget if budget is None else budget
         start = time.monotonic()
         deadline = start + budget
         report = DeliveryReport(events=len(encoded), objects=len(objects or ()))
-        batches = self._pack(encoded) + self._pack_objects(objects or [])
+        batches = (self._pack(encoded) if batches is None else batches) + self._pack_objects(objects or [])
         report.batches = len(batches)
         stop_reason = ""
         for batch in batches:
@@ -701,12 +738,19 @@ class TrackingClient:
                 last = self._judge(*answer)
                 report._count(last.status)
                 if last.accepted:
+                    batch.accepted = True
                     if is_set:
                         report.objects_accepted += len(batch.ids)
                     else:
                         report.accepted += len(batch.ids)
                     break
                 if not last.retry:
+                    batch.refused = not last.stop_all
+                    if batch.refused and batch.owners > 1:
+                        # one caller's events may be what was refused: the group commit sends
+                        # each caller's events again on their own instead of burying them all
+                        batch.failure = last.reason
+                        break
                     self._bury(batch, last.reason, attempts, report)
                     if last.stop_all:
                         stop_reason = last.reason + "; not sent"
@@ -848,15 +892,50 @@ class TrackingClient:
         *,
         objects: Iterable[Mapping[str, Any]] = (),
         budget: float | None = None,
+        group: bool = True,
     ) -> DeliveryReport:
         """``send`` for asyncio code (an ASGI handler): same packing, retries and budget.
+
+        With ``group`` (the default) the events of every ``asend`` in flight on this event
+        loop go out together (a group commit): while one ``/v1/batch`` is on its way, the
+        events of the calls that arrive queue up and leave in the next one, packed within
+        the batch limits. Each call still returns only once its own events were accepted, and
+        raises ``DeliveryError`` when they were not: a batch that fails (after the retries)
+        fails every call with events in it; a batch refused for its content (a 4xx) is sent
+        again call by call, so one caller's bad events never fail the others. messageIds are
+        the callers' own, unchanged. ``Segment.set`` objects follow each call's events on
+        their own. In a grouped call's report, ``requests``, ``retries``, ``bytes`` and
+        ``statuses`` count the shared batches.
 
         Example:
             >>> import asyncio
             >>> asyncio.run(TrackingClient("KEY").asend([])).events
             0
         """
-        steps = self._deliver(*self.check_all(events, objects), budget)
+        encoded, encoded_objects = self.check_all(events, objects)
+        if not group or not encoded:
+            return await self._adrive(self._deliver(encoded, encoded_objects, budget))
+        budget = self.budget if budget is None else budget
+        start = time.monotonic()
+        error: DeliveryError | None = None
+        try:
+            report = await self._commit(encoded, budget)
+        except DeliveryError as exc:
+            error, report = exc, exc.report
+        if encoded_objects:
+            left = max(0.0, budget - (time.monotonic() - start))
+            try:
+                report = report + await self._adrive(self._deliver([], encoded_objects, left))
+            except DeliveryError as exc:
+                report = report + exc.report
+                error = DeliveryError(f"{error}; {exc}" if error else str(exc), report)
+        if error is not None:
+            error.report = report
+            raise error
+        return report
+
+    async def _adrive(self, steps: Generator[_Step, Any, DeliveryReport]) -> DeliveryReport:
+        """Drive ``_deliver`` with asyncio I/O."""
         answer: Any = None
         errors = _transport_errors()
         try:
@@ -878,6 +957,123 @@ class TrackingClient:
         except StopIteration as done:
             report: DeliveryReport = done.value
             return report
+
+    # -- group commit --------------------------------------------------------------------
+    async def _commit(self, encoded: list[tuple[str, bytes]], budget: float) -> DeliveryReport:
+        """Queue a call's events for the next batch; return once they were accepted."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._group is None or self._group.loop is not loop:
+            self._group = _Group(loop)
+        group = self._group
+        size = sum(len(data) + 1 for _, data in encoded)
+        waiter = _Waiter(encoded, size, time.monotonic() + budget, loop.create_future())
+        group.queue.append(waiter)
+        if group.flushers < _GROUP_FLUSHERS:
+            group.flushers += 1
+            task = loop.create_task(self._flusher(group))
+            group.tasks.add(task)
+            task.add_done_callback(group.tasks.discard)
+        return await waiter.future
+
+    async def _flusher(self, group: _Group) -> None:
+        try:
+            while group.queue:
+                taken = self._take(group.queue)
+                if not taken:
+                    break
+                try:
+                    await self._flush(taken)
+                finally:  # whatever happened, no caller is left waiting
+                    for w in taken:
+                        if not w.future.done():
+                            w.future.set_exception(DeliveryError("the group commit ended without an answer"))
+        finally:
+            group.flushers -= 1
+
+    def _take(self, queue: collections.deque[_Waiter]) -> list[_Waiter]:
+        """The queued calls whose events fit one batch (at least one call)."""
+        limit = self.max_batch_bytes - _SUFFIX_LEN - len(_PREFIX)
+        taken: list[_Waiter] = []
+        size = count = 0
+        while queue:
+            waiter = queue[0]
+            if waiter.future.done():  # its caller went away (cancelled): nothing to send for it
+                queue.popleft()
+                continue
+            if taken and (size + waiter.size > limit or count + len(waiter.encoded) > self.max_batch_events):
+                break
+            queue.popleft()
+            taken.append(waiter)
+            size += waiter.size
+            count += len(waiter.encoded)
+        return taken
+
+    async def _flush(self, taken: list[_Waiter]) -> None:
+        """Deliver the events of ``taken`` together and tell each caller what became of its own."""
+        import asyncio
+
+        budget = max(0.0, min(w.deadline for w in taken) - time.monotonic())
+        encoded = [item for w in taken for item in w.encoded]
+        batches = self._pack(encoded)
+        # which batches hold each caller's events (packing keeps the order)
+        home = [i for i, b in enumerate(batches) for _ in b.ids]  # event -> its batch's index
+        spans: list[list[_Batch]] = []
+        cursor = 0
+        for w in taken:
+            first, last = home[cursor], home[cursor + len(w.encoded) - 1]
+            cursor += len(w.encoded)
+            spans.append(batches[first : last + 1])
+            for batch in spans[-1]:
+                batch.owners += 1
+        for batch in batches:
+            batch.owners -= 1  # they start at 1
+        try:
+            report = await self._adrive(self._deliver(encoded, None, budget, batches=batches))
+        except DeliveryError as exc:
+            report = exc.report
+        except asyncio.CancelledError:
+            for w in taken:
+                w.future.cancel()
+            raise
+        except BaseException as exc:  # a configuration mistake (an unsupported URL): every caller learns it
+            for w in taken:
+                if not w.future.done():
+                    w.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        again: list[_Waiter] = []
+        for w, span in zip(taken, spans, strict=True):
+            if any(b.refused and b.owners > 1 for b in span):
+                again.append(w)
+                continue
+            self._answer(w, span, report, budget)
+        for w in again:  # refused together: each caller's events on their own
+            await self._flush([w])
+
+    def _answer(self, waiter: _Waiter, span: list[_Batch], shared: DeliveryReport, budget: float) -> None:
+        failed = [b for b in span if not b.accepted]
+        ids = [mid for mid, _ in waiter.encoded]
+        lost = set(mid for b in failed for mid in b.ids) if failed else set()
+        report = DeliveryReport(
+            events=len(ids), accepted=sum(mid not in lost for mid in ids), batches=len(span),
+            requests=shared.requests, retries=shared.retries, bytes=shared.bytes,
+            dead_letter_ids=[mid for mid in ids if mid in lost], statuses=dict(shared.statuses),
+            elapsed=shared.elapsed,
+        )
+        if waiter.future.done():
+            return
+        if not failed:
+            waiter.future.set_result(report)
+            return
+        reason = failed[0].failure or "not accepted"
+        waiter.future.set_exception(DeliveryError(
+            f"{report.dead_letters} of {report.events} event(s) were not accepted by {self.host} within "
+            f"{budget:g} s ({reason}; {report.summary()})",
+            report,
+        ))
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
