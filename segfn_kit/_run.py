@@ -39,7 +39,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -52,10 +52,9 @@ from segfn_kit._payloads import (
 from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
-from segfn_kit.runtime._isolation import CallResult, WorkerPool
+from segfn_kit.runtime._isolation import CallResult, WorkerPool, preload
 from segfn_kit.runtime._json import MISSING, fast_loads
-from segfn_kit.spec import validate as validate_event
-from segfn_kit.spec import validate_object
+from segfn_kit.spec import invocation_issues
 
 if TYPE_CHECKING:
     from segfn_kit._plan import PlanLike
@@ -159,9 +158,37 @@ class _Item:
     event_type: str | None
 
     def request(self) -> Request:
-        if isinstance(self.source, Request):
-            return self.source
-        return request_from_row(self.source)
+        source = self.source
+        if type(source) is tuple:  # a payload-frame row's fields (see _FRAME_FIELDS)
+            return _frame_request(*source)
+        if isinstance(source, Request):
+            return source
+        return request_from_row(source)
+
+
+_FRAME_FIELDS = ("raw", "body", "headers", "method", "url", "query", "received_at")
+"""The payload-frame columns a request is made of, in ``_frame_request``'s order."""
+
+
+def _frame_request(
+    raw: Any, body: Any, headers: Any, method: Any, url: Any, query: Any, received_at: Any
+) -> Request:
+    """The request of one payload-frame row, exactly as ``request_from_row`` makes it, from
+    the row's fields (no row dict, no abstract-class checks for the usual types)."""
+    if raw is None and body is not None:  # a hand-made frame with parsed bodies only
+        return request_from_row(dict(zip(_FRAME_FIELDS, (raw, body, headers, method, url, query, received_at), strict=True)))
+    if not headers:
+        headers = {}
+    elif type(headers) is not dict and not isinstance(headers, Mapping):
+        headers = {}
+    return Request(
+        (raw if isinstance(raw, str) else "").encode("utf-8", "surrogateescape"),
+        headers,
+        method=str(method) if isinstance(method, str) and method else "POST",
+        url=url if isinstance(url, str) else "",
+        query=query if isinstance(query, Mapping) and query else None,
+        received_at=received_at if isinstance(received_at, str) else None,
+    )
 
 
 def _event_type_of(body: Any) -> str | None:
@@ -201,24 +228,24 @@ def _items_from_list(payloads: Sequence[Any]) -> Iterator[_Item]:
                 break
 
 
-_ROW_COLUMNS = ("method", "url", "path", "query", "headers", "received_at", "raw", "body", "error", "event_type")
+def _column(frame: pd.DataFrame, name: str, n: int) -> list[Any]:
+    # column by column: far cheaper than to_dict("records"), which boxes every cell
+    return frame[name].tolist() if name in frame.columns else [None] * n
 
 
 def _items_from_frame(frame: pd.DataFrame) -> Iterator[_Item]:
-    columns = [c for c in _ROW_COLUMNS if c in frame.columns]
     ids = [str(i) for i in frame.index]
-    records = cast(
-        list[dict[str, Any]], frame[columns].to_dict("records") if columns else [{} for _ in ids]
-    )
-    for pid, row in zip(ids, records, strict=True):
-        event_type = row.get("event_type")
+    n = len(ids)
+    fields = zip(*(_column(frame, c, n) for c in _FRAME_FIELDS), strict=True) if n else iter(())
+    for pid, row, event_type, error in zip(
+        ids, fields, _column(frame, "event_type", n), _column(frame, "error", n), strict=True
+    ):
         event_type = None if _missing(event_type) else str(event_type)
-        error = row.get("error")
         if not _missing(error) and error:
             yield _Item(pid, None, f"PayloadError: {error}", event_type)
             continue
         if event_type is None:
-            event_type = _event_type_of(row.get("body"))
+            event_type = _event_type_of(row[1])
         yield _Item(pid, row, None, event_type)
 
 
@@ -262,30 +289,18 @@ def _load_paths(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
 
 # -- running -----------------------------------------------------------------------------
 
-def _issues_of(events: list[dict[str, Any]], objects: list[dict[str, Any]], problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    issues: list[dict[str, Any]] = []
-    for problem in problems:
-        if "object_index" in problem:
-            issues.append({
-                "event_index": None,
-                "field": f"objects[{problem['object_index']}].{problem.get('field', '')}",
-                "code": problem.get("code", "problem"),
-                "message": problem.get("message", ""),
-            })
-        else:
-            issues.append({
-                "event_index": problem.get("event_index"),
-                "field": problem.get("field", ""),
-                "code": problem.get("code", "problem"),
-                "message": problem.get("message", ""),
-            })
-    for index, event in enumerate(events):
-        for issue in validate_event(event, index=index):
-            issues.append(issue.to_dict())
-    for index, obj in enumerate(objects):
-        for issue in validate_object(obj, index=index):
-            issues.append(issue.to_dict())
-    return issues
+_CHECK = "segfn_kit.spec:invocation_issues"  # spec validation, run in the worker processes
+preload("segfn_kit.spec")  # spare workers import it ahead: a run's first worker starts at once
+
+
+def _workers_for(n: int, workers: int | None) -> int:
+    """Worker processes for ``n`` payloads: as asked, else one per 4,000 payloads up to the
+    machine's cores (a worker costs a process start; the caller also needs a core)."""
+    if workers is not None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ValueError(f"workers must be a whole number of at least 1, not {workers!r}")
+        return workers
+    return max(1, min(os.cpu_count() or 1, n // 4000))
 
 
 def _frame(
@@ -331,6 +346,7 @@ def run(
     plan: PlanLike | None = None,
     isolation: str = "process",
     on_progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Run a function over payloads and return the result frame (one row per payload).
@@ -355,6 +371,8 @@ def run(
         on_progress: for source functions, called with the count of payloads done as
             results arrive (every 1% of them and at the end), e.g. to move a progress bar
             without splitting the run (which would start the worker processes again).
+        workers: worker processes for ``isolation="process"``; by default one per 4,000
+            payloads, at most one per core (``os.cpu_count()``). Results keep input order.
         **options: passed on to destination runs (scripted responses and the like).
 
     Returns:
@@ -386,7 +404,8 @@ def run(
 
         checked = load_plan(plan)
         results = run(function, payloads, settings, timeout=timeout, progress=progress,
-                      validate=validate, isolation=isolation, on_progress=on_progress, **options)
+                      validate=validate, isolation=isolation, on_progress=on_progress,
+                      workers=workers, **options)
         return check_results(results, checked)
     values: Mapping[str, Any] | None
     if isinstance(settings, str | os.PathLike):
@@ -422,7 +441,8 @@ def run(
         )
     if isolation not in ("process", "none"):
         raise ValueError(f'isolation must be "process" or "none", not {isolation!r}')
-    return _run_source(fn, items, fn.settings(values), timeout, progress, validate, isolation, on_progress)
+    size = _workers_for(len(items), workers)
+    return _run_source(fn, items, fn.settings(values), timeout, progress, validate, isolation, on_progress, size)
 
 
 def _run_source(
@@ -434,6 +454,7 @@ def _run_source(
     validate: bool,
     isolation: str = "process",
     on_progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> pd.DataFrame:
     outcome: list[str] = []
     events: list[list[dict[str, Any]]] = []
@@ -446,6 +467,7 @@ def _run_source(
     logs: list[str] = []
     failures: dict[int, str] = {}
     uncached: collections.deque[bytes | None] = collections.deque()  # bodies to learn digests of
+    digests = _DIGESTS
 
     def requests() -> Iterator[Request]:
         """The payloads' requests, made one at a time as they are run; rows that cannot
@@ -460,19 +482,27 @@ def _run_source(
             if failure is not None:
                 failures[n] = failure
                 continue
-            cached = _DIGESTS.get(request.content)
+            content = request.content
+            cached = digests.get(content)
             if cached is not None:
                 request.seed_digest(cached)
-            uncached.append(None if cached is not None else request.content)
+                uncached.append(None)
+            else:
+                uncached.append(content)
             yield request
 
     if isolation == "none":
         results: Iterator[CallResult] = _in_process(fn, requests(), settings, timeout)
         pool = None
     else:
-        pool = WorkerPool(fn, dict(settings), timeout=timeout)
+        pool = WorkerPool(fn, dict(settings), timeout=timeout, workers=workers, check=_CHECK if validate else None)
         results = pool.map(requests())
     step = max(1, len(items) // 100)
+    # no collections while results pile up: the run makes no reference cycles, and with
+    # the payload frame and every result alive each full collection walks all of them
+    # (most of a run's time); the collector runs again, and catches up, once it returns
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         for n, result in enumerate(_interleave(results, failures, len(items))):
             if on_progress is not None and (n + 1) % step == 0:
@@ -491,7 +521,7 @@ def _run_source(
             inv = result.invocation
             content = uncached.popleft()
             if content is not None and result.digest is not None:
-                _DIGESTS.put(content, result.digest)
+                digests.put(content, result.digest)
             logs.append(result.logs)
             outcome.append(inv.outcome)
             error.append(inv.error)
@@ -501,10 +531,10 @@ def _run_source(
                 events.append(inv.events)
                 objects.append(inv.objects)
                 discarded.append([])
-                if validate:
-                    issues.append(_issues_of(inv.events, inv.objects, inv.problems))
-                else:
-                    issues.append(_issues_of([], [], inv.problems))
+                found = result.issues
+                if found is None or not validate:
+                    found = invocation_issues(inv.events, inv.objects, inv.problems, check=validate)
+                issues.append(found)
             else:
                 events.append([])
                 objects.append([])
@@ -513,6 +543,8 @@ def _run_source(
     except FunctionLoadError as exc:  # it loads here but not in a worker process
         return _error_frame(items, f"FunctionLoadError: {exc}", exc.line, fn)
     finally:
+        if gc_was_on:
+            gc.enable()
         if pool is not None:
             pool.close()
     if on_progress is not None:
@@ -594,7 +626,7 @@ def _in_process(
                 buffer.truncate()
                 if secrets:
                     text = mask_text(text, secrets)
-            yield CallResult(inv, text, request._digest)
+            yield CallResult(inv, text, request.known_digest)
     finally:
         sys.stdout, sys.stderr = saved
 

@@ -69,6 +69,7 @@ __all__ = [
     "Screen",
     "SetObject",
     "Track",
+    "invocation_issues",
     "validate",
     "validate_object",
 ]
@@ -595,4 +596,47 @@ def validate_object(obj: Any, *, index: int | None = None) -> list[Issue]:
             None, prefix, "too_large",
             f"the record is {size / 1024:.1f} KB serialised, over Segment's 32 KB limit; send fewer properties",
         ))
+    return issues
+
+
+def invocation_issues(
+    events: list[Any], objects: list[Any], problems: list[dict[str, Any]], *, check: bool = True
+) -> list[dict[str, Any]]:
+    """The issues of one invocation, as the result frame's ``issues`` column holds them.
+
+    First the problems the emitters recorded (values that could not be sent as they were,
+    refused calls), then, with ``check``, each event's and each object's spec problems
+    (:func:`validate`, :func:`validate_object`), all as plain dicts with ``event_index``,
+    ``field``, ``code`` and ``message``. ``run()`` has it computed in the worker process
+    beside the caller.
+
+    Example:
+        >>> [i["code"] for i in invocation_issues([{"type": "track", "event": "E"}], [], [])]
+        ['missing_id']
+        >>> invocation_issues([{"type": "track", "event": "E"}], [], [], check=False)
+        []
+    """
+    issues: list[dict[str, Any]] = []
+    for problem in problems:
+        if "object_index" in problem:
+            issues.append({
+                "event_index": None,
+                "field": f"objects[{problem['object_index']}].{problem.get('field', '')}",
+                "code": problem.get("code", "problem"),
+                "message": problem.get("message", ""),
+            })
+        else:
+            issues.append({
+                "event_index": problem.get("event_index"),
+                "field": problem.get("field", ""),
+                "code": problem.get("code", "problem"),
+                "message": problem.get("message", ""),
+            })
+    if check:
+        for index, event in enumerate(events):
+            for issue in validate(event, index=index):
+                issues.append(issue.to_dict())
+        for index, obj in enumerate(objects):
+            for issue in validate_object(obj, index=index):
+                issues.append(issue.to_dict())
     return issues

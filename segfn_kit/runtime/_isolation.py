@@ -69,7 +69,7 @@ from typing import Any, Literal
 
 from ._errors import FunctionLoadError, FunctionTimeout
 from ._function import DEFAULT_TIMEOUT, Function, Invocation, _line_in, _timeout_text
-from ._request import _UNSET, Request
+from ._request import Request
 from ._settings import mask_text
 
 __all__ = [
@@ -87,6 +87,9 @@ DEFAULT_GRACE = 0.5
 """Seconds past the time limit before a call that ignored the timeout signal is killed."""
 
 _CHUNK = 256  # payloads per message to a worker
+_DEPTH = 2  # chunks in flight per worker: the next one waits in its pipe
+_CHUNK_BYTES = 256 << 10  # about the most request bytes per chunk (a pipe holds 1 MiB)
+_RESULTS_BUDGET = 16 << 20  # bytes of read results past which a worker's file is emptied
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _START_TIMEOUT = 60.0
 _POLL = 0.05  # seconds between looks at a busy worker's results while a deadline runs  # seconds a worker may take to start and load the function
@@ -104,11 +107,14 @@ class CallResult:
         invocation: the :class:`Invocation` (events, outcome, error, ...).
         logs: what the function printed during the call, secrets masked.
         digest: the request's body digest, when the call computed one (so callers can cache it).
+        issues: what the pool's ``check`` found in an ``ok`` invocation, computed in the
+            worker beside the caller; ``None`` when it did not run.
     """
 
     invocation: Invocation
     logs: str
     digest: str | None = None
+    issues: list[dict[str, Any]] | None = None
 
 
 def _mib(n: int) -> str:
@@ -153,10 +159,14 @@ class _Worker:
             os.close(child_w)
         self.reader = Connection(parent_r, writable=False)
         self.writer = Connection(parent_w, readable=False)
+        if _PRELOAD:  # imported while the worker waits for a function (a spare waits long)
+            self.writer.send(("preload", list(_PRELOAD)))
         self.pending: collections.deque[tuple[int, Call, float | None]] = collections.deque()  # index, call, limit
         self.started = 0.0  # when the call at the head of ``pending`` started (monotonic)
         self.offset = 0  # how far the results file was read
         self.recycle = False  # the worker asked to be replaced (it hit its memory limit)
+        self.inflight = 0  # chunks sent whose end the worker has not reported yet
+        self._capacity: int | None = None
 
     def load(self, pool: WorkerPool) -> None:
         """Load the pool's function in the worker; raise ``FunctionLoadError`` if it fails."""
@@ -173,6 +183,7 @@ class _Worker:
                     pool.timeout,
                     pool.prepare,
                     pool.context,
+                    pool.check,
                 )
             )
         except OSError:  # a spare that died while it waited
@@ -196,15 +207,60 @@ class _Worker:
             self.kill()
             raise FunctionLoadError(answer[1], filename=filename, line=answer[2])
 
-    def submit(self, items: list[tuple[int, Call]], limit: float | None) -> None:
-        """Send a chunk of calls, each with the time limit ``limit``."""
+    def submit(self, items: list[tuple[int, Call]], limit: float | None) -> bool:
+        """Send a chunk of calls, each with the time limit ``limit``; ``False`` (nothing
+        sent) when the worker is busy and the chunk would not fit in its pipe.
+
+        A busy worker gets the next chunk only when the pipe takes it whole: a write never
+        blocks on a worker that runs (or hangs in) a call, so its limits are still watched.
+        """
+        blob = pickle.dumps(("run", [(index, _wire(call), limit) for index, call in items]), _PROTOCOL)
+        if self.inflight and len(blob) + 16 > self.capacity - self.unread():
+            return False
+        if not self.inflight:
+            # the worker is idle and every result was read: empty its results file (the
+            # file offset is shared with it)
+            os.ftruncate(self.results, 0)
+            os.lseek(self.results, 0, os.SEEK_SET)
+            self.offset = 0
+        if not self.pending:
+            self.started = time.monotonic()
         self.pending.extend((index, call, limit) for index, call in items)
-        # the worker is idle: empty its results file (the file offset is shared with it)
-        os.ftruncate(self.results, 0)
-        os.lseek(self.results, 0, os.SEEK_SET)
-        self.offset = 0
-        self.started = time.monotonic()
-        self.writer.send(("run", [(index, _wire(call), limit) for index, call in items]))
+        self.inflight += 1
+        self.writer.send_bytes(blob)
+        return True
+
+    def has_room(self) -> bool:
+        """Whether another chunk may be sent before the ones in flight finish: at most
+        :data:`_DEPTH` in flight, the worker took the last one from its pipe, and the
+        results file is emptied now and then."""
+        return (
+            self.inflight < _DEPTH
+            and self.offset < _RESULTS_BUDGET
+            and self.capacity > 0
+            and self.unread() == 0
+        )
+
+    @property
+    def capacity(self) -> int:
+        """Bytes the pipe to the worker holds (made 1 MiB where Linux allows); 0 where the
+        free space cannot be read (then a worker has one chunk at a time)."""
+        if self._capacity is None:
+            self._capacity = _pipe_capacity(self.writer.fileno())
+        return self._capacity
+
+    def unread(self) -> int:
+        """Bytes sent to the worker that it has not read yet."""
+        import array
+        import fcntl
+        import termios
+
+        buffer = array.array("i", [0])
+        try:
+            fcntl.ioctl(self.writer.fileno(), termios.FIONREAD, buffer)
+        except OSError:
+            return self.capacity
+        return buffer[0]
 
     def drain(self, done: dict[int, CallResult]) -> None:
         """Move the results written so far from the file to ``done``."""
@@ -213,13 +269,14 @@ class _Worker:
             return
         data = os.pread(self.results, size - self.offset, self.offset)
         pos, end = 0, len(data)
+        loads = pickle.loads
         while pos + 4 <= end and self.pending:
             n = int.from_bytes(data[pos : pos + 4], "little")
             if pos + 4 + n > end:  # still being written
                 break
-            index, fields, logs, digest, recycle = pickle.loads(data[pos + 4 : pos + 4 + n])
+            index, fields, logs, digest, recycle, issues = loads(data[pos + 4 : pos + 4 + n])
             pos += 4 + n
-            result = CallResult(Invocation(*fields), logs, digest)
+            result = CallResult(Invocation(*fields), logs, digest, issues)
             self.pending.popleft()
             done[index] = result
             self.started = time.monotonic()
@@ -246,6 +303,23 @@ class _Worker:
     def stop(self) -> None:
         """End the process (it holds nothing to save: a kill is the quickest way)."""
         self.kill()
+
+
+_PRELOAD: list[str] = []  # modules every worker imports while it waits (see preload)
+
+
+def preload(*modules: str) -> None:
+    """Have every worker started from now on import ``modules`` while it waits for a
+    function, so a pool's ``check`` (or ``prepare``) hook costs no import when a run starts.
+
+    Example:
+        >>> preload("json")
+        >>> "json" in _PRELOAD
+        True
+    """
+    for name in modules:
+        if name not in _PRELOAD:
+            _PRELOAD.append(name)
 
 
 _SPARES: list[_Worker] = []  # blank workers started ahead, so a run need not wait for one
@@ -295,6 +369,19 @@ def _results_file() -> int:
     return fd
 
 
+def _pipe_capacity(fd: int) -> int:
+    """The pipe's size after asking for 1 MiB, or 0 where it cannot be known (not Linux)."""
+    try:
+        import fcntl
+        import termios  # noqa: F401  (FIONREAD, read by _Worker.unread)
+
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+    except (ImportError, AttributeError, OSError):
+        return 0
+
+
 def _exit_text(code: int | None) -> str:
     if code is None:
         return "it could not be stopped"
@@ -308,40 +395,29 @@ def _exit_text(code: int | None) -> str:
 
 
 def _wire(call: Call) -> tuple[str, Any]:
-    """A call as plain data (a ``Request`` holds a sentinel that does not survive pickling)."""
+    """A call as plain data: a ``Request`` as :meth:`Request.to_wire` gives it (the parsed
+    body stays behind: the worker parses the bytes, as fast as it would unpickle the value)."""
     kind, value = call
     if kind == "request":
-        r: Request = value
-        # the parsed body stays behind: the worker parses the bytes again (as fast as it
-        # would unpickle the value, and the caller does not pay to pickle it)
-        headers = list(r.headers._items.values())
-        return (kind, (r.content, headers, r.method, r.url, r._query, r.received_at, r._digest, _NOT_PARSED))
+        return (kind, value.to_wire())
     return (kind, value)
 
 
-class _NotParsed:
-    """Pickles as itself: the body was not parsed in the caller."""
+def _take_chunk(queue: collections.deque[tuple[int, Call]], size: int) -> list[tuple[int, Call]]:
+    """Up to ``size`` calls from the front of ``queue``, and at most about
+    :data:`_CHUNK_BYTES` of request bodies (at least one call)."""
+    chunk = [queue.popleft()]
+    total = _bytes_of(chunk[0][1])
+    while queue and len(chunk) < size and total < _CHUNK_BYTES:
+        item = queue.popleft()
+        chunk.append(item)
+        total += _bytes_of(item[1])
+    return chunk
 
-    def __reduce__(self) -> str:
-        return "_NOT_PARSED"
 
-
-_NOT_PARSED = _NotParsed()
-
-
-def _request_of(data: tuple[Any, ...]) -> Request:
-    content, headers, method, url, query, received_at, digest, parsed = data
-    request = Request(
-        content,
-        headers,
-        method=method,
-        url=url,
-        query=query,
-        received_at=received_at,
-        parsed=_UNSET if parsed is _NOT_PARSED else parsed,
-        digest=digest,
-    )
-    return request
+def _bytes_of(call: Call) -> int:
+    kind, value = call
+    return len(value.content) + 256 if kind == "request" else 1024
 
 
 class WorkerPool:
@@ -358,6 +434,10 @@ class WorkerPool:
         chunk_size: payloads per message to a worker.
         prepare: ``"module:function"`` called on each ``Request`` in the worker before the
             handler (for example a faster JSON parse), or ``None``.
+        check: ``"module:function"`` called in the worker as ``check(events, objects,
+            problems)`` after each ``ok`` call; what it returns (a list of dicts) is the
+            result's ``issues`` (for example spec validation, done beside the caller), or
+            ``None``.
         context: ``"module:function"`` returning a context manager entered around each call
             in the worker (for example scripted HTTP answers), or ``None``.
 
@@ -383,6 +463,7 @@ class WorkerPool:
         chunk_size: int = _CHUNK,
         prepare: str | None = None,
         context: str | None = None,
+        check: str | None = None,
     ):
         self.function = function
         self.settings_values = dict(settings or {})
@@ -393,6 +474,7 @@ class WorkerPool:
         self.chunk_size = max(1, chunk_size)
         self.prepare = prepare
         self.context = context
+        self.check = check
         self._secrets = function.settings(self.settings_values).secret_values()
         self._idle: list[_Worker] = []
         self._count = 0  # workers alive (idle or busy)
@@ -417,20 +499,26 @@ class WorkerPool:
         try:
             while True:
                 # hand chunks to idle workers
-                while not exhausted and len(queue) < self.chunk_size * self.size:
+                while not exhausted and len(queue) < self.chunk_size * self.size * _DEPTH:
                     try:
                         index, call = next(source)
                     except StopIteration:
                         exhausted = True
                         break
                     queue.append((index, ("request", call) if isinstance(call, Request) else call))
-                while queue and len(busy) < self.size:
-                    worker = self._acquire(block=not busy)
-                    if worker is None:
+                while queue:
+                    # a new worker while the pool may grow, else a busy one with room
+                    worker = self._acquire(block=not busy) if len(busy) < self.size else None
+                    if worker is not None:
+                        busy[worker.reader] = worker
+                    else:
+                        worker = next((w for w in busy.values() if w.has_room()), None)
+                        if worker is None:
+                            break
+                    chunk = _take_chunk(queue, self.chunk_size)
+                    if not worker.submit(chunk, self.timeout):  # its pipe is full: later
+                        queue.extendleft(reversed(chunk))
                         break
-                    chunk = [queue.popleft() for _ in range(min(self.chunk_size, len(queue)))]
-                    worker.submit(chunk, self.timeout)
-                    busy[worker.reader] = worker
                 while expected in done:
                     yield done.pop(expected)
                     expected += 1
@@ -546,29 +634,37 @@ class WorkerPool:
         finished: list[_Worker] = []
         now = time.monotonic()
         for conn, worker in busy.items():
+            ended = False
             if conn in ready:
                 try:
-                    worker.reader.recv_bytes()  # the chunk is done: every result is in the file
-                    ended = False
+                    # a chunk is done (every result of it is in the file); maybe two
+                    worker.reader.recv_bytes()
+                    worker.inflight -= 1
+                    while worker.inflight and worker.reader.poll(0):
+                        worker.reader.recv_bytes()
+                        worker.inflight -= 1
                 except (EOFError, OSError):
                     ended = True
-                worker.drain(done)
-                if worker.recycle:
-                    self._discard(worker)
-                elif ended:
-                    code = worker.kill()
-                    self._forget(worker)
-                    if worker.pending:
-                        index, _, _ = worker.pending.popleft()
-                        done[index] = self._failure(
-                            f"WorkerExit: the function ended its worker process ({_exit_text(code)}); "
-                            "a function returns or raises, it never exits the process",
-                        )
-                else:
-                    self._release(worker)
+            worker.drain(done)
+            if worker.recycle:
+                self._discard(worker)
                 finished.append(worker)
                 continue
-            worker.drain(done)
+            if ended:
+                code = worker.kill()
+                self._forget(worker)
+                if worker.pending:
+                    index, _, _ = worker.pending.popleft()
+                    done[index] = self._failure(
+                        f"WorkerExit: the function ended its worker process ({_exit_text(code)}); "
+                        "a function returns or raises, it never exits the process",
+                    )
+                finished.append(worker)
+                continue
+            if not worker.inflight:
+                self._release(worker)
+                finished.append(worker)
+                continue
             deadline = self._deadline(worker)
             if deadline is not None and now >= deadline and worker.pending:
                 index, _, limit = worker.pending.popleft()
@@ -604,6 +700,15 @@ class _Capture(io.StringIO):
         self.closed_by_function = True
 
     closed_by_function = False
+
+
+def _import_quietly(modules: Iterable[str]) -> None:
+    """Import modules ahead; one that fails is imported (and fails) again when used."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def _resolve(spec: str | None) -> Callable[..., Any] | None:
@@ -645,16 +750,20 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
     outbox = Connection(write_fd, readable=False)
     try:
         message = inbox.recv()
+        while message[0] == "preload":
+            _import_quietly(message[1])
+            message = inbox.recv()
     except (EOFError, OSError):
         return
     if message[0] != "load":
         return
-    _, source, filename, path, values, memory_limit, _, prepare_spec, context_spec = message
+    _, source, filename, path, values, memory_limit, _, prepare_spec, context_spec, check_spec = message
     sys.path[:] = path
     try:
         fn = Function.from_source(source, filename=filename)
         prepare = _resolve(prepare_spec)
         context = _resolve(context_spec)
+        check = _resolve(check_spec)
     except FunctionLoadError as exc:
         outbox.send(("error", exc.reason, exc.line))
         return
@@ -708,13 +817,19 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
             text = buffer.getvalue()
             if text and secrets:
                 text = mask_text(text, secrets)
+            issues = None
+            if check is not None and inv.outcome == "ok":
+                try:
+                    issues = check(inv.events, inv.objects, inv.problems)
+                except Exception:  # the caller checks this one itself
+                    issues = None
             try:
-                blob = dumps((index, _fields(inv), text, digest, recycle), _PROTOCOL)
+                blob = dumps((index, _fields(inv), text, digest, recycle, issues), _PROTOCOL)
             except Exception as exc:
                 if kind == "request":  # what on_request returns means nothing: leave it behind
                     inv.returned = None
                     with contextlib.suppress(Exception):
-                        blob = dumps((index, _fields(inv), text, digest, recycle), _PROTOCOL)
+                        blob = dumps((index, _fields(inv), text, digest, recycle, issues), _PROTOCOL)
                         write(results_fd, len(blob).to_bytes(4, "little") + blob)
                         continue
                 inv = Invocation(
@@ -725,7 +840,7 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
                     ),
                     duration=inv.duration,
                 )
-                blob = dumps((index, _fields(inv), text, digest, recycle), _PROTOCOL)
+                blob = dumps((index, _fields(inv), text, digest, recycle, None), _PROTOCOL)
             write(results_fd, len(blob).to_bytes(4, "little") + blob)
             if recycle:
                 return
@@ -779,11 +894,11 @@ def _run_one(
     scope = context() if context is not None else contextlib.nullcontext()
     with scope:
         if kind == "request":
-            request = _request_of(data)
+            request = Request.from_wire(data)
             if prepare is not None:
                 prepare(request)
             inv = alarm.run(timeout, fn.on_request, request, settings)
-            return inv, request._digest
+            return inv, request.known_digest
         if kind == "event":
             return alarm.run(timeout, fn.on_event, data, settings), None
         return alarm.run(timeout, fn.on_batch, data, settings), None

@@ -218,6 +218,7 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
 
 
 _EMPTY_WHEN_NONE = ("properties", "traits", "context", "integrations")
+_CLEANED = (*_EMPTY_WHEN_NONE, "timestamp")  # the values normalised (and copied) as they are sent
 _ID_TYPES = (numbers.Number, str)  # what analytics-python takes as an id
 _NEEDS_USER = frozenset({"identify", "track", "group", "page", "screen"})
 
@@ -235,12 +236,13 @@ def _refusal(kind: str, msg: Mapping[str, Any]) -> str | None:
     if kind in _NEEDS_USER:
         # analytics-python's own test: ``user_id or anonymous_id`` must be a str or number
         uid = msg.get("userId") or msg.get("anonymousId")
-        if uid is None:
-            snake = [k for k in ("user_id", "anonymous_id") if k in msg]
-            hint = f"; the dict has {snake[0]}: did you mean {_KEYS[snake[0]]}?" if snake else ""
-            return f"it has no user_id or anonymous_id (an empty or zero user_id counts as none){hint}"
-        if not isinstance(uid, _ID_TYPES):
-            return f"its user_id / anonymous_id is {_a(uid)}, not a string or number"
+        if type(uid) is not str:  # a str, the common case, skips the abstract-class check
+            if uid is None:
+                snake = [k for k in ("user_id", "anonymous_id") if k in msg]
+                hint = f"; the dict has {snake[0]}: did you mean {_KEYS[snake[0]]}?" if snake else ""
+                return f"it has no user_id or anonymous_id (an empty or zero user_id counts as none){hint}"
+            if not isinstance(uid, _ID_TYPES):
+                return f"its user_id / anonymous_id is {_a(uid)}, not a string or number"
     if kind == "track" and not isinstance(msg.get("event"), str):
         return "it has no event name (event= must be a string)"
     if kind == "group" and not isinstance(msg.get("groupId"), _ID_TYPES):
@@ -251,8 +253,9 @@ def _refusal(kind: str, msg: Mapping[str, Any]) -> str | None:
         if not isinstance(msg.get("userId"), _ID_TYPES):
             return "it has no user_id"
     for key in _EMPTY_WHEN_NONE:
-        if key in msg and not isinstance(msg[key], Mapping):
-            return f"{key} is {_a(msg[key])}, not an object (dict)"
+        value = msg.get(key, _NOT_GIVEN)
+        if value is not _NOT_GIVEN and type(value) is not dict and not isinstance(value, Mapping):
+            return f"{key} is {_a(value)}, not an object (dict)"
     if kind in ("page", "screen"):
         for key in ("name", "category"):
             value = msg.get(key)
@@ -264,6 +267,17 @@ def _refusal(kind: str, msg: Mapping[str, Any]) -> str | None:
     if timestamp is not None and not isinstance(timestamp, str | _dt.date):
         return f"timestamp is {_a(timestamp)}; pass a datetime or an ISO 8601 string"
     return None
+
+
+def _unknown_keyword(kind: str, unknown: Mapping[str, Any]) -> None:
+    """Raise the ``TypeError`` for a keyword the emitters do not take, naming the one meant."""
+    key = next(iter(unknown))
+    meant = _SNAKE_BY_FOLDED.get(key.lower().replace("_", ""))
+    hint = f"did you mean {meant}=...? " if meant else ""
+    raise TypeError(
+        f"Segment.{kind}() got an unexpected keyword argument {key!r}; {hint}"
+        f"it takes analytics-python's keywords: {', '.join(sorted(_KEYS))}"
+    )
 
 
 def _a(value: Any) -> str:
@@ -308,32 +322,33 @@ class _Segment:
     def __repr__(self) -> str:
         return "<Segment>"
 
-    def _emit(self, kind: str, spec: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> None:
-        collector = _collector()
-        index = len(collector.events)
-        msg: dict[str, Any] = {"type": kind}
+    def _emit(
+        self, kind: str, spec: Mapping[str, Any] | None, fields: dict[str, Any], unknown: dict[str, Any]
+    ) -> None:
+        """Build and record one event; ``fields`` are the spec keys of the keywords given
+        or not (``_NOT_GIVEN``), in the keywords' order; ``unknown`` the other keywords."""
+        collector = _current.get()
+        if collector is None:
+            _collector()  # raises, naming the fix
+            return
         if spec is not None:  # a JavaScript-style call: Segment.track({"userId": ..., ...})
             if not isinstance(spec, Mapping):
                 raise TypeError(f"Segment.{kind}() takes keyword arguments or one dict of spec fields")
-            msg.update(spec)
+            msg: dict[str, Any] = {"type": kind, **spec}
             msg["type"] = kind
-        for key, value in kwargs.items():
-            if value is _NOT_GIVEN:
-                continue
-            camel = _KEYS.get(key)
-            if camel is None:
-                meant = _SNAKE_BY_FOLDED.get(key.lower().replace("_", ""))
-                hint = f"did you mean {meant}=...? " if meant else ""
-                raise TypeError(
-                    f"Segment.{kind}() got an unexpected keyword argument {key!r}; {hint}"
-                    f"it takes analytics-python's keywords: {', '.join(sorted(_KEYS))}"
-                )
-            msg[camel] = value
+        else:
+            msg = {"type": kind}
+        if unknown:
+            _unknown_keyword(kind, unknown)
+        for key, value in fields.items():
+            if value is not _NOT_GIVEN:
+                msg[key] = value
         # a call's position counts every call, sent or refused, so ids never shift
         position = collector.calls
         collector.calls = position + 1
+        get = msg.get
         for key in _EMPTY_WHEN_NONE:
-            if key in msg and msg[key] is None:  # as analytics-python: None sends {}
+            if get(key, msg) is None:  # as analytics-python: None sends {}
                 msg[key] = {}
         refusal = _refusal(kind, msg)
         if refusal is not None:
@@ -348,20 +363,24 @@ class _Segment:
                 ),
             })
             return
-        for key in _ID_KEYS & msg.keys():
-            value = msg[key]
-            if value is not None and not isinstance(value, str):
+        for key in _ID_KEYS:
+            value = get(key)
+            if value is not None and type(value) is not str and not isinstance(value, str):
                 msg[key] = str(value)
         # as analytics-python: message_id=None means "make one", not a null id
-        if msg.get("messageId") is None:
+        if get("messageId") is None:
             msg["messageId"] = collector.message_id(position)
-        timestamp = msg.get("timestamp")
+        timestamp = get("timestamp")
         if isinstance(timestamp, _dt.datetime) and timestamp.tzinfo is None:
             # as analytics-python reads any naive timestamp not made in the last 5 seconds
             msg["timestamp"] = timestamp.replace(tzinfo=_dt.UTC)
-        for key in ("properties", "traits", "context", "integrations", "timestamp"):
-            if key in msg and msg[key] is not None:
-                msg[key] = _clean(msg[key], key, collector.problems, {"event_index": index})
+        where: dict[str, int] | None = None
+        for key in _CLEANED:
+            value = get(key)
+            if value is not None:
+                if where is None:
+                    where = {"event_index": len(collector.events)}
+                msg[key] = _clean(value, key, collector.problems, where)
         collector.events.append(msg)
 
     def identify(
@@ -378,9 +397,9 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit an identify: who the user is (``user_id`` or ``anonymous_id``, and ``traits``)."""
-        self._emit("identify", spec, dict(user_id=user_id, traits=traits, context=context,
-                   timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id, **unknown))
+        self._emit("identify", spec, {"userId": user_id, "traits": traits, "context": context,
+                   "timestamp": timestamp, "anonymousId": anonymous_id,
+                   "integrations": integrations, "messageId": message_id}, unknown)
 
     def track(
         self,
@@ -397,9 +416,9 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a track: something the user did (``event`` name and ``properties``)."""
-        self._emit("track", spec, dict(user_id=user_id, event=event, properties=properties,
-                   context=context, timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id, **unknown))
+        self._emit("track", spec, {"userId": user_id, "event": event, "properties": properties,
+                   "context": context, "timestamp": timestamp, "anonymousId": anonymous_id,
+                   "integrations": integrations, "messageId": message_id}, unknown)
 
     def group(
         self,
@@ -416,9 +435,9 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a group: the user belongs to ``group_id`` (an account, a company)."""
-        self._emit("group", spec, dict(user_id=user_id, group_id=group_id, traits=traits,
-                   context=context, timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id, **unknown))
+        self._emit("group", spec, {"userId": user_id, "groupId": group_id, "traits": traits,
+                   "context": context, "timestamp": timestamp, "anonymousId": anonymous_id,
+                   "integrations": integrations, "messageId": message_id}, unknown)
 
     def page(
         self,
@@ -436,9 +455,10 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a page view."""
-        self._emit("page", spec, dict(user_id=user_id, category=category, name=name,
-                   properties=properties, context=context, timestamp=timestamp,
-                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id, **unknown))
+        self._emit("page", spec, {"userId": user_id, "category": category, "name": name,
+                   "properties": properties, "context": context, "timestamp": timestamp,
+                   "anonymousId": anonymous_id, "integrations": integrations,
+                   "messageId": message_id}, unknown)
 
     def screen(
         self,
@@ -456,9 +476,10 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a mobile screen view."""
-        self._emit("screen", spec, dict(user_id=user_id, category=category, name=name,
-                   properties=properties, context=context, timestamp=timestamp,
-                   anonymous_id=anonymous_id, integrations=integrations, message_id=message_id, **unknown))
+        self._emit("screen", spec, {"userId": user_id, "category": category, "name": name,
+                   "properties": properties, "context": context, "timestamp": timestamp,
+                   "anonymousId": anonymous_id, "integrations": integrations,
+                   "messageId": message_id}, unknown)
 
     def alias(
         self,
@@ -474,9 +495,9 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit an alias: ``previous_id`` and ``user_id`` are the same person."""
-        self._emit("alias", spec, dict(previous_id=previous_id, user_id=user_id, context=context,
-                   timestamp=timestamp, anonymous_id=anonymous_id,
-                   integrations=integrations, message_id=message_id, **unknown))
+        self._emit("alias", spec, {"previousId": previous_id, "userId": user_id,
+                   "context": context, "timestamp": timestamp, "anonymousId": anonymous_id,
+                   "integrations": integrations, "messageId": message_id}, unknown)
 
     def set(self, *, collection: Any, id: Any, properties: Any = _NOT_GIVEN) -> None:
         """Upsert an object into a warehouse collection (Segment's Objects API).
