@@ -272,6 +272,7 @@ def replay(
     plan: Any = None,
     plan_mode: str = "report",
     isolation: str = "process",
+    workers: int | None = None,
 ) -> ReplaySummary:
     """Run a source function over archived payloads and deliver (or write) the events.
 
@@ -317,6 +318,10 @@ def replay(
             payload's error; the replay goes on. What the function prints goes to stderr.
             ``"none"`` calls it in this process (for a debugger; no hard limits: such a call
             holds or ends the replay).
+        workers: with ``isolation="process"``, how many worker processes call the function
+            side by side (default: one per CPU, at most 4). Events, checkpoints and the
+            summary follow the archive's order whatever the number; each worker holds its
+            own copy of the function's module-level state.
 
     Returns:
         A ``ReplaySummary``; print it for the table the command line shows.
@@ -351,6 +356,9 @@ def replay(
                               "(the messageIds are the same)")
         if client is not None or stream is not None:
             raise ReplayError("client and stream belong to a one-process replay; give them without a scheduler")
+        if workers is not None:
+            raise ReplayError("workers are for a replay on this machine; with a scheduler the cluster's "
+                              "workers run the calls (local:N starts N)")
         if plan is not None:
             raise ReplayError("a tracking plan is checked in one-process replays only: run without a "
                               "scheduler, or check the plan with `segfn run --plan` on a sample first")
@@ -372,6 +380,10 @@ def replay(
         checker = load_plan(plan)
     if isolation not in ("process", "none"):
         raise ReplayError(f'isolation must be "process" or "none", not {isolation!r}')
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ReplayError(f"workers must be a whole number of processes, 1 or more, not {workers!r}")
+    if workers is not None and isolation == "none":
+        raise ReplayError('workers are processes of isolation="process": give one or the other')
     if partitions is not None or rate is not None:
         raise ReplayError("partitions and rate are options of a cluster replay: give a scheduler too "
                           "(local:N runs one on this machine)")
@@ -541,7 +553,8 @@ def replay(
                 for request in calls():
                     settle_until_call(fn.on_request(request, fn_settings))
             else:
-                pool = WorkerPool(fn, dict(values))
+                # the function's calls overlap with this process's reading and settling
+                pool = WorkerPool(fn, dict(values), workers=workers or _default_workers())
                 stack.callback(pool.close)
                 try:
                     for result in pool.map(calls()):
@@ -567,6 +580,12 @@ def replay(
         summary.outcomes = {k: v for k, v in sorted(outcomes.items()) if v}
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _default_workers() -> int:
+    """One worker process per CPU, at most 4: this process reads, settles and sends for
+    all of them, and past a few it is the one the others wait for."""
+    return min(4, os.cpu_count() or 1)
 
 
 def _hold(checker: Any, mode: Any, payload_id: str, events: list[dict[str, Any]],

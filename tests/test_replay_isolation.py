@@ -96,10 +96,12 @@ def test_hostile_payloads_are_their_own_errors_and_the_rest_is_delivered(
     assert len(read_sink(store)) == TOTAL - 3  # nothing accepted was sent again
 
 
-def test_api_summary_names_each_failed_payload(hostile: tuple[Path, Path], sink: tuple[str, Path]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_api_summary_names_each_failed_payload(hostile: tuple[Path, Path], sink: tuple[str, Path],
+                                               workers: int) -> None:
     fn, archive = hostile
     url, store = sink
-    summary = replay(fn, archive, to=url, write_key=KEY)
+    summary = replay(fn, archive, to=url, write_key=KEY, workers=workers)
     assert summary.payloads == TOTAL and summary.delivery.accepted == TOTAL - 3
     assert summary.outcomes == {"ok": TOTAL - 3, "timeout": 1, "error": 2}
     errors = dict(line.split(": ", 1) for line in summary.errors)
@@ -136,6 +138,34 @@ def test_same_events_and_message_ids_as_in_process(tmp_path: Path) -> None:
     assert len(set(ids)) == len(ids)
 
 
+def test_several_workers_keep_the_archive_order_and_the_ids(tmp_path: Path) -> None:
+    archive = write_archive(tmp_path / "archive" / "2025-01.jsonl.gz", 1300)  # several chunks each
+    one, three = tmp_path / "one.jsonl", tmp_path / "three.jsonl"
+    a = replay(STRIPE, archive, out=one, workers=1)
+    b = replay(STRIPE, archive, out=three, workers=3)
+    assert a.outcomes == b.outcomes and a.events == b.events > 1000
+    assert one.read_text() == three.read_text()
+    cmd = [sys.executable, "-m", "segfn_kit", "replay", str(STRIPE), str(archive), "--dry-run", "--workers", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0 and f"{a.events:,} emitted" in out.stdout, out.stderr
+
+
+def test_workers_are_checked(tmp_path: Path) -> None:
+    archive = tmp_path / "a.jsonl"
+    archive.write_text('{"user": "u1"}\n')
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ReplayError, match="workers must be a whole number"):
+            replay(STRIPE, archive, dry_run=True, workers=bad)  # type: ignore[arg-type]
+    with pytest.raises(ReplayError, match="give one or the other"):
+        replay(STRIPE, archive, dry_run=True, workers=2, isolation="none")
+    with pytest.raises(ReplayError, match="with a scheduler the cluster's workers"):
+        replay(STRIPE, archive, dry_run=True, workers=2, scheduler="local:1")
+    cmd = [sys.executable, "-m", "segfn_kit", "replay", str(STRIPE), str(archive), "--dry-run",
+           "--workers", "2", "--scheduler", "local:1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "--workers is for a replay on this machine" in out.stderr
+
+
 def test_isolation_is_checked_and_the_command_has_it(tmp_path: Path) -> None:
     archive = tmp_path / "a.jsonl"
     archive.write_text('{"user": "u1"}\n')
@@ -143,4 +173,4 @@ def test_isolation_is_checked_and_the_command_has_it(tmp_path: Path) -> None:
         replay(STRIPE, archive, dry_run=True, isolation="thread")
     help_text = subprocess.run([sys.executable, "-m", "segfn_kit", "replay", "--help"], capture_output=True,
                                text=True, timeout=60).stdout
-    assert "--isolation {process,none}" in help_text
+    assert "--isolation {process,none}" in help_text and "--workers N" in help_text

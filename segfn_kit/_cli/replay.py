@@ -91,6 +91,9 @@ def register(subparsers: Any) -> None:
         "is killed and is that payload's error, and the replay goes on; none: in this process, for "
         "a debugger (no hard limits). With --scheduler, calls run in the Dask workers' processes",
     )
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --isolation process: worker processes calling the function side by side "
+                        "(default one per CPU, at most 4); the output keeps the archive's order")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N")
     p.add_argument("--partitions", type=int, metavar="N", help="with --scheduler: partitions (default 4 per worker)")
@@ -104,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from segfn_kit.runtime import FunctionLoadError, PlanError
 
     if args.scheduler is not None:
+        if args.workers is not None:
+            print("segfn replay: --workers is for a replay on this machine; with --scheduler the "
+                  "cluster's workers run the calls (local:N starts N)", file=sys.stderr)
+            return 2
         if args.plan is not None:
             print("segfn replay: --plan is checked in one-process replays only (run without --scheduler)",
                   file=sys.stderr)
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             settings=args.settings, checkpoint=args.checkpoint, dead_letter=args.dead_letter,
             budget=args.budget, progress=not args.no_progress and sys.stderr.isatty(),
             batch_events=args.batch_events, plan=args.plan, plan_mode=args.plan_mode,
-            isolation=args.isolation,
+            isolation=args.isolation, workers=args.workers,
         )
     except PlanError as exc:
         print(f"segfn replay: --plan: {exc}", file=sys.stderr)
