@@ -37,18 +37,12 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
-from segfn_kit._payloads import (
-    Payload,
-    iter_payloads,
-    load_payloads,
-    request_from_row,
-)
+from segfn_kit._inputs import Inputs, PayloadsLike, is_missing, payload_inputs
 from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
@@ -81,7 +75,6 @@ JSONL_KEYS = ("payload_id", "outcome", "events", "objects", "error", "issues")
 
 
 FunctionLike = Function | str | os.PathLike[str]
-PayloadsLike = Any  # paths, a payload frame, or a list of envelopes / bodies / Requests
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -143,150 +136,6 @@ class _DigestCache:
 _DIGESTS = _DigestCache()
 
 
-@dataclass(slots=True)
-class _Item:
-    """One payload ready to run, or why it cannot run.
-
-    ``source`` is a ``Request``, a loader ``Payload`` or a payload-frame row; the request is
-    made only when the payload runs, so a run never holds every parsed body at once (which
-    would also make each garbage collection walk all of them).
-    """
-
-    payload_id: str
-    source: Any
-    error: str | None
-    event_type: str | None
-
-    def request(self) -> Request:
-        source = self.source
-        if type(source) is tuple:  # a payload-frame row's fields (see _FRAME_FIELDS)
-            return _frame_request(*source)
-        if isinstance(source, Request):
-            return source
-        return request_from_row(source)
-
-
-_FRAME_FIELDS = ("raw", "body", "headers", "method", "url", "query", "received_at")
-"""The payload-frame columns a request is made of, in ``_frame_request``'s order."""
-
-
-def _frame_request(
-    raw: Any, body: Any, headers: Any, method: Any, url: Any, query: Any, received_at: Any
-) -> Request:
-    """The request of one payload-frame row, exactly as ``request_from_row`` makes it, from
-    the row's fields (no row dict, no abstract-class checks for the usual types)."""
-    if raw is None and body is not None:  # a hand-made frame with parsed bodies only
-        return request_from_row(dict(zip(_FRAME_FIELDS, (raw, body, headers, method, url, query, received_at), strict=True)))
-    if not headers:
-        headers = {}
-    elif type(headers) is not dict and not isinstance(headers, Mapping):
-        headers = {}
-    return Request(
-        (raw if isinstance(raw, str) else "").encode("utf-8", "surrogateescape"),
-        headers,
-        method=str(method) if isinstance(method, str) and method else "POST",
-        url=url if isinstance(url, str) else "",
-        query=query if isinstance(query, Mapping) and query else None,
-        received_at=received_at if isinstance(received_at, str) else None,
-    )
-
-
-def _event_type_of(body: Any) -> str | None:
-    if isinstance(body, dict):
-        for key in ("type", "topic", "event_type", "event"):
-            value = body.get(key)
-            if isinstance(value, str):
-                return value
-    return None
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _item_of(payload: Payload) -> _Item:
-    if payload.error:
-        return _Item(payload.payload_id, None, f"PayloadError: {payload.error}", payload.event_type)
-    return _Item(payload.payload_id, payload, None, payload.event_type)
-
-
-def _items_from_list(payloads: Sequence[Any]) -> Iterator[_Item]:
-    if all(isinstance(p, Mapping) for p in payloads):
-        yield from map(_item_of, iter_payloads(*payloads))
-        return
-    for n, payload in enumerate(payloads, start=1):
-        pid = f"input{n}"
-        if isinstance(payload, Request):
-            yield _Item(pid, payload, None, _event_type_of(payload.parsed_so_far()))
-        elif isinstance(payload, bytes | bytearray):
-            yield _Item(pid, Request(bytes(payload)), None, None)
-        else:  # an envelope or a bare JSON body, read as the loader reads it
-            for loaded in iter_payloads(payload if isinstance(payload, Mapping | list) else [payload]):
-                item = _item_of(loaded)
-                item.payload_id = pid
-                yield item
-                break
-
-
-def _column(frame: pd.DataFrame, name: str, n: int) -> list[Any]:
-    # column by column: far cheaper than to_dict("records"), which boxes every cell
-    return frame[name].tolist() if name in frame.columns else [None] * n
-
-
-def _items_from_frame(frame: pd.DataFrame) -> Iterator[_Item]:
-    ids = [str(i) for i in frame.index]
-    n = len(ids)
-    fields = zip(*(_column(frame, c, n) for c in _FRAME_FIELDS), strict=True) if n else iter(())
-    for pid, row, event_type, error in zip(
-        ids, fields, _column(frame, "event_type", n), _column(frame, "error", n), strict=True
-    ):
-        event_type = None if _missing(event_type) else str(event_type)
-        if not _missing(error) and error:
-            yield _Item(pid, None, f"PayloadError: {error}", event_type)
-            continue
-        if event_type is None:
-            event_type = _event_type_of(row[1])
-        yield _Item(pid, row, None, event_type)
-
-
-def _is_pathish(value: Any) -> bool:
-    return isinstance(value, str | os.PathLike)
-
-
-class _Items(list[_Item]):
-    """Payload items, and the inputs that held no payload (``{"source", "reason"}``)."""
-
-    skipped: list[dict[str, str]]
-
-
-def _payload_items(payloads: PayloadsLike) -> _Items:
-    """Turn any accepted ``payloads`` argument into items, in order."""
-    if isinstance(payloads, pd.DataFrame):
-        items = _Items(_items_from_frame(payloads))
-        items.skipped = list(payloads.attrs.get("skipped") or [])
-        return items
-    if _is_pathish(payloads):
-        payloads = [payloads]
-    if isinstance(payloads, Mapping):
-        payloads = [payloads]
-    if isinstance(payloads, Iterable):
-        payloads = list(payloads)
-        if payloads and all(_is_pathish(p) for p in payloads):
-            return _payload_items(_load_paths(payloads))
-        items = _Items(_items_from_list(payloads))
-        items.skipped = []
-        return items
-    raise TypeError(
-        "payloads must be file or folder paths, a payload frame from load_payloads(), "
-        f"or a list of capture envelopes or JSON bodies, not {type(payloads).__name__}"
-    )
-
-
-def _load_paths(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
-    # the body fields are not needed to run, and flattening them is most of a load's cost
-    return load_payloads(*paths, flatten_body=False)
-
-
 # -- running -----------------------------------------------------------------------------
 
 _CHECK = "segfn_kit.spec:invocation_issues"  # spec validation, run in the worker processes
@@ -304,7 +153,7 @@ def _workers_for(n: int, workers: int | None) -> int:
 
 
 def _frame(
-    items: _Items, columns: dict[str, list[Any]], function: Function | None, kind: str
+    items: Inputs, columns: dict[str, list[Any]], function: Function | None, kind: str
 ) -> pd.DataFrame:
     ids = [i.payload_id for i in items]
     data = {
@@ -318,7 +167,7 @@ def _frame(
     return frame
 
 
-def _error_frame(items: _Items, message: str, line: int | None, function: Function | None) -> pd.DataFrame:
+def _error_frame(items: Inputs, message: str, line: int | None, function: Function | None) -> pd.DataFrame:
     n = len(items)
     columns: dict[str, list[Any]] = {
         "outcome": ["error"] * n,
@@ -415,7 +264,7 @@ def run(
     try:
         fn = _load_function(function)
     except FunctionLoadError as exc:
-        return _error_frame(_payload_items(payloads), f"FunctionLoadError: {exc}", exc.line, None)
+        return _error_frame(payload_inputs(payloads), f"FunctionLoadError: {exc}", exc.line, None)
     if fn.kind == "destination":
         # the one place destination runs start; that module loads only when needed
         from segfn_kit._destination import run_destination
@@ -426,7 +275,7 @@ def run(
         return result
     if options:
         raise TypeError(f"run() got options only destination functions take: {', '.join(sorted(options))}")
-    items = _payload_items(payloads)
+    items = payload_inputs(payloads)
     missing = fn.missing_settings(values)
     if missing:
         names = ", ".join(missing)
@@ -447,7 +296,7 @@ def run(
 
 def _run_source(
     fn: Function,
-    items: _Items,
+    items: Inputs,
     settings: Settings,
     timeout: float | None,
     progress: bool | None,
@@ -807,7 +656,7 @@ def _event_values(events: list[dict[str, Any]], objects: list[dict[str, Any]], *
 
 def _bodies(payloads: PayloadsLike) -> dict[str, Any]:
     bodies: dict[str, Any] = {}
-    for item in _payload_items(payloads):
+    for item in payload_inputs(payloads):
         if item.error is not None:
             continue
         try:
@@ -871,7 +720,7 @@ def coverage(
         >>> coverage(run(fn, payloads), payloads)["unused_fields"].index.tolist()
         ['color', 'type']
     """
-    types = results["event_type"].map(lambda t: "(unknown)" if _missing(t) else str(t))
+    types = results["event_type"].map(lambda t: "(unknown)" if is_missing(t) else str(t))
     table = pd.crosstab(types, results["outcome"]).rename_axis(index="event_type", columns=None)
     if "ok" not in table.columns:
         table["ok"] = 0
@@ -962,7 +811,7 @@ def _records(results: pd.DataFrame) -> Iterator[dict[str, Any]]:
             if key in ("events", "objects", "issues", "requests"):
                 record[key] = list(value) if isinstance(value, list | tuple) else []
             else:
-                record[key] = None if _missing(value) else value
+                record[key] = None if is_missing(value) else value
         yield record
 
 
