@@ -9,8 +9,10 @@ same), medians of 5 runs over the same 20,000 generated Stripe webhooks:
    each payload (what replay hands the function), and the full loader (bodies parsed and
    checked) for comparison;
 2. ``replay(..., dry_run=True)`` of the bundled Stripe function: loader, function and all,
-   with the calls in worker processes (the default) and in this process (``isolation="none"``).
+   with the calls in worker processes (the default number, one per CPU up to 4, and one),
+   and in this process (``isolation="none"``).
 
+Every variant is timed in turns (one of each per round), so a busy machine slows them alike.
 Printed as throughput ratios (floor time / measured time: 100% is the floor's speed; the
 target for the dry run is at least 50%). Also: whether importing the replay pulls in pandas.
 """
@@ -26,9 +28,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks._util import median_time, report
+from benchmarks._util import interleaved_medians, report
 from segfn_kit._payloads import iter_payloads
-from segfn_kit._replay import replay
+from segfn_kit._replay import _default_workers, replay
 from tests._archives import write_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,15 +72,23 @@ def main() -> None:
             summary = replay(STRIPE, archive, dry_run=True)
             assert summary.payloads == PAYLOADS, summary
 
+        def dry_run_one_worker() -> None:
+            summary = replay(STRIPE, archive, dry_run=True, workers=1)
+            assert summary.payloads == PAYLOADS, summary
+
         def dry_run_in_process() -> None:
             summary = replay(STRIPE, archive, dry_run=True, isolation="none")
             assert summary.payloads == PAYLOADS, summary
 
-        base = median_time(_gc_off(floor))
-        lazy = median_time(_gc_off(loader_lazy))
-        full = median_time(_gc_off(loader_full))
-        dry = median_time(_gc_off(dry_run))
-        dry_none = median_time(_gc_off(dry_run_in_process))
+        times = interleaved_medians({
+            name: _gc_off(fn) for name, fn in (
+                ("floor", floor), ("lazy", loader_lazy), ("full", loader_full), ("dry", dry_run),
+                ("dry_one", dry_run_one_worker), ("dry_none", dry_run_in_process),
+            )
+        })
+        base, lazy, full, dry, dry_one, dry_none = (
+            times[k] for k in ("floor", "lazy", "full", "dry", "dry_one", "dry_none")
+        )
     imports = subprocess.run(
         [sys.executable, "-c", "import sys, segfn_kit._replay; print('pandas' in sys.modules)"],
         capture_output=True,
@@ -90,10 +100,13 @@ def main() -> None:
     report("floor: read + json.loads + json.dumps", PAYLOADS / base, "payloads/s")
     report("loader for replay (bodies=False) + request()", PAYLOADS / lazy, "payloads/s")
     report("loader, bodies parsed and checked + request()", PAYLOADS / full, "payloads/s")
-    report("replay --dry-run (bundled Stripe function)", PAYLOADS / dry, "payloads/s")
+    report(f"replay --dry-run (bundled Stripe function, {_default_workers()} workers)", PAYLOADS / dry, "payloads/s")
+    report("replay --dry-run --workers 1", PAYLOADS / dry_one, "payloads/s")
     report("replay --dry-run --isolation none (in this process)", PAYLOADS / dry_none, "payloads/s")
     report("ratio: loader for replay / floor (throughput)", 100 * base / lazy, "%")
     report("ratio: replay --dry-run / floor (throughput)", 100 * base / dry, "%", ">= 50%")
+    report("ratio: replay --dry-run --workers 1 / floor (throughput)", 100 * base / dry_one, "%")
+    report("ratio: replay --dry-run --isolation none / floor (throughput)", 100 * base / dry_none, "%")
     report("ratio: replay --dry-run, worker processes / in this process (throughput)", 100 * dry_none / dry, "%")
 
 
