@@ -7,7 +7,9 @@ Failed" / "Support Requested" in turn, every one making one request). In the sam
   calls ``Function.on_event`` for each event and keeps the invocations;
 - preview: ``run_destination`` with the same answers, plus what a preview adds: input spec
   validation, per-event request records with masking, attempt bookkeeping, log capture and
-  the result frame.
+  the result frame; the function runs in a worker process (the default), each request
+  forwarded to this process to be answered;
+- the same preview with ``isolation="none"`` (the function in this process, for pdb).
 
 Target: preview / baseline <= 2.0. Both sides are dominated by what the function itself
 does: a module-level ``httpx.post`` builds a client, and its TLS context, on every call.
@@ -65,13 +67,19 @@ def main() -> None:
     def preview() -> object:
         return run_destination(fn, frame, SETTINGS, retry=RetryPolicy(max_attempts=1))
 
+    def in_process() -> object:
+        return run_destination(fn, frame, SETTINGS, retry=RetryPolicy(max_attempts=1), isolation="none")
+
     out = run_destination(fn, frame, SETTINGS, retry=RetryPolicy(max_attempts=1))
     assert (out["outcome"] == "ok").all() and sum(len(r) for r in out["requests"]) == N
     baseline = median_time(bare, REPEATS)
     measured = median_time(preview, REPEATS)
+    here = median_time(in_process, REPEATS)
     report("baseline: on_event loop under respx (ms per event)", baseline / N * 1000, "ms")
-    report("preview: run_destination (ms per event)", measured / N * 1000, "ms")
+    report("preview: run_destination, worker process (ms per event)", measured / N * 1000, "ms")
+    report("preview: run_destination, isolation=none (ms per event)", here / N * 1000, "ms")
     report("preview / baseline", measured / baseline, "x", "<= 2.0")
+    report("preview in a worker / in this process", measured / here, "x")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,14 @@ not slept through:
 ``final`` says where the event ended: ``delivered``, ``dropped`` (``DropEvent``),
 ``discarded`` (unsupported, rejected, or failed), or ``retries exhausted``.
 
+The function runs in a worker process (``isolation="process"``, the default), under the same
+hard limits as a source function: a call past its time limit that does not stop (a bare
+``except:`` in a loop, one long C call) is killed with its worker, as is one that passes
+the memory limit or ends the process; that event's row says which, and the next event
+runs. Its httpx requests are answered here, by the script (``_http``), over the worker's
+pipe. The retries are simulated here, one isolated call per attempt. ``isolation="none"``
+calls the function in this process, for a debugger (no hard limits).
+
 A function that defines ``on_batch`` gets the events in groups (input order kept; a
 batch of one too, as deployed; ``batch=False`` uses the single handlers instead). It may
 return one ``{"status": ...}`` per event with Segment's meaning (``runtime._rules``): 2xx
@@ -24,12 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -45,6 +52,8 @@ from segfn_kit.runtime import (
     Settings,
     mask_text,
 )
+from segfn_kit.runtime._errors import FunctionLoadError
+from segfn_kit.runtime._isolation import DEFAULT_MEMORY_LIMIT, WorkerPool, start_spare
 from segfn_kit.runtime._rules import (
     MAX_BATCH_EVENTS_PER_CALL,
     EventResult,
@@ -61,6 +70,8 @@ RESULT_COLUMNS = [
     "discarded_events", "logs", "requests", "returned", "attempts", "final", "payload", "event",
 ]
 MAX_BATCH = MAX_BATCH_EVENTS_PER_CALL
+# what a destination's worker imports ahead (nearly every destination function uses httpx)
+_PRELOAD = ("httpx", "segfn_kit._http")
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,8 @@ def run_destination(
     retry: RetryPolicy | None = None,
     progress: bool | None = False,
     validate: bool = True,
+    isolation: str = "process",
+    memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
 ) -> pd.DataFrame:
     """Run a destination or insert function over events; one row per event.
 
@@ -138,6 +151,13 @@ def run_destination(
         progress: show a progress bar (``None``: only from 1,000 events on).
         validate: check the input events (and the events an insert function returns)
             against the Segment spec, in the ``issues`` column.
+        isolation: ``"process"`` (the default) calls the function in a worker process that
+            is killed and replaced when a call passes its time limit or its memory limit or
+            ends the process (that event's row says which; the next event runs), its httpx
+            requests answered here by the script; ``"none"`` calls it in this process, for a
+            debugger (no hard limits: a call that ignores the timeout holds the run).
+        memory_limit: bytes of memory the worker may add once the function is loaded
+            (``None``: no limit); only with ``isolation="process"``.
 
     Returns:
         The result frame (see ``docs/ARCHITECTURE.md``) with ``requests``, ``returned``,
@@ -168,6 +188,10 @@ def run_destination(
             f"{fn.filename} is a source function (it defines on_request); run it over payloads "
             "with run(function, load_payloads(...))"
         )
+    if isolation not in ("process", "none"):
+        raise ValueError(f'isolation must be "process" or "none", not {isolation!r}')
+    if isolation == "process":
+        start_spare(_PRELOAD)  # boots while the events are read and checked
     frame = _event_frame(events)
     values = settings_values(settings)
     bound = fn.settings(values)
@@ -182,6 +206,8 @@ def run_destination(
     # as deployed: a function with on_batch gets every event through it, batches of one too
     batching = "on_batch" in fn.handlers and batch is not False
     runner = _Runner(fn, bound, secrets, timeout, policy)
+    if isolation == "process":
+        runner.isolated = (values, memory_limit, live)
 
     rows: dict[str, dict[str, Any]] = {}
     bar: Bar[Any] = progress_bar(total=len(frame), show=progress, desc="events", unit="event")
@@ -194,7 +220,7 @@ def run_destination(
             "error": f"SettingsError: required setting(s) {', '.join(missing)} missing (declared "
                      f"in SETTINGS of {fn.filename}); pass settings={{{example}}}",
         }
-    with script.intercept(secrets, live=live) as http:
+    with script.intercept(secrets, live=live) as http, runner:
         runner.http = http
         pending: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         records: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
@@ -303,21 +329,57 @@ class _Runner:
         self.policy = policy
         self.delays = policy.delays()
         self.http: Interception | None = None
+        self.isolated: tuple[Mapping[str, Any] | None, int | None, bool] | None = None
+        self.pool: WorkerPool | None = None
+        self.load_error: str | None = None
 
-    def _invoke(self, call: Any, rec: EventRecord) -> tuple[Invocation, str, list[str]]:
-        """One invocation with prints captured and interception problems collected."""
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def _invoke(self, kind: Literal["event", "batch"], value: Any, rec: EventRecord) -> tuple[Invocation, str, list[str]]:
+        """One invocation (``kind`` ``"event"`` or ``"batch"``) with prints captured and
+        interception problems collected."""
         assert self.http is not None
         seen = len(rec.violations)
-        buffer = io.StringIO()
         token = self.http.record_for(rec)
         try:
-            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-                inv = call()
+            if self.isolated is not None:
+                inv, printed = self._isolated(kind, value)
+            else:
+                buffer = io.StringIO()
+                handler = self.fn.on_event if kind == "event" else self.fn.on_batch
+                with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                    inv = handler(value, self.settings, timeout=self.timeout)
+                printed = mask_text(buffer.getvalue(), self.secrets)
         finally:
             from segfn_kit._http import _current
 
             _current.reset(token)
-        return inv, mask_text(buffer.getvalue(), self.secrets), rec.violations[seen:]
+        return inv, printed, rec.violations[seen:]
+
+    def _isolated(self, kind: Literal["event", "batch"], value: Any) -> tuple[Invocation, str]:
+        """One call in the worker pool (started on first use), its requests answered here."""
+        assert self.isolated is not None and self.http is not None
+        if self.load_error is not None:
+            return Invocation(outcome="error", error=self.load_error), ""
+        if self.pool is None:
+            values, memory_limit, live = self.isolated
+            scope = "worker_scope_live" if live else "worker_scope"
+            self.pool = WorkerPool(self.fn, values, timeout=self.timeout, memory_limit=memory_limit,
+                                   context=f"segfn_kit._http:{scope}", host=self.http.host,
+                                   preload=_PRELOAD)
+        try:
+            result = self.pool.call((kind, value))
+        except FunctionLoadError as exc:
+            # the same for every later event: said once per row, tried once
+            self.load_error = mask_text(f"FunctionLoadError: {exc}", self.secrets)
+            return Invocation(outcome="error", error=self.load_error), ""
+        return result.invocation, result.logs
 
     def _next_delay(self, attempt: int, rec: EventRecord) -> float | None:
         """The wait before attempt ``attempt + 1``, or ``None`` when Segment gives up."""
@@ -339,8 +401,7 @@ class _Runner:
         duration, delay, timeouts = 0.0, 0.0, 0
         while True:
             rec.attempt = len(attempts) + 1
-            inv, printed, violations = self._invoke(
-                lambda: self.fn.on_event(event, self.settings, timeout=self.timeout), rec)
+            inv, printed, violations = self._invoke("event", event, rec)
             if violations:
                 inv = _violated(inv, violations)
             result = event_result(inv)
@@ -387,8 +448,7 @@ class _Runner:
         while True:
             rec.attempt = attempt
             batch_events: list[Mapping[str, Any]] = [items[i][1] for i in pending]
-            inv, printed, violations = self._invoke(
-                functools.partial(self.fn.on_batch, batch_events, self.settings, timeout=self.timeout), rec)
+            inv, printed, violations = self._invoke("batch", batch_events, rec)
             if violations:
                 inv = _violated(inv, violations)
             duration += inv.duration

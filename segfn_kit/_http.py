@@ -29,6 +29,14 @@ Besides httpx, a preview refuses any other network connection made while a handl
 (``requests``, ``urllib``, raw sockets): the connection fails with ``NetworkBlocked`` and the
 row says so.
 
+A destination run calls the function in a worker process (``runtime._isolation``), where it
+can be stopped for real; the script stays here. In the worker, httpx's transports hand every
+request to this process (``worker_scope``: a host call over the worker's pipe), where
+``Interception.host`` sends it through the same interception as a request made here:
+the same rules, callables, strict mode, live mode and record. The answer (or the
+exception a step raises) goes back to the function's own client. Other connections are
+refused in the worker and reported here as violations.
+
 Exceptions::
 
     UnscriptedRequest (Exception)    strict mode: no rule for this request
@@ -39,9 +47,11 @@ Exceptions::
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import inspect
 import json
+import pickle
 import re
 import socket
 import sys
@@ -54,11 +64,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import respx
-from respx.patterns import M
 
 from segfn_kit._errors import NetworkBlocked, ScriptError, UnscriptedRequest
 from segfn_kit.runtime import MASK, mask_text
+from segfn_kit.runtime._isolation import HostCallError, host_call, host_calls_settled
 from segfn_kit.runtime._settings import mask_values
 
 __all__ = [
@@ -70,6 +79,8 @@ __all__ = [
     "ScriptError",
     "UnscriptedRequest",
     "mask_request",
+    "worker_scope",
+    "worker_scope_live",
 ]
 
 Step = Any  # int | str | Mapping | httpx.Response | BaseException | Callable[..., Step]
@@ -87,6 +98,7 @@ _SECRET_HEADER = re.compile(
     r"^(proxy-)?authorization$|cookie|api[-_]?key|token|secret|passw|signature|credential",
     re.IGNORECASE,
 )
+_WIRE_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 # response headers worth keeping in the record (the rest is transport noise)
 _KEPT_RESPONSE_HEADERS = ("retry-after", "content-type", "location", "x-rate-limit-remaining")
 
@@ -212,6 +224,8 @@ class Responses:
                 patterns["url"] = url
         if method:
             patterns["method"] = method.upper()
+        from respx.patterns import M
+
         try:
             M(**patterns)
         except (KeyError, ValueError, NotImplementedError, TypeError) as exc:
@@ -291,6 +305,8 @@ class Responses:
                 file=sys.stderr,
                 flush=True,
             )
+        import respx
+
         router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
         if not live:
             for rule in self.rules:
@@ -299,8 +315,11 @@ class Responses:
                 )
         router.route(name="default").mock(side_effect=_bind(interception, None))
         _install_socket_guard()
-        with router:
-            yield interception
+        try:
+            with router:
+                yield interception
+        finally:
+            interception.close()
 
     def __repr__(self) -> str:
         rules = "; ".join(r.description for r in self.rules) or "no rules"
@@ -315,6 +334,7 @@ class Interception:
         self.live = live
         self.secrets = _secret_variants(secrets)
         self.outside = EventRecord()  # requests made outside any ``record`` block
+        self._client: httpx.Client | None = None  # sends requests forwarded from a worker
 
     @contextmanager
     def record(self, event_id: str | None = None, event: Mapping[str, Any] | None = None) -> Iterator[EventRecord]:
@@ -330,12 +350,49 @@ class Interception:
         """Make ``rec`` the current record (for runners that manage the context)."""
         return _current.set((self, rec))
 
+    def close(self) -> None:
+        """Release what answering forwarded requests holds."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def host(self, kind: str, payload: Any) -> Any:
+        """Answer a host call from a function running in a worker process (``worker_scope``).
+
+        ``("http", (method, url, raw headers, body bytes))`` goes through this interception
+        as a request made here would (so respx's rules and the record see it), and answers
+        ``("response", status, raw headers, raw body)`` or ``("raise", ...)`` with the
+        exception a step raised; ``("violation", message)`` is a connection the worker
+        refused, marked on the current event's record.
+        """
+        if kind == "violation":
+            self._record().violations.append(str(payload))
+            return None
+        if kind != "http":
+            raise ScriptError(f"unknown host call {kind!r} from the worker process")
+        method, url, headers, content = payload
+        request = httpx.Request(method, url, headers=headers, content=content)
+        if self._client is None:
+            self._client = httpx.Client(trust_env=False)
+        try:
+            response = self._client.send(request, stream=True)
+            try:
+                raw = b"".join(response.iter_raw())
+            finally:
+                response.close()
+        except Exception as exc:
+            return ("raise", *_exception_wire(exc))
+        return ("response", response.status_code, list(response.headers.raw), raw)
+
+    def _record(self) -> EventRecord:
+        current = _current.get()
+        return current[1] if current and current[0] is self else self.outside
+
     # -- answering -----------------------------------------------------------------------
     def answer(self, request: httpx.Request, rule: _Rule | None) -> httpx.Response | httpx.Request:
         if _passing_through.get():
             return request  # our own live send, one level down: let respx pass it through
-        current = _current.get()
-        rec = current[1] if current and current[0] is self else self.outside
+        rec = self._record()
         entry = mask_request(request, self.secrets)
         entry["attempt"] = rec.attempt
         with rec.lock:
@@ -382,8 +439,7 @@ class Interception:
         finally:
             _passing_through.reset(token)
         # the body is already decoded: drop the headers that describe the wire encoding
-        headers = [(k, v) for k, v in real.headers.multi_items()
-                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        headers = [(k, v) for k, v in real.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
         response = httpx.Response(real.status_code, headers=headers, content=content, request=request)
         entry["response"] = self._masked_response(response)
         return response
@@ -463,7 +519,9 @@ def _response(step: Step, request: httpx.Request, call: Call, where: str, depth:
             return httpx.Response(status, text=str(step["text"]), headers=headers, request=request)
         return httpx.Response(status, json=step.get("json", {}), headers=headers, request=request)
     if isinstance(step, httpx.Response):
-        return httpx.Response(step.status_code, headers=step.headers, content=step.content, request=request)
+        # ``content`` is already decoded: drop the headers that describe the wire encoding
+        kept = [(k, v) for k, v in step.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+        return httpx.Response(step.status_code, headers=kept, content=step.content, request=request)
     if isinstance(step, type) and issubclass(step, httpx.RequestError):
         raise step(f"scripted {step.__name__} ({where})", request=request)
     if isinstance(step, BaseException):
@@ -597,11 +655,126 @@ def _refuse(sock: socket.socket, address: Any) -> None:
     interception, rec = current
     if interception.live or _passing_through.get():
         return
+    message = _blocked_message(address)
+    rec.violations.append(f"NetworkBlocked: {message}")
+    raise NetworkBlocked(message)
+
+
+def _blocked_message(address: Any) -> str:
     host, port = (address[0], address[1]) if isinstance(address, tuple) else (address, "")
-    message = (
+    return (
         f"the preview blocked a network connection to {host}:{port} made outside httpx; "
         "previews only answer requests made with httpx (module-level calls or clients): "
         "use httpx in the function, or run with live=True to send for real"
     )
-    rec.violations.append(f"NetworkBlocked: {message}")
-    raise NetworkBlocked(message)
+
+
+# -- the worker's side: requests forwarded to the caller ---------------------------------
+def _exception_wire(exc: Exception) -> tuple[Any, ...]:
+    """An exception a step raised, as data that rebuilds it in the worker."""
+    cls = type(exc)
+    if isinstance(exc, httpx.RequestError) and getattr(httpx, cls.__name__, None) is cls:
+        return ("httpx", cls.__name__, str(exc))  # rebuilt around the worker's own request
+    try:
+        blob = pickle.dumps(exc)
+        pickle.loads(blob)
+    except Exception:
+        return ("text", cls.__name__, str(exc))
+    return ("pickle", blob)
+
+
+def _forwarded_error(wire: tuple[Any, ...], request: httpx.Request) -> BaseException:
+    if wire[0] == "httpx":
+        error: BaseException = getattr(httpx, wire[1])(wire[2], request=request)
+        return error
+    if wire[0] == "pickle":
+        return pickle.loads(wire[1])  # type: ignore[no-any-return]
+    return RuntimeError(f"{wire[1]}: {wire[2]}")
+
+
+class _WorkerHTTP:
+    """In a worker process: every httpx request goes to the caller's interception.
+
+    httpx's own transports are patched (``HTTPTransport.handle_request`` and its async
+    twin, which every ``Client``, ``AsyncClient`` and module-level call uses), so nothing
+    but httpx is imported here; the caller's respx sees each request as if made there.
+    """
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.active = False  # a handler call is running
+        state = self
+
+        def handle_request(transport: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+            return state.forward(request, request.read())
+
+        async def handle_async_request(transport: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+            return state.forward(request, await request.aread())
+
+        httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign,assignment]
+        httpx.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign,assignment]
+        original = socket.socket.connect
+        original_ex = socket.socket.connect_ex
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            state.refuse(sock, address)
+            original(sock, address)
+
+        def connect_ex(sock: socket.socket, address: Any) -> int:
+            state.refuse(sock, address)
+            return original_ex(sock, address)
+
+        socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
+
+    def forward(self, request: httpx.Request, content: bytes) -> httpx.Response:
+        if not self.active:
+            raise NetworkBlocked(
+                f"{request.method} {request.url}: a request made after its handler returned "
+                "(from a thread it left running) is not answered in a preview")
+        try:
+            answer = host_call("http", (request.method, str(request.url), list(request.headers.raw), content))
+        except HostCallError as exc:
+            raise RuntimeError(f"the preview could not answer {request.method} {request.url}: {exc}") from None
+        if answer[0] == "raise":
+            raise _forwarded_error(answer[1:], request)
+        _, status, headers, raw = answer
+        return httpx.Response(status, headers=headers, content=raw, request=request)
+
+    def refuse(self, sock: socket.socket, address: Any) -> None:
+        if not self.active or self.live or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        message = _blocked_message(address)
+        with contextlib.suppress(HostCallError):
+            host_call("violation", f"NetworkBlocked: {message}")
+        raise NetworkBlocked(message)
+
+
+_WORKER_HTTP: list[_WorkerHTTP] = []
+
+
+@contextmanager
+def _scope(live: bool) -> Iterator[None]:
+    if not _WORKER_HTTP:
+        _WORKER_HTTP.append(_WorkerHTTP(live))
+    state = _WORKER_HTTP[0]
+    state.active = True
+    try:
+        yield
+    finally:
+        state.active = False
+        host_calls_settled()
+
+
+def worker_scope() -> contextlib.AbstractContextManager[None]:
+    """In a worker process, around each call: httpx requests are answered by the caller.
+
+    Named as the ``context`` of a ``WorkerPool`` whose ``host`` is
+    ``Interception.host``; connections outside httpx are refused.
+    """
+    return _scope(False)
+
+
+def worker_scope_live() -> contextlib.AbstractContextManager[None]:
+    """``worker_scope`` for live runs: other connections are allowed, as in-process."""
+    return _scope(True)

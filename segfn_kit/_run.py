@@ -216,7 +216,7 @@ def run(
             killed and replaced when a call passes its time limit or its memory limit (512 MiB)
             or ends the process, so every payload gets its row; ``"none"`` runs it in this
             process, for a debugger (no hard limits: a call that ignores the timeout holds the
-            run). Destination functions run in this process.
+            run). Destination functions too: their httpx requests are answered here.
         on_progress: for source functions, called with the count of payloads done as
             results arrive (every 1% of them and at the end), e.g. to move a progress bar
             without splitting the run (which would start the worker processes again).
@@ -270,7 +270,8 @@ def run(
         from segfn_kit._destination import run_destination
 
         result: pd.DataFrame = run_destination(
-            fn, payloads, values, timeout=timeout, progress=progress, validate=validate, **options
+            fn, payloads, values, timeout=timeout, progress=progress, validate=validate,
+            isolation=isolation, **options
         )
         return result
     if options:

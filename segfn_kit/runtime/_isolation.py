@@ -77,7 +77,9 @@ __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "Call",
     "CallResult",
+    "HostCallError",
     "WorkerPool",
+    "host_call",
 ]
 
 DEFAULT_MEMORY_LIMIT = 512 * 2**20
@@ -132,8 +134,9 @@ class _Worker:
     is still there to read.
     """
 
-    def __init__(self) -> None:
-        """Start a blank worker: Python with the runtime imported, waiting for a function."""
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
+        """Start a blank worker: Python with the runtime (and ``preload``) imported,
+        waiting for a function."""
         parent_r, child_w = os.pipe()
         child_r, parent_w = os.pipe()
         self.results = _results_file()
@@ -159,8 +162,9 @@ class _Worker:
             os.close(child_w)
         self.reader = Connection(parent_r, writable=False)
         self.writer = Connection(parent_w, readable=False)
-        if _PRELOAD:  # imported while the worker waits for a function (a spare waits long)
-            self.writer.send(("preload", list(_PRELOAD)))
+        modules = [*_PRELOAD, *(m for m in preload if m not in _PRELOAD)]
+        if modules:  # imported while the worker waits for a function (a spare waits long)
+            self.writer.send(("preload", modules))
         self.pending: collections.deque[tuple[int, Call, float | None]] = collections.deque()  # index, call, limit
         self.started = 0.0  # when the call at the head of ``pending`` started (monotonic)
         self.offset = 0  # how far the results file was read
@@ -322,38 +326,47 @@ def preload(*modules: str) -> None:
             _PRELOAD.append(name)
 
 
-_SPARES: list[_Worker] = []  # blank workers started ahead, so a run need not wait for one
+# blank workers started ahead, so a run need not wait for one; by the modules a pool
+# preloads besides ``_PRELOAD`` (``WorkerPool(preload=)``)
+_SPARES: dict[tuple[str, ...], list[_Worker]] = {}
 _SPARES_LOCK = threading.Lock()
 _MAX_SPARES = 1
 
 
-def _blank_worker() -> _Worker:
+def _blank_worker(preload: tuple[str, ...] = ()) -> _Worker:
     """A started blank worker (a spare when one is ready), and a new spare in its place."""
     with _SPARES_LOCK:
-        worker = _SPARES.pop() if _SPARES else None
+        spares = _SPARES.get(preload)
+        worker = spares.pop() if spares else None
     if worker is None or worker.process.poll() is not None:
         if worker is not None:
             worker.kill()
-        worker = _Worker()
-    _replenish()
+        worker = _Worker(preload)
+    _replenish(preload)
     return worker
 
 
-def start_spare() -> None:
-    """Start a blank worker ahead of the first pool (a handler's cold start overlaps it)."""
-    _replenish()
+def start_spare(preload: tuple[str, ...] = ()) -> None:
+    """Start a blank worker ahead of the first pool (a handler's cold start overlaps it).
+
+    ``preload``: modules the spare imports while it waits (a pool made with the same
+    ``preload`` takes it), e.g. ``("httpx",)`` for destination functions.
+    """
+    _replenish(preload)
 
 
-def _replenish() -> None:
+def _replenish(preload: tuple[str, ...] = ()) -> None:
     with _SPARES_LOCK:
-        if len(_SPARES) < _MAX_SPARES:
-            _SPARES.append(_Worker())
+        spares = _SPARES.setdefault(preload, [])
+        if len(spares) < _MAX_SPARES:
+            spares.append(_Worker(preload))
 
 
 @atexit.register
 def _stop_spares() -> None:
     with _SPARES_LOCK:
-        spares, _SPARES[:] = list(_SPARES), []
+        spares = [w for group in _SPARES.values() for w in group]
+        _SPARES.clear()
     for worker in spares:
         worker.kill()
 
@@ -432,6 +445,8 @@ class WorkerPool:
         workers: how many processes run calls in parallel.
         grace: seconds past ``timeout`` before a call that ignored the timeout is killed.
         chunk_size: payloads per message to a worker.
+        preload: modules a new worker imports before it loads the function (started
+            ahead as a spare, so a pool's first call need not wait for them).
         prepare: ``"module:function"`` called on each ``Request`` in the worker before the
             handler (for example a faster JSON parse), or ``None``.
         check: ``"module:function"`` called in the worker as ``check(events, objects,
@@ -440,6 +455,10 @@ class WorkerPool:
             ``None``.
         context: ``"module:function"`` returning a context manager entered around each call
             in the worker (for example scripted HTTP answers), or ``None``.
+        host: called in this process, as ``host(kind, payload)``, for each
+            :func:`host_call` the function's worker makes during a call (for example an
+            HTTP request answered by a script that lives here); what it returns, or the
+            text of what it raises, goes back to the worker. ``None``: host calls fail.
 
     A pool is thread-safe: :meth:`call` may be used from many threads (a web server's), and
     a call blocks only its own thread. Use it as a context manager, or call :meth:`close`.
@@ -464,6 +483,8 @@ class WorkerPool:
         prepare: str | None = None,
         context: str | None = None,
         check: str | None = None,
+        host: Callable[[str, Any], Any] | None = None,
+        preload: tuple[str, ...] = (),
     ):
         self.function = function
         self.settings_values = dict(settings or {})
@@ -475,6 +496,8 @@ class WorkerPool:
         self.prepare = prepare
         self.context = context
         self.check = check
+        self.host = host
+        self.preload = tuple(preload)
         self._secrets = function.settings(self.settings_values).secret_values()
         self._idle: list[_Worker] = []
         self._count = 0  # workers alive (idle or busy)
@@ -552,10 +575,12 @@ class WorkerPool:
         worker.submit([(0, item)], limit)
         done: dict[int, CallResult] = {}
         busy = {worker.reader: worker}
-        while not done:
-            finished = self._collect(busy, done)
-            if finished and 0 not in done:  # pragma: no cover - a worker always answers or dies
-                break
+        # until the worker is released or replaced: its result may be read before it says
+        # that it is done (and a worker never released would leave the pool short)
+        while not self._collect(busy, done):
+            pass
+        if 0 not in done:  # pragma: no cover - a worker always answers or dies
+            raise RuntimeError("worker pool lost the result of the call")
         return done[0]
 
     def close(self) -> None:
@@ -594,7 +619,7 @@ class WorkerPool:
                     return None
                 self._free.wait()
         try:
-            worker = _blank_worker()
+            worker = _blank_worker(self.preload)
             worker.load(self)
             return worker
         except BaseException:
@@ -634,15 +659,24 @@ class WorkerPool:
         finished: list[_Worker] = []
         now = time.monotonic()
         for conn, worker in busy.items():
-            ended = False
+            ended = broken = False
             if conn in ready:
                 try:
-                    # a chunk is done (every result of it is in the file); maybe two
-                    worker.reader.recv_bytes()
-                    worker.inflight -= 1
-                    while worker.inflight and worker.reader.poll(0):
-                        worker.reader.recv_bytes()
-                        worker.inflight -= 1
+                    # a chunk is done (every result of it is in the file); maybe two; or the
+                    # call asks this process something (a host call: it still runs)
+                    message = worker.reader.recv_bytes()
+                    while True:
+                        if message[:1] == _HOST_CALL:
+                            worker.drain(done)
+                            broken = not _answer_host_call(self.host, worker, message, self._deadline(worker))
+                            now = time.monotonic()
+                            if broken:  # its inbox holds half an answer: killed below
+                                break
+                        else:
+                            worker.inflight -= 1
+                        if not (worker.inflight and worker.reader.poll(0)):
+                            break
+                        message = worker.reader.recv_bytes()
                 except (EOFError, OSError):
                     ended = True
             worker.drain(done)
@@ -666,7 +700,7 @@ class WorkerPool:
                 finished.append(worker)
                 continue
             deadline = self._deadline(worker)
-            if deadline is not None and now >= deadline and worker.pending:
+            if deadline is not None and (now >= deadline or broken) and worker.pending:
                 index, _, limit = worker.pending.popleft()
                 elapsed = now - worker.started
                 self._discard(worker)
@@ -748,6 +782,7 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
     os.dup2(2, 1)  # output written to fd 1 never reaches the caller's stdout
     inbox = Connection(read_fd, writable=False)
     outbox = Connection(write_fd, readable=False)
+    _HOST.channel = (inbox, outbox)
     try:
         message = inbox.recv()
         while message[0] == "preload":
@@ -970,3 +1005,151 @@ class IsolatedFunction(Function):
     ) -> Invocation:
         """Run ``on_batch`` once over a list of events in a worker."""
         return self._call(("batch", [dict(e) for e in events]), timeout)
+
+
+# -- calls back to the caller (host calls) -----------------------------------------------
+#
+# A call running in a worker may need something only the caller has: a destination
+# preview's scripted HTTP answers live in the caller, with the record of every request.
+# The worker sends ``b"h" + pickle((seq, kind, payload))`` on its message pipe (the same
+# pipe that says a chunk is done) and waits on its inbox for ``pickle((seq, ok, value))``.
+# The timer signal can stop the call while it waits: the answer then arrives later and is
+# skipped by its sequence number (``host_calls_settled`` reads every owed answer before
+# the next chunk's message can be read). Sending and reading a message run with the timer
+# signal blocked, so a message is never cut in half.
+
+_HOST_CALL = b"h"
+
+
+class HostCallError(RuntimeError):
+    """A host call failed in the caller (or there is no caller to ask)."""
+
+
+class _HostState:
+    def __init__(self) -> None:
+        self.channel: tuple[Connection, Connection] | None = None
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.owed: set[int] = set()
+
+
+_HOST = _HostState()
+
+
+@contextlib.contextmanager
+def _timer_blocked() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _read_answer(inbox: Connection, wanted: int | None) -> tuple[bool, Any]:
+    """Read answers until the one numbered ``wanted`` (``None``: until none is owed)."""
+    while True:
+        inbox.poll(None)  # the time limit may stop the call here; nothing was read yet
+        with _timer_blocked():
+            seq, ok, value = pickle.loads(inbox.recv_bytes())
+            _HOST.owed.discard(seq)
+            settled = seq == wanted or (wanted is None and not _HOST.owed)
+        if settled:
+            return (ok, value) if seq == wanted else (True, None)
+
+
+def host_call(kind: str, payload: Any) -> Any:
+    """Ask the caller of this worker's pool (its ``host``) and wait for the answer.
+
+    Only meaningful inside a worker while a call runs; the call's time limit keeps
+    running while the caller answers.
+
+    Raises:
+        HostCallError: not in a worker, the pool has no host, or the host raised (its
+            message is the host's exception as text).
+
+    Example:
+        >>> host_call("http", {})
+        Traceback (most recent call last):
+        ...
+        segfn_kit.runtime._isolation.HostCallError: host_call is only available in a worker process
+    """
+    channel = _HOST.channel
+    if channel is None:
+        raise HostCallError("host_call is only available in a worker process")
+    inbox, outbox = channel
+    with _HOST.lock:
+        _HOST.seq += 1
+        seq = _HOST.seq
+        blob = _HOST_CALL + pickle.dumps((seq, kind, payload), _PROTOCOL)
+        with _timer_blocked():
+            outbox.send_bytes(blob)
+            _HOST.owed.add(seq)
+        ok, value = _read_answer(inbox, seq)
+    if not ok:
+        raise HostCallError(value)
+    return value
+
+
+def host_calls_settled() -> None:
+    """Read the answers still owed to calls that the time limit stopped while they waited.
+
+    A worker-side ``context`` that makes host calls runs this when its call ends, so the
+    next message the worker reads is its next chunk.
+    """
+    channel = _HOST.channel
+    if channel is None or not _HOST.owed:
+        return
+    with _HOST.lock:
+        if _HOST.owed:
+            _read_answer(channel[0], None)
+
+
+def _answer_host_call(
+    host: Callable[[str, Any], Any] | None, worker: _Worker, message: bytes, deadline: float | None
+) -> bool:
+    """Answer one host call of ``worker`` (in the caller), writing no longer than ``deadline``;
+    ``False`` when the answer could not be written whole (the worker must be killed)."""
+    try:
+        seq, kind, payload = pickle.loads(message[1:])
+    except Exception:  # pragma: no cover - the worker only sends what it pickled
+        return True
+    try:
+        if host is None:
+            raise HostCallError(f"this worker pool answers no host calls (asked for {kind!r})")
+        answer = pickle.dumps((seq, True, host(kind, payload)), _PROTOCOL)
+    except Exception as exc:  # a host that fails, or an answer that cannot be pickled
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        answer = pickle.dumps((seq, False, text), _PROTOCOL)
+    return _send_frame(worker.writer, answer, deadline)
+
+
+def _send_frame(conn: Connection, data: bytes, deadline: float | None) -> bool:
+    """``conn.send_bytes(data)`` that gives up at ``deadline`` (a worker that no longer
+    reads, past its limit, is killed then; its pipe is never read again)."""
+    import select
+    import struct
+
+    if deadline is None:
+        conn.send_bytes(data)
+        return True
+    fd = conn.fileno()
+    view = memoryview(struct.pack("!i", len(data)) + data)
+    os.set_blocking(fd, False)
+    try:
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                select.select([], [fd], [], left)
+            except OSError:  # the worker ended: its exit is seen when its pipe is read
+                return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.set_blocking(fd, True)
+    return True
