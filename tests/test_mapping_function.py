@@ -148,7 +148,11 @@ def test_exported_python_handler_of_a_mapping_file_passes_its_own_tests(corpora_
     done = _segfn("export", str(GITHUB), "--out", str(out), "--payloads",
                   str(corpora_dir / "hookdeck-webhook-samples" / "github"))
     assert done.returncode == 0, done.stderr
-    assert json.loads((out / "function.py").read_text())["name"] == "github_activity"
+    # named as what it holds: the handler loads it as a mapping file by its name
+    assert json.loads((out / "function.mapping.json").read_text())["name"] == "github_activity"
+    assert not (out / "function.py").exists()
+    assert '"function.mapping.json"' in (out / "handler.py").read_text()
+    assert '"function.mapping.json"' in (out / "build_zip.py").read_text()
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=out,
                            capture_output=True, text=True, timeout=300, check=False)
     assert tests.returncode == 0, tests.stdout[-2000:]

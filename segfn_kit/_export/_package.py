@@ -139,6 +139,12 @@ def _dumps_line(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False, sort_keys=False, separators=(",", ":"))
 
 
+FUNCTION_FILE = "function.py"
+"""The name of the function file inside a package."""
+MAPPING_FUNCTION_FILE = "function.mapping.json"
+"""The name of a mapping function file inside a package (``Function.from_file`` reads it by name)."""
+
+
 def export(
     function: str | os.PathLike[str] | Function,
     out: str | os.PathLike[str],
@@ -155,7 +161,7 @@ def export(
     """Write the handler package of a function file into the folder ``out``.
 
     The package runs where segfn_kit is not installed: the function file verbatim as
-    ``function.py``, the runtime it imports, ``handler.py`` (AWS Lambda, ASGI, command
+    ``function.py`` (a mapping file as ``function.mapping.json``), the runtime it imports, ``handler.py`` (AWS Lambda, ASGI, command
     line), ``requirements.txt``, a README, ``build_zip.py`` and ``tests/`` built from the
     previewed inputs and their expected outputs. Exporting the same inputs again, into any
     folder, writes the same bytes.
@@ -281,7 +287,9 @@ def export(
         for n in setting_names
     ) or "none"
     example = {n: (f"<{n}>" if n in secrets else test_settings.get(n, "...")) for n in setting_names}
+    function_file = FUNCTION_FILE if fn.mapping is None else MAPPING_FUNCTION_FILE
     context = {
+        "function_file": function_file,
         "provenance": provenance,
         "provenance_comment": "\n".join(f"# {line}" for line in provenance.splitlines()),
         "source_name": name,
@@ -296,7 +304,7 @@ def export(
         "plan_rules": len(json.loads(plan_json)["rules"]) if plan_json else 0,
     }
 
-    files: dict[str, bytes] = {"function.py": source.encode("utf-8")}
+    files: dict[str, bytes] = {function_file: source.encode("utf-8")}
     if plan_json is not None:
         files[PLAN_FILE] = plan_json
     env = template_environment()
@@ -337,7 +345,7 @@ def export(
     for target, content in files.items():
         for secret in leak_forms:
             if secret.encode("utf-8", "surrogatepass") in content:
-                where = "the function file itself" if target == "function.py" else target
+                where = "the function file itself" if target == function_file else target
                 raise ExportError(
                     f"the value of a secret setting appears in {where}; read it from settings "
                     "instead of writing it in the file"
