@@ -9,6 +9,7 @@ which draws it twice).
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
@@ -20,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ._summary import CATEGORIES, RunSummary
 
-__all__ = ["MAX_BARS", "bar_chart_png", "coverage_png", "outcomes_png", "top_bars", "top_title"]
+__all__ = ["MAX_BARS", "bar_chart_png", "coverage_png", "forget_charts", "outcomes_png", "top_bars", "top_title"]
 
 _COLOURS = {
     "mapped": "#2da44e",
@@ -72,11 +73,30 @@ def bar_chart_png(
         row_height: inches per bar.
         xmax: the right end of the scale (default: the longest bar).
 
+    The last few charts are kept by their data: an edit that changes no plotted number
+    redraws nothing (:func:`forget_charts` forgets them).
+
     Example:
         >>> png = bar_chart_png(["a", "b"], [(None, [3, 1], "#cf222e")], title="t", xlabel="n", empty="none")
         >>> png[:4] == b"\\x89PNG"
         True
     """
+    frozen = tuple((name, tuple(values), colour if isinstance(colour, str) else tuple(colour))
+                   for name, values, colour in series)
+    return _chart(tuple(labels), frozen, title, xlabel, empty, label_size, row_height, xmax)
+
+
+@functools.lru_cache(maxsize=16)
+def _chart(
+    labels: tuple[str, ...],
+    series: tuple[tuple[str | None, tuple[float, ...], str | tuple[str, ...]], ...],
+    title: str,
+    xlabel: str,
+    empty: str,
+    label_size: float,
+    row_height: float,
+    xmax: float | None,
+) -> bytes:
     if not labels:
         fig = Figure(figsize=(4, 0.5), dpi=_DPI)
         FigureCanvasAgg(fig)
@@ -116,6 +136,15 @@ def bar_chart_png(
     for spine in ("top", "right"):
         ax.spines[spine].set_visible(False)
     return _png(fig)
+
+
+def forget_charts() -> None:
+    """Forget the charts :func:`bar_chart_png` kept: the next call draws again.
+
+    Example:
+        >>> forget_charts()
+    """
+    _chart.cache_clear()
 
 
 def top_bars(counts: Mapping[K, int]) -> list[tuple[K, int]]:
