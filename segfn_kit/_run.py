@@ -48,6 +48,7 @@ from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_v
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
 from segfn_kit.runtime._isolation import CallResult, WorkerPool, preload
 from segfn_kit.runtime._json import MISSING, fast_loads
+from segfn_kit.runtime._rules import request_refusal
 from segfn_kit.spec import invocation_issues
 
 if TYPE_CHECKING:
@@ -295,6 +296,9 @@ def run(
     return _run_source(fn, items, fn.settings(values), timeout, progress, validate, isolation, on_progress, size)
 
 
+_DEPLOYED = " (the exported handler answers this status before the function runs)"
+
+
 def _run_source(
     fn: Function,
     items: Inputs,
@@ -329,6 +333,10 @@ def _run_source(
                     request = item.request()
                 except Exception as exc:  # a frame row the loader could not make sense of
                     failure = f"PayloadError: cannot make a request of this row ({type(exc).__name__}: {exc})"
+                else:  # what the deployed handler refuses (413, 415) never reaches the function
+                    refusal = request_refusal(request.headers.peek("content-type"), len(request.content))
+                    if refusal is not None:
+                        failure = f"{refusal}{_DEPLOYED}"
             if failure is not None:
                 failures[n] = failure
                 continue

@@ -45,6 +45,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 async def _answer(engine: Engine, scope: Scope, receive: Receive, config: Config) -> tuple[Answer, bytes, str]:
     from ._engine import refuse
+    from ._rules import body_too_large
 
     method = str(scope.get("method", "")).upper()
     headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", []))
@@ -54,10 +55,10 @@ async def _answer(engine: Engine, scope: Scope, receive: Receive, config: Config
         return engine.check(method, headers, b"", config) or refuse(405, "method_not_allowed", ""), b"", method
     declared = headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > config.max_body:  # not "²"
-        return refuse(413, "too_large", f"body of {declared} bytes is over the {config.max_body}-byte limit"), b"", method
+        return refuse(*body_too_large(declared, config.max_body)), b"", method
     body = await _read_body(receive, config.max_body)
     if body is None:
-        return refuse(413, "too_large", f"body is over the {config.max_body}-byte limit"), b"", method
+        return refuse(*body_too_large(None, config.max_body)), b"", method
     import asyncio  # here, not at the top: only the ASGI app needs it
 
     # the function is synchronous: run it off the event loop so other requests keep flowing

@@ -37,7 +37,14 @@ from ._delivery import DeliveryError, TrackingClient, UndeliverableEvent
 from ._errors import InvalidEventPayload
 from ._function import DEFAULT_TIMEOUT, Function, Invocation
 from ._request import Headers, Request
-from ._rules import EventResult, batch_results, event_result, reject_event, status_of
+from ._rules import (
+    EventResult,
+    batch_results,
+    event_result,
+    reject_event,
+    request_refusal,
+    status_of,
+)
 from ._settings import Settings, mask_text
 from ._signatures import verify_signature
 
@@ -53,9 +60,6 @@ __all__ = [
 
 DELIVERY_RESERVE = 1.0
 """Seconds of a Lambda's remaining time kept back for delivering the events and answering."""
-
-_TEXT_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
-
 
 # -- the function's side: the same in the preview and deployed ------------------------------
 
@@ -348,21 +352,14 @@ class Engine:
 
     # -- one request ------------------------------------------------------------------------
 
-    def _content_type_ok(self, content_type: str) -> bool:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if self.function.kind == "destination":
-            # Segment's webhook destinations post JSON
-            return media in ("", "application/json") or media.endswith("+json")
-        return media == "" or media.endswith("+json") or media.startswith(_TEXT_TYPES)
-
     def check(self, method: str, headers: Headers, body: bytes, config: Config) -> Answer | None:
         """Refuse a request before the function runs; ``None`` when it may run."""
         if method != "POST":
             return refuse(405, "method_not_allowed", f"{method or '?'} is not allowed; webhooks are POSTs", Allow="POST")
-        if len(body) > config.max_body:
-            return refuse(413, "too_large", f"body of {len(body)} bytes is over the {config.max_body}-byte limit")
-        if not self._content_type_ok(headers.get("content-type", "")):
-            return refuse(415, "unsupported_media_type", "content type not accepted; send JSON or url-encoded")
+        refusal = request_refusal(headers.get("content-type", ""), len(body), kind=self.function.kind,
+                                  max_body=config.max_body)
+        if refusal is not None:  # the one rule; run() and the preview apply it too
+            return refuse(*refusal)
         if config.signature is not None:
             assert config.signing_secret is not None
             verdict = verify_signature(config.signature, config.signing_secret, headers, body)

@@ -77,6 +77,22 @@ class Headers(Mapping[str, str]):
         item = self._items.get(name.lower()) if isinstance(name, str) else None
         return default if item is None else item[1]
 
+    def peek(self, name: str) -> str | None:
+        """``get(name)`` that leaves headers nobody read yet unread (a scan of them): for a
+        check of one header before the function runs, which may never read any.
+
+        Example:
+            >>> Headers({"Content-Type": "text/plain"}).peek("content-type")
+            'text/plain'
+        """
+        lazy = self._lazy
+        if type(lazy) is dict:
+            wanted = name.lower()
+            found = [v for k, v in lazy.items() if type(k) is str and k.lower() == wanted]
+            if len(found) == 1 and type(found[0]) is str:
+                return found[0]
+        return self.get(name)
+
     def __iter__(self) -> Iterator[str]:
         return (original for original, _ in self._items.values())
 

@@ -6,6 +6,9 @@ applies these, so a function behaves the same wherever it runs:
 
 - limits: a request body of at most 512 KiB, an event of at most 32 KB, 400 events per
   ``on_batch`` call;
+- which request is refused before the function runs (``request_refusal``: 413 for a body
+  over the limit, 415 for a content type the handler does not take), in the preview and
+  deployed;
 - which input is no event a destination would ever receive, and which event Segment's
   Tracking API drops (``reject_event``: no type or an unknown one, neither userId nor
   anonymousId, a track without ``event``, a group without ``groupId``, an alias without
@@ -25,7 +28,7 @@ import datetime as _dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._function import DESTINATION_HANDLERS, Invocation
 
@@ -36,9 +39,11 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "STATUS",
     "EventResult",
+    "Refusal",
     "batch_results",
     "event_result",
     "reject_event",
+    "request_refusal",
     "retry_after",
     "status_of",
 ]
@@ -67,6 +72,71 @@ BATCH_CONTRACT = (
     "on_batch returns None (all delivered) or a list of one {'status': <int>, "
     "'errormessage': <str>} per event, in input order"
 )
+
+
+_TEXT_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
+
+
+class Refusal(NamedTuple):
+    """A request refused before the function runs: the status, a code and why."""
+
+    status: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+def body_too_large(size: int | str | None, max_body: int = MAX_BODY_BYTES) -> Refusal:
+    """The 413 refusal of a body of ``size`` bytes (``None``: not known, it was cut off)."""
+    of = f"body of {size} bytes" if size is not None else "body"
+    return Refusal(413, "too_large", f"{of} is over the {max_body}-byte limit")
+
+
+def request_refusal(
+    content_type: str | None, size: int, *, kind: str = "source", max_body: int = MAX_BODY_BYTES
+) -> Refusal | None:
+    """Why a request is refused before the function runs, or ``None`` when it may run.
+
+    A body over ``max_body`` bytes (Segment's 512 KiB) is 413; a content type other than
+    JSON, url-encoded form or text (a source) or JSON (a destination, as Segment posts
+    events) is 415. The preview and ``run()`` make such a payload an error row with the
+    same text as the deployed handler's answer.
+
+    Example:
+        >>> str(request_refusal("application/json", 600_000))
+        '413 too_large: body of 600000 bytes is over the 524288-byte limit'
+        >>> request_refusal("application/xml", 10).status
+        415
+        >>> request_refusal("text/plain; charset=utf-8", 10) is None
+        True
+    """
+    if size > max_body:
+        return body_too_large(size, max_body)
+    key = (content_type or "", kind)
+    if key in _MEDIA:  # the same few content types over and over: decided once each
+        return _MEDIA[key]
+    refusal = _media_refusal(*key)
+    if len(_MEDIA) < 256:
+        _MEDIA[key] = refusal
+    return refusal
+
+
+_MEDIA: dict[tuple[str, str], Refusal | None] = {}
+
+
+def _media_refusal(content_type: str, kind: str) -> Refusal | None:
+    media = content_type.split(";", 1)[0].strip().lower()
+    if kind == "destination":
+        if media in ("", "application/json") or media.endswith("+json"):
+            return None
+        return Refusal(415, "unsupported_media_type",
+                       f"content type {media!r} not accepted; Segment posts events as JSON")
+    if media == "" or media.endswith("+json") or media.startswith(_TEXT_TYPES):
+        return None
+    return Refusal(415, "unsupported_media_type",
+                   f"content type {media!r} not accepted; send JSON, url-encoded form or text")
 
 
 def status_of(outcome: str, timed_out: bool = False) -> int:

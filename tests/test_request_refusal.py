@@ -1,0 +1,91 @@
+"""413 and 415 are one rule (``runtime._rules.request_refusal``): the preview and ``run()``
+give a payload the exported handler would refuse an error row with the handler's own words."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from segfn_kit import load_payloads, preview, run
+from segfn_kit.runtime._rules import MAX_BODY_BYTES, request_refusal
+from tests._servers import clean_env, serving
+
+FUNCTION = '''
+from segfn_kit.runtime import Segment
+def on_request(request, settings):
+    Segment.track(user_id="u1", event="Seen", properties={"n": len(request.content)})
+'''
+BIG = {"pad": "x" * MAX_BODY_BYTES}
+PAYLOADS: list[dict[str, Any]] = [
+    {"headers": {"Content-Type": "application/json"}, "body": {"small": True}},
+    {"headers": {"Content-Type": "application/json"}, "body": BIG},
+    {"headers": {"Content-Type": "application/xml"}, "body": "<a/>"},
+    {"headers": {"content-type": "text/plain; charset=utf-8"}, "body": "plain words"},
+    {"headers": {"Content-Type": "application/x-www-form-urlencoded"}, "body": "a=1&b=2"},
+    {"headers": {"Content-Type": "multipart/form-data; boundary=x"}, "body": "--x--"},
+]
+REFUSED = {1: 413, 2: 415, 5: 415}
+
+
+def _wire(payload: dict[str, Any]) -> bytes:
+    body = payload["body"]
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8")
+
+
+def test_the_rule_itself() -> None:
+    assert request_refusal("application/json", MAX_BODY_BYTES) is None
+    too_big = request_refusal("application/json", MAX_BODY_BYTES + 1)
+    assert too_big is not None and (too_big.status, too_big.code) == (413, "too_large")
+    assert request_refusal(None, 10) is None and request_refusal("application/vnd.api+json", 10) is None
+    assert request_refusal("text/csv", 10) is None
+    assert request_refusal("text/plain", 10, kind="destination") is not None
+    assert request_refusal("APPLICATION/XML; charset=utf-8", 10) == request_refusal("application/xml", 10)
+
+
+def test_run_gives_a_refused_payload_an_error_row_and_runs_the_others() -> None:
+    out = run(FUNCTION, PAYLOADS)
+    for n, (_, row) in enumerate(out.iterrows()):
+        if n in REFUSED:
+            assert row["outcome"] == "error" and row["events"] == [], n
+            assert row["error"].startswith(f"{REFUSED[n]} "), row["error"]
+            assert "the exported handler answers this status before the function runs" in row["error"]
+        else:
+            assert row["outcome"] == "ok", (n, row["error"])
+    assert out["error"].iloc[1].startswith(f"413 too_large: body of {len(_wire(PAYLOADS[1]))} bytes is over the ")
+    assert "content type 'application/xml' not accepted" in out["error"].iloc[2]
+    # in-process too, and in the preview (which calls run)
+    assert run(FUNCTION, PAYLOADS, isolation="none")["error"].tolist() == out["error"].tolist()
+    wb = preview(FUNCTION, load_payloads(PAYLOADS))
+    assert wb.results is not None
+    assert wb.results["error"].tolist() == out["error"].tolist()
+
+
+@pytest.fixture(scope="module")
+def handler_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from segfn_kit._export import export
+
+    tmp = tmp_path_factory.mktemp("refusal_export")
+    (tmp / "seen.py").write_text(FUNCTION, encoding="utf-8")
+    (tmp / "payload.json").write_text(json.dumps({"small": True}), encoding="utf-8")
+    package = export(tmp / "seen.py", tmp / "package", payloads=[tmp / "payload.json"])
+    env = clean_env(SEGMENT_WRITE_KEY="wk-refusal", SEGMENT_API_HOST="http://127.0.0.1:9", SEGFN_ISOLATION="none")
+    with serving(package, env, log_path=tmp / "server.log", timeout=30) as (url, _):
+        yield url
+
+
+def test_the_exported_handler_answers_what_the_rows_say(handler_url: str) -> None:
+    rows = run(FUNCTION, PAYLOADS)
+    with httpx.Client(timeout=30) as client:
+        for n, payload in enumerate(PAYLOADS):
+            if n not in REFUSED:
+                continue
+            answer = client.post(handler_url, content=_wire(payload), headers=payload["headers"])
+            body = answer.json()
+            assert answer.status_code == REFUSED[n], body
+            # the row's text is the answer's status, code and error, word for word
+            assert rows["error"].iloc[n].startswith(f"{answer.status_code} {body['outcome']}: {body['error']}")
