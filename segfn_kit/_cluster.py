@@ -537,18 +537,15 @@ def _run_partition(job: _Job, secrets: _Secrets, partition: Partition) -> _Resul
         client = TrackingClient(secrets.write_key or "", job.host, objects_host=job.objects_host,
                                 budget=job.budget, timeout=min(30.0, job.budget), dead_letter=dead,
                                 max_batch_events=job.batch_events, transport=_pacing_transport(job.pacer, job.rate))
-    from segfn_kit.runtime._function import timeouts_in_place
-
     counts = [0] * len(partition.pieces)
     try:
-        # the function runs on this task thread, limited as on a main thread (isolation="none"):
-        # the Dask worker is already a process apart from the caller, and a worker pool per
-        # partition would start one more process per partition; a call that ignores its
-        # timeout signal therefore holds its partition, as it would in `segfn run --isolation none`
-        with timeouts_in_place():
-            summary = replay(_function(job), partition.label, settings=secrets.settings,
-                             dry_run=job.mode == "dry-run", client=client, budget=job.budget,
-                             stream=_counted(partition, counts), isolation="none")
+        # the function runs in a worker process of this Dask worker (one per task thread, fed
+        # the partition's payloads in chunks, started from a spare made ahead): a call that
+        # ignores its timeout, passes the memory limit or ends its process is killed and is
+        # that payload's error; this Dask worker and the partition's other payloads go on
+        summary = replay(_function(job), partition.label, settings=secrets.settings,
+                         dry_run=job.mode == "dry-run", client=client, budget=job.budget,
+                         stream=_counted(partition, counts), isolation="process", workers=1)
     finally:
         if client is not None:
             client.close()

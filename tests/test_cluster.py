@@ -269,9 +269,10 @@ def test_a_partition_that_kills_its_workers_is_exit_1_not_a_hang(
     from segfn_kit._cli.replay import _run_cluster
 
     fn = tmp_path / "deadly.py"
+    # the function runs in a child of the Dask worker: it kills its parent, the Dask worker
     fn.write_text("import os, signal\nfrom segfn_kit.runtime import Segment\n"
                   "def on_request(request, settings):\n"
-                  "    os.kill(os.getpid(), signal.SIGKILL)\n")
+                  "    os.kill(os.getppid(), signal.SIGKILL)\n")
     data = tmp_path / "a.jsonl"
     data.write_text('{"n": 1}\n')
     # one death is enough here (the default is three): the test stays short
@@ -284,6 +285,61 @@ def test_a_partition_that_kills_its_workers_is_exit_1_not_a_hang(
         assert _run_cluster(args) == 1
     err = capsys.readouterr().err
     assert "KilledWorker" in err and "a.jsonl" in err and "died 1 time(s)" in err
+
+
+HOSTILE = '''\
+import os, time
+from segfn_kit.runtime import Segment
+
+def on_request(request, settings):
+    body = request.json()
+    if body["n"] == 3:  # a bare except in a loop swallows the timeout signal
+        while True:
+            try:
+                time.sleep(0.01)
+            except:
+                pass
+    if body["n"] == 5:
+        os._exit(1)
+    if body["n"] == 7:
+        blob = bytearray(6 * 2**30)
+    Segment.track(user_id=f"u{body['n']}", event="Seen", properties={"pid": os.getpid()})
+'''
+
+
+def test_a_runaway_call_in_a_partition_is_its_payloads_error_and_the_dask_worker_lives_on(
+    tmp_path: Path,
+) -> None:
+    from distributed import Client, LocalCluster
+
+    from segfn_kit._cluster import replay_on_cluster
+
+    fn = tmp_path / "hostile.py"
+    fn.write_text(HOSTILE)
+    data = tmp_path / "a.jsonl"
+    data.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(10)))
+    store = tmp_path / "sink.sqlite3"
+    with running_sink(write_key=KEY, store=store) as url, LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
+    ) as lc, Client(lc.scheduler_address) as client:
+        before = set(client.scheduler_info()["workers"])
+        summary = replay_on_cluster(fn, data, scheduler=lc.scheduler_address, to=url, write_key=KEY,
+                                    budget=30.0)
+        after = set(client.scheduler_info()["workers"])
+        dask_pids = set(client.run(os.getpid).values())
+    assert before == after  # the same Dask worker: nothing killed it
+    assert summary.payloads == 10 and summary.events == 7
+    errors = sorted(summary.errors)
+    assert len(errors) == 3
+    assert "a.jsonl#4: FunctionTimeout: the function ran past its 5 s limit and did not stop" in errors[0]
+    assert "a.jsonl#6: WorkerExit: the function ended its worker process (exit code 1)" in errors[1]
+    assert "a.jsonl#8: MemoryLimitExceeded" in errors[2]
+    events = read_sink(store)
+    assert sorted(events["user_id"]) == sorted(f"u{n}" for n in range(10) if n not in (3, 5, 7))
+    # the calls ran in children of the Dask worker, not in it
+    pids = {json.loads(p)["properties"]["pid"] if isinstance(p, str) else p["properties"]["pid"]
+            for p in events["payload"]}
+    assert pids and not pids & dask_pids
 
 
 def test_no_worker_left_is_exit_1_not_a_hang(tmp_path: Path) -> None:
