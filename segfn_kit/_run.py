@@ -494,13 +494,13 @@ def _in_process(
 _COMPARED = ("outcome", "events", "objects", "error")
 
 
-def _view(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    view = {k: row.get(k) for k in _COMPARED if k in row}
-    if "requests" in row:
-        view["requests"] = row["requests"]
-    return view
+def _views(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Payload id -> what ``diff`` compares of its row (the compared columns the frame has),
+    read column by column (no dict of every column of every row)."""
+    names = {str(c): c for c in frame.columns}
+    keys = [k for k in (*_COMPARED, "requests") if k in names]
+    columns = [frame[names[k]].tolist() for k in keys]
+    return {str(pid): dict(zip(keys, values, strict=True)) for pid, *values in zip(frame.index, *columns, strict=True)}
 
 
 def _dump(view: dict[str, Any] | None) -> list[str]:
@@ -533,12 +533,10 @@ def diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
         ['events', 'events']
     """
     ids = list(dict.fromkeys([*map(str, before.index), *map(str, after.index)]))
-    b_rows = {str(k): {str(c): x for c, x in v.items()} for k, v in before.to_dict("index").items()}
-    a_rows = {str(k): {str(c): x for c, x in v.items()} for k, v in after.to_dict("index").items()}
+    b_views, a_views = _views(before), _views(after)
     rows: list[dict[str, Any]] = []
     for pid in ids:
-        old, new = b_rows.get(pid), a_rows.get(pid)
-        vo, vn = _view(old), _view(new)
+        vo, vn = b_views.get(pid), a_views.get(pid)
         if vo == vn:
             continue
         if vo is None:
@@ -553,10 +551,10 @@ def diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "payload_id": pid,
             "change": change,
-            "outcome_before": None if old is None else old.get("outcome"),
-            "outcome_after": None if new is None else new.get("outcome"),
-            "events_before": 0 if old is None else len(old.get("events") or []),
-            "events_after": 0 if new is None else len(new.get("events") or []),
+            "outcome_before": None if vo is None else vo.get("outcome"),
+            "outcome_after": None if vn is None else vn.get("outcome"),
+            "events_before": 0 if vo is None else len(vo.get("events") or []),
+            "events_after": 0 if vn is None else len(vn.get("events") or []),
             "diff": text,
         })
     columns = ["change", "outcome_before", "outcome_after", "events_before", "events_after", "diff"]
