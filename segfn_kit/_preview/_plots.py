@@ -115,6 +115,9 @@ def _chart(
     fig.subplots_adjust(left=left / width, right=1 - (_MARGIN + 0.2) / width,
                         bottom=_AXIS / height, top=1 - _TITLE / height)
     ax = fig.add_subplot()
+    # bars at numeric positions, labelled by ticks (a categorical axis costs more to draw and
+    # would merge two bars of the same label)
+    positions = list(range(len(rows)))
     start = [0.0] * len(rows)
     named = False
     for name, values, colour in series:
@@ -122,7 +125,7 @@ def _chart(
         if not any(bars):
             continue
         colours = colour if isinstance(colour, str) else list(reversed(colour))
-        ax.barh(rows, bars, left=start, color=colours, label=name)
+        ax.barh(positions, bars, left=start, color=colours, label=name)
         start = [a + b for a, b in zip(start, bars, strict=True)]
         named = named or name is not None
     if xmax is not None:
@@ -132,6 +135,8 @@ def _chart(
     ax.set_title(title, fontsize=10, y=1.0, pad=6)  # a fixed position: no layout pass for it
     if named:
         ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.set_yticks(positions, rows)
+    ax.set_ylim(-0.6, len(rows) - 0.4)  # the bars fill the height given to them
     ax.tick_params(axis="y", labelsize=label_size)
     for spine in ("top", "right"):
         ax.spines[spine].set_visible(False)
