@@ -144,13 +144,13 @@ preload("segfn_kit.spec")  # spare workers import it ahead: a run's first worker
 
 
 def _workers_for(n: int, workers: int | None) -> int:
-    """Worker processes for ``n`` payloads: as asked, else one per 4,000 payloads up to the
-    machine's cores (a worker costs a process start; the caller also needs a core)."""
+    """Worker processes for ``n`` payloads: as asked, else one per 4,000 payloads and at most
+    one per core but one (the caller, making requests and collecting results, needs one)."""
     if workers is not None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers must be a whole number of at least 1, not {workers!r}")
         return workers
-    return max(1, min(os.cpu_count() or 1, n // 4000))
+    return max(1, min((os.cpu_count() or 1) - 1, n // 4000))
 
 
 def _frame(
@@ -222,7 +222,9 @@ def run(
             results arrive (every 1% of them and at the end), e.g. to move a progress bar
             without splitting the run (which would start the worker processes again).
         workers: worker processes for ``isolation="process"``; by default one per 4,000
-            payloads, at most one per core (``os.cpu_count()``). Results keep input order.
+            payloads, at most ``os.cpu_count() - 1`` (the caller needs a core: on two cores,
+            one worker). Workers past the first start aside while the first runs. Results
+            keep input order.
         **options: passed on to destination runs (scripted responses and the like).
 
     Returns:

@@ -501,6 +501,8 @@ class WorkerPool:
         self._secrets = function.settings(self.settings_values).secret_values()
         self._idle: list[_Worker] = []
         self._count = 0  # workers alive (idle or busy)
+        self._starting = 0  # workers being started aside (see _start_aside)
+        self._aside: threading.Thread | None = None
         self._lock = threading.Lock()
         self._free = threading.Condition(self._lock)
         self._closed = False
@@ -530,11 +532,16 @@ class WorkerPool:
                         break
                     queue.append((index, ("request", call) if isinstance(call, Request) else call))
                 while queue:
-                    # a new worker while the pool may grow, else a busy one with room
-                    worker = self._acquire(block=not busy) if len(busy) < self.size else None
+                    # an idle worker (the first one waited for), else a busy one with room;
+                    # more workers start aside, so the ones running are fed meanwhile
+                    worker = self._take_idle() if len(busy) < self.size else None
+                    if worker is None and not busy:
+                        worker = self._acquire(block=True)
                     if worker is not None:
                         busy[worker.reader] = worker
                     else:
+                        if len(busy) < self.size:
+                            self._start_aside()
                         worker = next((w for w in busy.values() if w.has_room()), None)
                         if worker is None:
                             break
@@ -592,6 +599,9 @@ class WorkerPool:
             self._free.notify_all()
         for worker in idle:
             worker.stop()
+        aside = self._aside
+        if aside is not None and aside is not threading.current_thread():
+            aside.join(_START_TIMEOUT)  # a worker starting aside is stopped as it joins
 
     def __del__(self) -> None:
         # a pool dropped without close() (a handler module reloaded) ends its workers too
@@ -627,6 +637,34 @@ class WorkerPool:
                 self._count -= 1
                 self._free.notify()
             raise
+
+    def _take_idle(self) -> _Worker | None:
+        """An idle worker of this pool, or ``None``; never waits or starts one."""
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def _start_aside(self) -> None:
+        """Start one more worker (while the pool may grow) in a thread; it joins the idle
+        workers once its function is loaded. A worker that fails to start is left out."""
+        with self._lock:
+            if self._closed or self._starting or self._count >= self.size:
+                return
+            self._starting += 1
+
+        def start() -> None:
+            try:
+                worker = self._acquire(block=False)
+                if worker is not None:
+                    self._release(worker)
+            except BaseException:  # the workers running carry the calls
+                pass
+            finally:
+                with self._lock:
+                    self._starting -= 1
+
+        thread = threading.Thread(target=start, daemon=True, name="segfn-worker-start")
+        self._aside = thread
+        thread.start()
 
     def _release(self, worker: _Worker) -> None:
         with self._lock:
