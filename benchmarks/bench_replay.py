@@ -9,7 +9,7 @@ same), medians of 5 runs over the same 20,000 generated Stripe webhooks:
    each payload (what replay hands the function), and the full loader (bodies parsed and
    checked) for comparison;
 2. ``replay(..., dry_run=True)`` of the bundled Stripe function: loader, function and all,
-   with the calls in worker processes (the default number, one per CPU up to 4, and one),
+   with the calls in worker processes (the default number, one per CPU but one, 1 to 4, and one),
    and in this process (``isolation="none"``).
 
 Every variant is timed in turns (one of each per round), so a busy machine slows them alike.

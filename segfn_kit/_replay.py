@@ -319,7 +319,7 @@ def replay(
             ``"none"`` calls it in this process (for a debugger; no hard limits: such a call
             holds or ends the replay).
         workers: with ``isolation="process"``, how many worker processes call the function
-            side by side (default: one per CPU, at most 4). Events, checkpoints and the
+            side by side (default: one per CPU but the one this process reads on, 1 to 4). Events, checkpoints and the
             summary follow the archive's order whatever the number; each worker holds its
             own copy of the function's module-level state.
 
@@ -583,9 +583,10 @@ def replay(
 
 
 def _default_workers() -> int:
-    """One worker process per CPU, at most 4: this process reads, settles and sends for
-    all of them, and past a few it is the one the others wait for."""
-    return min(4, os.cpu_count() or 1)
+    """One worker process per CPU but the one this process keeps busy reading, settling and
+    sending for all of them (1 to 4: past a few workers this process is the one they wait
+    for; on two CPUs one worker already runs beside it, fed ahead)."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _hold(checker: Any, mode: Any, payload_id: str, events: list[dict[str, Any]],
