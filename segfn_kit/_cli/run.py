@@ -88,9 +88,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--isolation", choices=("process", "none"), default="process",
-        help="process (default): source functions run in a worker process that is killed and "
-        "replaced past the time limit or the 512 MiB memory limit, so every payload gets its "
-        "row; none: in this process, for a debugger (no hard limits)",
+        help="process (default): the function (source or destination) runs in a worker process "
+        "that is killed and replaced past the time limit or the 512 MiB memory limit, so every "
+        "payload or event gets its row; none: in this process, for a debugger (no hard limits)",
     )
     _add_destination_arguments(p)
     p.set_defaults(handler=run_command)
