@@ -100,7 +100,7 @@ def main() -> None:
     report("floor: read + json.loads + json.dumps", PAYLOADS / base, "payloads/s")
     report("loader for replay (bodies=False) + request()", PAYLOADS / lazy, "payloads/s")
     report("loader, bodies parsed and checked + request()", PAYLOADS / full, "payloads/s")
-    report(f"replay --dry-run (bundled Stripe function, {_default_workers()} workers)", PAYLOADS / dry, "payloads/s")
+    report(f"replay --dry-run (bundled Stripe function, default --workers {_default_workers()})", PAYLOADS / dry, "payloads/s")
     report("replay --dry-run --workers 1", PAYLOADS / dry_one, "payloads/s")
     report("replay --dry-run --isolation none (in this process)", PAYLOADS / dry_none, "payloads/s")
     report("ratio: loader for replay / floor (throughput)", 100 * base / lazy, "%")
