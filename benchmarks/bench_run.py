@@ -16,8 +16,10 @@ own code with ``Segment`` replaced by a stand-in that appends camelCase dicts, a
 - ``on_request``: a loop that builds each ``Request`` from the raw body and headers and
   calls ``Function.on_request`` (messageIds, value checks, timeout and all);
 - ``run()``: ``segfn_kit.run`` over the payload frame, with spec validation, log capture
-  and the result frame: in its worker process (the default, ``isolation="process"``) and in
-  this process (``isolation="none"``).
+  and the result frame: in its worker processes (the default, ``isolation="process"``: one
+  per 4,000 payloads up to the CPUs but one, validation in the workers) and in this process
+  (``isolation="none"``). ``run()`` turns the collector off while it gathers results (its
+  own choice, see ``segfn_kit._run``); the floor and the ``on_request`` loop run with it on.
 
 Targets: on_request / floor <= 1.5, run() / floor <= 2.0. Also printed: the cost of
 ``spec.validate`` per event, against ``json.dumps`` of the same events.
@@ -170,9 +172,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         frame = load_payloads(write_payloads(Path(tmp), N), flatten_body=False)
     rows = frame[["raw", "headers", "method", "url"]].to_dict("records")
+    from segfn_kit._run import _workers_for  # the default run() picks for this many payloads
+
     print(f"  {len(frame):,} payloads from {len(list(SAMPLES.glob('*.json')))} Stripe samples; "
-          f"median of {REPEATS} rounds, the three timed in turns; cyclic GC on throughout; "
-          f"runtime JSON: {'orjson' if orjson else 'standard library'}")
+          f"median of {REPEATS} rounds, the four timed in turns; cyclic GC on in this process; "
+          f"runtime JSON: {'orjson' if orjson else 'standard library'}; run() uses "
+          f"{_workers_for(len(frame), None)} worker process(es) on {os.cpu_count()} CPUs")
 
     floor_stripe, _ = stripe_floor()
     cases: list[tuple[str, Function, Callable[[], object]]] = [

@@ -46,6 +46,7 @@ from segfn_kit._inputs import Inputs, PayloadsLike, is_missing, payload_inputs
 from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
+from segfn_kit.runtime._function import keep_timer_armed
 from segfn_kit.runtime._isolation import CallResult, WorkerPool, preload
 from segfn_kit.runtime._json import MISSING, fast_loads
 from segfn_kit.runtime._rules import request_refusal
@@ -477,16 +478,18 @@ def _in_process(
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _ThreadOutput(saved[0], buffer), _ThreadOutput(saved[1], buffer)
     try:
-        for request in requests:
-            inv = fn.on_request(request, settings, timeout=timeout)
-            text = ""
-            if buffer.tell():
-                text = buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-                if secrets:
-                    text = mask_text(text, secrets)
-            yield CallResult(inv, text, request.known_digest)
+        # one timer for the run's calls (set again only when needed), not two system calls each
+        with keep_timer_armed():
+            for request in requests:
+                inv = fn.on_request(request, settings, timeout=timeout)
+                text = ""
+                if buffer.tell():
+                    text = buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+                    if secrets:
+                        text = mask_text(text, secrets)
+                yield CallResult(inv, text, request.known_digest)
     finally:
         sys.stdout, sys.stderr = saved
 

@@ -927,31 +927,50 @@ def _fields(inv: Invocation) -> tuple[Any, ...]:
 
 
 class _Alarm:
-    """The worker's time limit: one signal handler for its life, a timer per call.
+    """The worker's time limit: one signal handler for its life, one timer for many calls.
 
     The handler raises :class:`FunctionTimeout` only while one of the function's handlers
     is on the stack, so a call that returned just as the timer fired is never reported as
-    a timeout.
+    a timeout. The timer is left running when a call returns: the next call reuses it when
+    it fires no later than that call's own limit, and when it fires early (set for an
+    earlier call) it is set again for the rest, so each call gets its whole limit with no
+    system call in between; one that fires between calls does nothing.
     """
 
     def __init__(self, fn: Function) -> None:
         self.codes = {getattr(h, "__code__", None) for h in fn.handlers.values()} - {None}
+        self.deadline = 0.0  # when the running call runs out (monotonic); 0.0 between calls
+        self.fires_at = 0.0  # when the timer set last fires (monotonic); 0.0: none is set
         signal.signal(signal.SIGALRM, self._fire)
 
     def _fire(self, signum: int, frame: Any) -> None:
+        self.fires_at = 0.0
+        if not self.deadline:
+            return  # between calls: nothing ran out
+        left = self.deadline - time.monotonic()
+        if left > 0:  # set for an earlier call: wait for this one's own limit
+            self._arm(left)
+            return
         while frame is not None:
             if frame.f_code in self.codes:
                 raise FunctionTimeout()
             frame = frame.f_back
 
+    def _arm(self, seconds: float) -> None:
+        self.fires_at = time.monotonic() + seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
     def run(self, timeout: float | None, fn: Callable[..., Invocation], *args: Any) -> Invocation:
         if not timeout:
             return fn(*args, timeout=None)
-        signal.setitimer(signal.ITIMER_REAL, timeout)
+        deadline = time.monotonic() + timeout
+        if not self.fires_at or self.fires_at > deadline:
+            self._arm(timeout)
+        self.deadline = deadline
         try:
             return fn(*args, timeout=None)
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.deadline = 0.0
 
 
 def _run_one(
@@ -964,17 +983,18 @@ def _run_one(
     context: Callable[..., Any] | None,
     alarm: _Alarm,
 ) -> tuple[Invocation, str | None]:
-    scope = context() if context is not None else contextlib.nullcontext()
-    with scope:
-        if kind == "request":
-            request = Request.from_wire(data)
-            if prepare is not None:
-                prepare(request)
-            inv = alarm.run(timeout, fn.on_request, request, settings)
-            return inv, request.known_digest
-        if kind == "event":
-            return alarm.run(timeout, fn.on_event, data, settings), None
-        return alarm.run(timeout, fn.on_batch, data, settings), None
+    if context is not None:
+        with context():
+            return _run_one(fn, kind, data, settings, timeout, prepare, None, alarm)
+    if kind == "request":
+        request = Request.from_wire(data)
+        if prepare is not None:
+            prepare(request)
+        inv = alarm.run(timeout, fn.on_request, request, settings)
+        return inv, request.known_digest
+    if kind == "event":
+        return alarm.run(timeout, fn.on_event, data, settings), None
+    return alarm.run(timeout, fn.on_batch, data, settings), None
 
 
 def _error_of(exc: BaseException, filename: str, secrets: Iterable[str]) -> Invocation:
