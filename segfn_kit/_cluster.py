@@ -42,9 +42,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections import Counter
@@ -501,6 +503,26 @@ def _function(job: _Job) -> Any:
     return fn
 
 
+_POOLS = threading.local()  # each task thread's worker pool: {(function, settings): pool}
+
+
+def _pool(fn: Any, settings: dict[str, Any]) -> Any:
+    """This task thread's pool for ``fn`` with ``settings`` (one worker process), kept across
+    partitions so each does not start and load a process of its own."""
+    from segfn_kit.runtime._isolation import WorkerPool
+
+    pools: dict[tuple[int, str], Any] = getattr(_POOLS, "pools", None) or {}
+    _POOLS.pools = pools
+    key = (id(fn), json.dumps(settings, sort_keys=True, default=str))
+    pool = pools.get(key)
+    if pool is None:
+        for old in pools.values():  # another function's run: its workers are not needed now
+            old.close()
+        pools.clear()
+        pool = pools[key] = WorkerPool(fn, dict(settings or {}), workers=1)
+    return pool
+
+
 def _counted(partition: Partition, counts: list[int]) -> Iterator[Payload]:
     """The partition's payloads (without parsed bodies: replay reads the raw text), counted per piece."""
     from segfn_kit._payloads._formats import _Reader
@@ -539,13 +561,14 @@ def _run_partition(job: _Job, secrets: _Secrets, partition: Partition) -> _Resul
                                 max_batch_events=job.batch_events, transport=_pacing_transport(job.pacer, job.rate))
     counts = [0] * len(partition.pieces)
     try:
-        # the function runs in a worker process of this Dask worker (one per task thread, fed
-        # the partition's payloads in chunks, started from a spare made ahead): a call that
-        # ignores its timeout, passes the memory limit or ends its process is killed and is
-        # that payload's error; this Dask worker and the partition's other payloads go on
-        summary = replay(_function(job), partition.label, settings=secrets.settings,
+        # the function runs in a worker process of this Dask worker (one per task thread, kept
+        # for the next partitions, fed the payloads in chunks): a call that ignores its
+        # timeout, passes the memory limit or ends its process is killed and is that payload's
+        # error (its worker replaced); this Dask worker and the partition's other payloads go on
+        fn = _function(job)
+        summary = replay(fn, partition.label, settings=secrets.settings,
                          dry_run=job.mode == "dry-run", client=client, budget=job.budget,
-                         stream=_counted(partition, counts), isolation="process", workers=1)
+                         stream=_counted(partition, counts), pool=_pool(fn, secrets.settings))
     finally:
         if client is not None:
             client.close()

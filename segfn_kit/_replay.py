@@ -273,6 +273,7 @@ def replay(
     plan_mode: str = "report",
     isolation: str = "process",
     workers: int | None = None,
+    pool: WorkerPool | None = None,
 ) -> ReplaySummary:
     """Run a source function over archived payloads and deliver (or write) the events.
 
@@ -322,6 +323,9 @@ def replay(
             side by side (default: one per CPU but the one this process reads on, 1 to 4). Events, checkpoints and the
             summary follow the archive's order whatever the number; each worker holds its
             own copy of the function's module-level state.
+        pool: with ``isolation="process"``, a running ``WorkerPool`` of this function and
+            these settings to call it on, instead of starting one (a cluster worker keeps one
+            across its partitions); it is left running.
 
     Returns:
         A ``ReplaySummary``; print it for the table the command line shows.
@@ -554,8 +558,9 @@ def replay(
                     settle_until_call(fn.on_request(request, fn_settings))
             else:
                 # the function's calls overlap with this process's reading and settling
-                pool = WorkerPool(fn, dict(values), workers=workers or _default_workers())
-                stack.callback(pool.close)
+                if pool is None:
+                    pool = WorkerPool(fn, dict(values), workers=workers or _default_workers())
+                    stack.callback(pool.close)
                 try:
                     for result in pool.map(calls()):
                         if result.logs:
