@@ -25,6 +25,9 @@ Variables::
                             own process (no hard limits)
     SEGFN_WORKERS           worker processes per handler process, default min(4, CPUs)
     SEGFN_MEMORY_LIMIT      MiB a worker may add once the function is loaded, default 512
+    SEGFN_WORKER_START      fork (default: workers are forked from the handler while it runs
+                            one thread, else started as new interpreters) or spawn (always new
+                            interpreters)
 """
 
 from __future__ import annotations

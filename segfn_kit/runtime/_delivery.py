@@ -40,12 +40,10 @@ from __future__ import annotations
 import base64
 import collections
 import datetime as _dt
-import gzip
 import hashlib
 import json
-import logging
 import os
-import random
+import sys
 import threading
 import time
 import uuid
@@ -59,6 +57,10 @@ from ._settings import MASK, mask_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import asyncio
+    import http.client
+    import logging
+    import random
+    import ssl
 
     import httpx
 
@@ -76,7 +78,18 @@ __all__ = [
     "encode_object",
 ]
 
-logger = logging.getLogger("segfn_kit.delivery")
+_LOGGER: logging.Logger | None = None
+
+
+def _logger() -> logging.Logger:
+    """The ``segfn_kit.delivery`` logger (``logging`` loads on the first retry or dead letter,
+    not at a cold start)."""
+    global _LOGGER
+    if _LOGGER is None:
+        import logging
+
+        _LOGGER = logging.getLogger("segfn_kit.delivery")
+    return _LOGGER
 
 MAX_BATCH_BYTES = 500_000
 """Segment's ``/v1/batch`` limit, read as 500,000 bytes (the stricter reading of "500 KB"),
@@ -471,7 +484,7 @@ class TrackingClient:
         self.max_batch_objects = max_batch_objects
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._rng = rng or random.Random()
+        self._rng = rng
         self._transport = transport
         self._secrets = (write_key, base64.b64encode(f"{write_key}:".encode()).decode())
         self._headers = {
@@ -484,6 +497,7 @@ class TrackingClient:
         self._async: httpx.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._group: _Group | None = None
+        self._connections: dict[str, list[http.client.HTTPConnection]] = {}  # idle, per scheme://host:port
 
     def __repr__(self) -> str:
         return f"<TrackingClient {self.host} budget={self.budget:g}s>"
@@ -582,6 +596,8 @@ class TrackingClient:
         auto = self.gzip is None and batch.collection is None
         if self.gzip or (auto and len(body) >= _GZIP_MIN_BYTES):
             # level 5: most of level 9's gain at a fraction of its time on JSON
+            import gzip  # here: a cold start that sends a small body never loads it
+
             packed = gzip.compress(body, compresslevel=5, mtime=0)
             if self.gzip or len(packed) < len(body):
                 headers["Content-Encoding"] = "gzip"
@@ -589,11 +605,12 @@ class TrackingClient:
         return body, headers
 
     # -- answers -----------------------------------------------------------------------
-    def _judge(self, response: httpx.Response | None, error: BaseException | None) -> _Attempt:
-        import httpx
-
+    def _judge(self, response: httpx.Response | _Answer | None, error: BaseException | None) -> _Attempt:
         if error is not None:
-            kind = "timeout" if isinstance(error, httpx.TimeoutException) else "connection"
+            httpx = sys.modules.get("httpx")
+            timed_out = isinstance(error, TimeoutError) or (
+                httpx is not None and isinstance(error, httpx.TimeoutException))
+            kind = "timeout" if timed_out else "connection"
             return _Attempt(retry=True, status=kind, reason=f"{kind} error ({type(error).__name__})")
         assert response is not None
         status = response.status_code
@@ -616,6 +633,10 @@ class TrackingClient:
         # full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): spreads the
         # retries of many handlers that failed together instead of synchronising them
         ceiling = min(self.max_backoff, self.backoff * (2 ** min(retry, 30)))
+        if self._rng is None:
+            import random
+
+            self._rng = random.Random()
         jitter = self._rng.uniform(0, ceiling)
         return max(retry_after, jitter) if retry_after is not None else jitter
 
@@ -633,7 +654,7 @@ class TrackingClient:
         is_set = batch.collection is not None
         (report.dead_letter_objects if is_set else report.dead_letter_ids).extend(batch.ids)
         host = self.objects_host if is_set else self.host
-        logger.warning(
+        _logger().warning(
             "%d %s not delivered to %s after %d attempt(s): %s%s",
             len(batch.ids), "object(s)" if is_set else "event(s)", host, attempts, reason,
             f"; written to {self.dead_letter}" if self.dead_letter else "",
@@ -666,6 +687,63 @@ class TrackingClient:
         cost, which a cold start pays on its first delivery.
         """
         return not (self.host.startswith("http://") and self.objects_host.startswith("http://"))
+
+    def _stdlib(self) -> bool:
+        """Whether blocking sends go through the standard library's ``http.client`` rather than
+        httpx: always, unless a transport was given or a proxy is configured in the
+        environment (httpx honours those). Loading httpx is most of what a Lambda's first
+        delivery costs."""
+        if self._transport is not None:
+            return False
+        return not any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ)
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Answer:
+        """One blocking POST with ``http.client`` on a kept-alive connection per host.
+
+        Raises ``TimeoutError`` or ``OSError`` (connection refused, reset, closed without an
+        answer) for ``_judge`` to retry.
+        """
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        with self._lock:
+            idle = self._connections.setdefault(key, [])
+            conn = idle.pop() if idle else None
+        if conn is not None and _closed_by_peer(conn):
+            conn.close()
+            conn = None
+        if conn is None:
+            host, port = parts.hostname or "", parts.port
+            if parts.scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls_context())
+            elif parts.scheme == "http":
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            else:
+                raise ValueError(f"{url}: only http:// and https:// hosts are supported")
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except http.client.HTTPException as exc:  # an answer that is not HTTP, or none at all
+            conn.close()
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        if response.will_close:
+            conn.close()
+        else:
+            with self._lock:
+                self._connections.setdefault(key, []).append(conn)
+        retry = response.getheader("Retry-After")
+        return _Answer(response.status, {"Retry-After": retry} if retry is not None else {},
+                       data.decode("utf-8", "replace"))
 
     def _sync_client(self) -> httpx.Client:
         with self._lock:
@@ -760,7 +838,7 @@ class TrackingClient:
                     self._bury(batch, f"{last.reason}; no time left in the {budget:g} s budget to retry",
                                attempts, report)
                     break
-                logger.info("%s to %s: %s; retry %d in %.2f s", noun, host, last.reason, attempts, delay)
+                _logger().info("%s to %s: %s; retry %d in %.2f s", noun, host, last.reason, attempts, delay)
                 yield _Step(sleep=delay)
         report.elapsed = time.monotonic() - start
         if report.dead_letter_ids or report.dead_letter_objects:
@@ -867,7 +945,8 @@ class TrackingClient:
         """
         steps = self._deliver(encoded, objects, budget)
         answer: Any = None
-        errors = _transport_errors()
+        stdlib = self._stdlib()
+        errors: tuple[type[BaseException], ...] = (OSError,) if stdlib else _transport_errors()
         try:
             while True:
                 step = steps.send(answer)
@@ -876,10 +955,13 @@ class TrackingClient:
                     answer = None
                     continue
                 try:
-                    response = self._sync_client().post(
-                        step.url, content=step.body, headers=step.headers, timeout=step.timeout
-                    )
-                    answer = (response, None)
+                    if stdlib:
+                        answer = (self._post(step.url, step.body, step.headers, step.timeout), None)
+                    else:
+                        response = self._sync_client().post(
+                            step.url, content=step.body, headers=step.headers, timeout=step.timeout
+                        )
+                        answer = (response, None)
                 except errors as exc:
                     answer = (None, exc)
         except StopIteration as done:
@@ -1082,6 +1164,10 @@ class TrackingClient:
             if self._sync is not None:
                 self._sync.close()
                 self._sync = None
+            pools, self._connections = list(self._connections.values()), {}
+        for pool in pools:
+            for conn in pool:
+                conn.close()
 
     async def asend_objects(self, objects: Iterable[Mapping[str, Any]]) -> DeliveryReport:
         """``send_objects`` for asyncio code.
@@ -1111,6 +1197,49 @@ class TrackingClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
         self.close()
+
+
+@dataclass
+class _Answer:
+    """An HTTP answer read with ``http.client``: what ``_judge`` reads of an ``httpx.Response``."""
+
+    status_code: int
+    headers: dict[str, str]
+    text: str
+
+
+def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection was closed by the server meanwhile (readable
+    while idle means end of file), so a request is not sent into a dead socket."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    import select
+
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+_TLS: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context of https:// hosts, built once: certifi's CA bundle when it is
+    installed (as httpx verifies), else the system's."""
+    global _TLS
+    if _TLS is None:
+        import ssl
+
+        try:
+            import certifi
+
+            _TLS = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:
+            _TLS = ssl.create_default_context()
+    return _TLS
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -140,6 +140,21 @@ class _Worker:
         parent_r, child_w = os.pipe()
         child_r, parent_w = os.pipe()
         self.results = _results_file()
+        self.process: subprocess.Popen[bytes] | _Forked
+        if _can_fork():
+            try:
+                self.process = _Forked.start(child_r, child_w, self.results)
+            except BaseException:
+                for fd in (parent_r, parent_w, self.results):
+                    os.close(fd)
+                raise
+            finally:
+                os.close(child_r)
+                os.close(child_w)
+            self.reader = Connection(parent_r, writable=False)
+            self.writer = Connection(parent_w, readable=False)
+            self._init_state(preload)
+            return
         root = str(Path(__file__).resolve().parents[2])
         code = (
             "import sys; sys.path.insert(0, sys.argv[4]); "
@@ -162,6 +177,9 @@ class _Worker:
             os.close(child_w)
         self.reader = Connection(parent_r, writable=False)
         self.writer = Connection(parent_w, readable=False)
+        self._init_state(preload)
+
+    def _init_state(self, preload: tuple[str, ...]) -> None:
         modules = [*_PRELOAD, *(m for m in preload if m not in _PRELOAD)]
         if modules:  # imported while the worker waits for a function (a spare waits long)
             self.writer.send(("preload", modules))
@@ -324,6 +342,88 @@ def preload(*modules: str) -> None:
     for name in modules:
         if name not in _PRELOAD:
             _PRELOAD.append(name)
+
+
+def _can_fork() -> bool:
+    """Whether a worker can be forked from this process rather than started afresh.
+
+    A forked worker has the runtime imported already (no new interpreter to boot: most of a
+    cold start's cost), but forking is safe only while this process runs one thread (a lock
+    another thread holds would stay locked in the child forever). Elsewhere (a notebook
+    kernel, a threaded server, Windows) workers start as new interpreters.
+    """
+    if not hasattr(os, "fork") or os.environ.get("SEGFN_WORKER_START", "").strip().lower() == "spawn":
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1  # every OS thread, not only Python's
+    except OSError:
+        return threading.active_count() == 1 and sys.platform != "darwin"  # macOS frameworks are not fork-safe
+
+
+class _Forked:
+    """A worker forked from this process: what ``_Worker`` needs of a ``subprocess.Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls, read_fd: int, write_fd: int, results_fd: int) -> _Forked:
+        for stream in (sys.stdout, sys.stderr):  # what is buffered is written once, here
+            with contextlib.suppress(Exception):
+                stream.flush()
+        pid = os.fork()
+        if pid:
+            return cls(pid)
+        code = 1
+        try:  # the child: keep only its own descriptors, then serve as a worker
+            import gc
+
+            gc.freeze()  # the parent's objects are not the child's to collect (no __del__ of theirs runs here)
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(-1)  # an event loop's wakeup descriptor belongs to the parent
+            for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            sys.argv[:] = ["-c", str(read_fd), str(write_fd), str(results_fd)]  # as a started worker sees it
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            keep = sorted({0, 1, 2, read_fd, write_fd, results_fd})
+            for low, high in zip([-1, *keep], [*keep, 1 << 16], strict=True):
+                if low + 1 < high:  # closerange(n, n) would close everything from n on
+                    os.closerange(low + 1, high)
+            _worker_main(read_fd, write_fd, results_fd)
+            code = 0
+        except BaseException as exc:  # the worker's own failure: said on stderr, then exit
+            with contextlib.suppress(Exception):
+                os.write(2, f"segfn worker {os.getpid()}: {type(exc).__name__}: {exc}\n".encode())
+        finally:
+            os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL  # reaped elsewhere: gone
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        assert self.returncode is not None
+        return self.returncode
 
 
 # blank workers started ahead, so a run need not wait for one; by the modules a pool

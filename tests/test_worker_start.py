@@ -1,0 +1,130 @@
+"""How worker processes start: forked from a single-threaded caller (the runtime already
+imported: a cold start's cost), started afresh elsewhere; the hard limits hold either way.
+And a blocking delivery that needs no httpx (a Lambda's first invocation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from segfn_kit._sink import read_sink, running_sink
+from segfn_kit.runtime import Function, Request
+from segfn_kit.runtime._isolation import WorkerPool, _can_fork, _Forked, _Worker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HOSTILE = '''\
+import json
+import os
+from segfn_kit.runtime import Segment
+
+
+def on_request(request, settings):
+    what = request.json()["do"]
+    if what == "exit":
+        os._exit(3)
+    if what == "spin":
+        while True:
+            try:
+                while True:
+                    pass
+            except BaseException:
+                pass
+    if what == "interrupt":
+        raise KeyboardInterrupt
+    if what == "fds":
+        Segment.track(user_id="u1", event="fds",
+                      properties={"fds": sorted(int(f) for f in os.listdir("/proc/self/fd"))})
+        return
+    Segment.track(user_id="u1", event="ok")
+'''
+
+
+@pytest.fixture(params=["fork", "spawn"])
+def start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "spawn":
+        monkeypatch.setenv("SEGFN_WORKER_START", "spawn")
+    else:
+        monkeypatch.delenv("SEGFN_WORKER_START", raising=False)
+        if not _can_fork():
+            pytest.skip("this process runs threads: workers are never forked here")
+    yield request.param
+
+
+def call(do: str) -> Request:
+    return Request(json.dumps({"do": do}).encode(), {"content-type": "application/json"})
+
+
+def test_the_hard_limits_hold_however_the_worker_started(start: str) -> None:
+    worker = _Worker()
+    try:
+        assert isinstance(worker.process, _Forked) is (start == "fork")
+    finally:
+        worker.kill()
+    fn = Function.from_source(HOSTILE, filename="hostile.py")
+    with WorkerPool(fn, timeout=0.3, grace=0.2) as pool:
+        results = [r.invocation for r in pool.map([call("exit"), call("ok"), call("spin"), call("interrupt"), call("ok")])]
+    assert [r.outcome for r in results] == ["error", "ok", "error", "error", "ok"]
+    assert results[0].error is not None and "exit code 3" in results[0].error
+    assert results[2].timed_out and results[2].error is not None and "FunctionTimeout" in results[2].error
+    assert results[3].error is not None and results[3].error.startswith("KeyboardInterrupt")
+    assert results[4].events[0]["event"] == "ok"
+    assert pool.replaced == 2
+
+
+def test_a_forked_worker_holds_none_of_the_callers_descriptors(start: str) -> None:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        fn = Function.from_source(HOSTILE, filename="hostile.py")
+        with WorkerPool(fn) as pool:
+            inv = pool.call(call("fds")).invocation
+    fds = inv.events[0]["properties"]["fds"]
+    assert listening.fileno() not in fds  # a server's socket stays the server's
+    assert len(fds) <= 8, fds  # stdio, its two pipes, its results file (and the listing itself)
+
+
+def test_a_caller_running_threads_starts_workers_afresh() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        assert not _can_fork()
+        worker = _Worker()
+        try:
+            assert isinstance(worker.process, subprocess.Popen)
+        finally:
+            worker.kill()
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+DELIVER = '''
+import sys
+from segfn_kit.runtime import TrackingClient
+client = TrackingClient("KEY", host=sys.argv[1], budget=10)
+report = client.send([{"type": "track", "userId": "u1", "event": "Paid", "messageId": "std-1"}])
+assert report.accepted == 1, report
+assert "httpx" not in sys.modules, "a blocking send loaded httpx"
+print("ok")
+'''
+
+
+def test_a_blocking_send_needs_no_httpx(tmp_path: Path) -> None:
+    store = tmp_path / "sink.sqlite3"
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PYTHONPATH"] = str(ROOT)
+    with running_sink(write_key="KEY", store=store) as url:
+        done = subprocess.run([sys.executable, "-c", DELIVER, url], env=env, capture_output=True, text=True,
+                              timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert read_sink(store)["message_id"].tolist() == ["std-1"]
