@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from segfn_kit.runtime._isolation import WorkerPool, _can_fork, _Forked, _Worker
 ROOT = Path(__file__).resolve().parents[1]
 
 HOSTILE = '''\
-import json
 import os
 from segfn_kit.runtime import Segment
 
@@ -48,22 +46,11 @@ def on_request(request, settings):
 '''
 
 
-@pytest.fixture(params=["fork", "spawn"])
-def start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "spawn":
-        monkeypatch.setenv("SEGFN_WORKER_START", "spawn")
-    else:
-        monkeypatch.delenv("SEGFN_WORKER_START", raising=False)
-        if not _can_fork():
-            pytest.skip("this process runs threads: workers are never forked here")
-    yield request.param
-
-
 def call(do: str) -> Request:
     return Request(json.dumps({"do": do}).encode(), {"content-type": "application/json"})
 
 
-def test_the_hard_limits_hold_however_the_worker_started(start: str) -> None:
+def check_hard_limits(start: str) -> None:
     worker = _Worker()
     try:
         assert isinstance(worker.process, _Forked) is (start == "fork")
@@ -80,7 +67,7 @@ def test_the_hard_limits_hold_however_the_worker_started(start: str) -> None:
     assert pool.replaced == 2
 
 
-def test_a_forked_worker_holds_none_of_the_callers_descriptors(start: str) -> None:
+def check_descriptors(start: str) -> None:
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
@@ -90,6 +77,20 @@ def test_a_forked_worker_holds_none_of_the_callers_descriptors(start: str) -> No
     fds = inv.events[0]["properties"]["fds"]
     assert listening.fileno() not in fds  # a server's socket stays the server's
     assert len(fds) <= 8, fds  # stdio, its two pipes, its results file (and the listing itself)
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+@pytest.mark.parametrize("check", ["check_hard_limits", "check_descriptors"])
+def test_workers_however_started(check: str, start: str) -> None:
+    # in a fresh interpreter: this one may run threads (a sink, dask), where nothing is forked
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGFN_", "PYTHON"))}
+    env["PYTHONPATH"] = str(ROOT)
+    if start == "spawn":
+        env["SEGFN_WORKER_START"] = "spawn"
+    script = f"from tests.test_worker_start import {check}; {check}({start!r}); print('ok')"
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
 def test_a_caller_running_threads_starts_workers_afresh() -> None:
