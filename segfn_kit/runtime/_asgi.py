@@ -1,8 +1,10 @@
 """The ASGI application of a deployed function (``uvicorn handler:app``).
 
 POST only; the body is read up to the configured limit (413 past it, without reading the
-rest); the function runs off the event loop so other requests keep flowing; delivery is
-awaited on the loop.
+rest); a source function's call in its worker process is awaited on the event loop (no
+thread per request; ``Engine.aprepare``), a function run in this process runs in a thread,
+so other requests keep flowing; delivery is awaited on the loop, the events of requests in
+flight sharing batches (``TrackingClient.asend``).
 """
 
 from __future__ import annotations
@@ -59,10 +61,9 @@ async def _answer(engine: Engine, scope: Scope, receive: Receive, config: Config
     body = await _read_body(receive, config.max_body)
     if body is None:
         return refuse(*body_too_large(None, config.max_body)), b"", method
-    import asyncio  # here, not at the top: only the ASGI app needs it
-
-    # the function is synchronous: run it off the event loop so other requests keep flowing
-    result, outbox = await asyncio.to_thread(engine.prepare, method, headers, body, url, None, config, None)
+    # the function runs in a worker process awaited on the loop, or (in this process) in a
+    # thread, so other requests keep flowing either way
+    result, outbox = await engine.aprepare(method, headers, body, url, config)
     if outbox:
         result = await engine.adeliver(result, outbox, config)
     return result, body, method

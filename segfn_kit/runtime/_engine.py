@@ -410,6 +410,33 @@ class Engine:
         request = Request(body, headers, method=method, url=url, query=query)
         function = self.runner(config)
         inv = invoke_source(function, request, config.settings, timeout=self.function_timeout(config, deadline))
+        return self.source_answer(inv, config)
+
+    async def aprepare(
+        self, method: str, headers: Headers, body: bytes, url: str, config: Config,
+    ) -> tuple[Answer, Outbox]:
+        """``prepare`` for asyncio code (the ASGI app). A source function in worker processes
+        runs without leaving the event loop (``WorkerPool.acall``: no thread per request);
+        destinations and ``SEGFN_ISOLATION=none`` run ``prepare`` in a thread, since the
+        function then runs in this process and must not hold up the loop."""
+        import asyncio
+
+        if self.function.kind == "destination" or config.isolation == "none":
+            return await asyncio.to_thread(self.prepare, method, headers, body, url, None, config, None)
+        refused = self.check(method, headers, body, config)
+        if refused is not None:
+            return refused, Outbox()
+        from ._isolation import IsolatedFunction
+
+        runner = self.runner(config)
+        assert isinstance(runner, IsolatedFunction)
+        request = Request(body, headers, method=method, url=url)
+        inv = await runner.aon_request(request, timeout=self.function_timeout(config, None))
+        return self.source_answer(inv, config)
+
+    def source_answer(self, inv: Invocation, config: Config) -> tuple[Answer, Outbox]:
+        """The answer to a source invocation and what is still to deliver (the tracking plan
+        applied, refused calls named)."""
         result = self.outcome_answer(inv, config)
         if inv.outcome != "ok" or inv.timed_out:
             return result, Outbox()

@@ -606,6 +606,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._free = threading.Condition(self._lock)
         self._closed = False
+        self._waiters: collections.deque[Any] = collections.deque()  # asyncio futures of acall()s waiting for a worker
+        self._starter: Any = None  # the thread acall() starts workers in (made on first use)
         self.replaced = 0
         """How many workers were killed (or died) and replaced so far."""
 
@@ -690,8 +692,104 @@ class WorkerPool:
             raise RuntimeError("worker pool lost the result of the call")
         return done[0]
 
+    async def acall(self, call: Request | Call, *, timeout: float | EllipsisType | None = ...) -> CallResult:
+        """:meth:`call` for asyncio code (an ASGI handler): no thread per call.
+
+        It waits for a free worker on the event loop, hands it the call, and waits for the
+        worker's pipe to become readable (``loop.add_reader``) or for the call's deadline (a
+        timer on the loop), then reads the result as :meth:`call` does: a call past its limit
+        is killed with its worker and answered ``FunctionTimeout``. Starting a worker (the
+        first call, or one replacing a killed worker) loads the function off the loop.
+        """
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        item: Call = ("request", call) if isinstance(call, Request) else call
+        limit = self.timeout if timeout is ... else (timeout if timeout and timeout > 0 else None)
+        worker = await self._aacquire(loop)
+        try:
+            worker.submit([(0, item)], limit)
+        except BaseException:
+            self._discard(worker)
+            raise
+        done: dict[int, CallResult] = {}
+        busy = {worker.reader: worker}
+        fd = worker.reader.fileno()
+        try:
+            while True:
+                ready = loop.create_future()
+
+                def wake(ready: asyncio.Future[None] = ready) -> None:
+                    if not ready.done():
+                        ready.set_result(None)
+
+                deadline = self._deadline(worker)
+                loop.add_reader(fd, wake)
+                timer = loop.call_later(max(0.0, deadline - time.monotonic()), wake) if deadline is not None else None
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(fd)
+                    if timer is not None:
+                        timer.cancel()
+                if self._collect(busy, done):  # released, or killed and replaced
+                    break
+        except BaseException:  # cancelled mid-call: the worker's state is unknown, end it
+            if not done:
+                self._discard(worker)
+            raise
+        finally:
+            self._wake_waiter()
+        if 0 not in done:  # pragma: no cover - a worker always answers or dies
+            raise RuntimeError("worker pool lost the result of the call")
+        return done[0]
+
+    async def _aacquire(self, loop: Any) -> _Worker:
+        """A free worker, waited for on the event loop (a new one started off the loop)."""
+        import asyncio
+
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the worker pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                can_start = self._count < self.size
+            if can_start:
+                if self._starter is None:  # one thread starts workers for every async call
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._starter = ThreadPoolExecutor(1, thread_name_prefix="segfn-worker-start")
+                worker: _Worker | None = await loop.run_in_executor(self._starter, self._acquire_now)
+                if worker is not None:
+                    return worker
+                continue
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                # woken when an asynchronous call frees a worker; a blocking caller's worker
+                # (another thread) wakes nobody here, hence the timeout
+                await asyncio.wait_for(waiter, _POLL)
+            except TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def _acquire_now(self) -> _Worker | None:
+        return self._acquire(block=False)
+
+    def _wake_waiter(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     def close(self) -> None:
         """Stop every idle worker (busy ones stop when their call returns)."""
+        if self._starter is not None:
+            self._starter.shutdown(wait=False)
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -1133,13 +1231,24 @@ class IsolatedFunction(Function):
         self.function = function
         self.pool = pool
 
-    def _call(self, call: Call, timeout: float | None) -> Invocation:
-        result = self.pool.call(call, timeout=timeout)
-        if result.logs:
+    async def aon_request(self, request: Request, *, timeout: float | None = DEFAULT_TIMEOUT) -> Invocation:
+        """``on_request`` for asyncio code: the call waits on the event loop, not in a thread."""
+        if self.kind != "source":
+            raise TypeError(f"{self.filename} is a destination function; call on_event()")
+        result = await self.pool.acall(("request", request), timeout=timeout)
+        self._write_logs(result.logs)
+        return result.invocation
+
+    def _write_logs(self, logs: str) -> None:
+        if logs:
             try:
-                sys.stderr.write(result.logs)
+                sys.stderr.write(logs)
             except (OSError, ValueError):  # a closed stderr must not fail the call
                 pass
+
+    def _call(self, call: Call, timeout: float | None) -> Invocation:
+        result = self.pool.call(call, timeout=timeout)
+        self._write_logs(result.logs)
         return result.invocation
 
     def on_request(
