@@ -249,7 +249,10 @@ class _Worker:
             self.started = time.monotonic()
         self.pending.extend((index, call, limit) for index, call in items)
         self.inflight += 1
-        self.writer.send_bytes(blob)
+        try:
+            self.writer.send_bytes(blob)
+        except OSError:  # it just ended (os._exit in the chunk before): collecting it says so,
+            pass  # and its pending calls, these included, run on another worker
         return True
 
     def has_room(self) -> bool:
