@@ -364,6 +364,12 @@ class Interception:
         ``("response", status, raw headers, raw body)`` or ``("raise", ...)`` with the
         exception a step raised; ``("violation", message)`` is a connection the worker
         refused, marked on the current event's record.
+
+        Example:
+            >>> with Responses(201).intercept() as http, http.record("e1") as rec:
+            ...     answer = http.host("http", ("POST", "https://x.example/t", [], b"{}"))
+            >>> answer[:2], [r["response"]["status"] for r in rec.requests]
+            (('response', 201), [201])
         """
         if kind == "violation":
             self._record().violations.append(str(payload))

@@ -1368,6 +1368,9 @@ def host_calls_settled() -> None:
 
     A worker-side ``context`` that makes host calls runs this when its call ends, so the
     next message the worker reads is its next chunk.
+
+    Example:
+        >>> host_calls_settled()  # outside a worker nothing is owed
     """
     channel = _HOST.channel
     if channel is None or not _HOST.owed:
