@@ -256,3 +256,17 @@ def test_segfn_run_gives_every_hostile_event_its_line(tmp_path: Path) -> None:
     assert lines[1]["error"].startswith(EXPECTED["c_call"]) and lines[3]["error"].startswith(EXPECTED["exit"])
     assert [len(line["requests"]) for line in lines] == [1, 2, 1, 1, 1]  # the timeout was retried once
     assert SETTINGS["apiToken"] not in done.stdout + done.stderr
+
+
+def test_answers_and_requests_larger_than_a_pipe_cross_whole() -> None:
+    source = '''
+import httpx
+def on_track(event, settings):
+    r = httpx.post("https://api.example.com/big", content=b"q" * 3_000_000)
+    return {"length": len(r.text), "tail": r.text[-3:]}
+'''
+    answer = {"status": 200, "text": "a" * 2_000_000 + "end"}
+    script = Responses().add("https://api.example.com/big", respond=lambda request: {**answer, "status": 200 if len(request.content) == 3_000_000 else 400})
+    out = run_destination(Function.from_source(source), [track("x")], responses=script, timeout=30)
+    assert (out["outcome"].iloc[0], out["returned"].iloc[0]) == ("ok", {"length": 2_000_003, "tail": "end"})
+    assert out["requests"].iloc[0][0]["response"]["status"] == 200
