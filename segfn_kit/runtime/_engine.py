@@ -248,6 +248,7 @@ class Engine:
         self.name = name
         self.kit_version = kit_version
         self._configs: dict[tuple[tuple[str, str], ...], Config] = {}
+        self._last_config: tuple[int, tuple[tuple[str, str], ...], Config] | None = None
         self._clients: dict[tuple[str, str, str, float], TrackingClient] = {}
         self._runner: tuple[Config, Function] | None = None
         self._runner_lock = threading.Lock()
@@ -260,13 +261,24 @@ class Engine:
     # -- configuration and delivery ----------------------------------------------------------
 
     def config(self) -> Config:
-        """The configuration for the current environment (re-read when the environment changes)."""
+        """The configuration for the current environment (re-read when the environment changes).
+
+        Per request only the variables it was read from and the number of variables are
+        compared (a new ``SEGMENT_*``/``SEGFN_*`` variable changes that number), not every
+        variable of the environment decoded again.
+        """
+        last = self._last_config
+        if last is not None and len(os.environ) == last[0]:
+            get = os.environ.get
+            if all(get(name) == value for name, value in last[1]):
+                return last[2]
         key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SEGMENT_", "SEGFN_"))))
         config = self._configs.get(key)
         if config is None:
             config = Config.from_environ(self.function, dict(key))
             self._configs.clear()
             self._configs[key] = config
+        self._last_config = (len(os.environ), key, config)
         return config
 
     def runner(self, config: Config) -> Function:
