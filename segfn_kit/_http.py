@@ -195,6 +195,16 @@ class Responses:
         self.default: list[Step] = _steps(default, "default") if default is not None else [200]
         self.rules: list[_Rule] = []
 
+    # A destination run's frame keeps its script in ``attrs["responses"]``, and pandas
+    # deep-copies a frame's attrs on every operation. The script's steps may hold exception
+    # instances that were raised (with their traceback and context chain) and its counters
+    # run on across runs: the frame refers to the one script, never to a copy.
+    def __copy__(self) -> Responses:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Responses:
+        return self
+
     # -- building ------------------------------------------------------------------------
     def add(
         self,

@@ -270,3 +270,23 @@ def on_track(event, settings):
     out = run_destination(Function.from_source(source), [track("x")], responses=script, timeout=30)
     assert (out["outcome"].iloc[0], out["returned"].iloc[0]) == ("ok", {"length": 2_000_003, "tail": "end"})
     assert out["requests"].iloc[0][0]["response"]["status"] == 200
+
+
+def test_the_result_frame_keeps_its_script_without_copying_it() -> None:
+    """pandas deep-copies ``attrs`` on every row read: the script (with raised exceptions
+    in its steps) is the same object, never a copy."""
+    import copy
+
+    source = '''
+import httpx
+def on_track(event, settings):
+    try:
+        httpx.post("https://api.example.com/", json={})
+    except LookupError:
+        pass
+'''
+    script = Responses().add("https://api.example.com/", respond=[KeyError("no such key"), 201])
+    out = run_destination(Function.from_source(source), [track("x"), track("y")], responses=script, timeout=5)
+    assert out.attrs["responses"] is script
+    assert out.iloc[0].attrs["responses"] is script
+    assert copy.deepcopy(script) is script
