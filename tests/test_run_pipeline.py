@@ -126,3 +126,25 @@ def test_request_wire_form_keeps_what_the_function_reads() -> None:
     assert back.headers["x-a"] == "1, 2" and back.query == {"q": ["1", "2"]}
     assert back.received_at == "2024-01-31T12:00:00Z"
     assert back.known_digest == request.digest()
+
+
+def test_the_garbage_collector_is_as_it_was_after_a_run_even_one_that_fails() -> None:
+    import gc
+
+    payloads = _payloads(20)
+    assert gc.isenabled()
+    run(FUNCTION, payloads, progress=False)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        run(FUNCTION, payloads, progress=False, isolation="none")
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
+
+    def stop(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(FUNCTION, payloads, progress=False, on_progress=stop)
+    assert gc.isenabled()
