@@ -58,6 +58,7 @@ from segfn_kit.runtime._delivery import (
 )
 from segfn_kit.runtime._function import keep_timer_armed
 from segfn_kit.runtime._isolation import WorkerPool
+from segfn_kit.runtime._rules import request_refusal
 
 if TYPE_CHECKING:
     from segfn_kit._payloads import Payload
@@ -447,6 +448,7 @@ def replay(
         # skipped by the checkpoint are not even recorded, unloadable ones and the ends of
         # files are) keep their place between the calls, so chunks see the stream as it is
         records: collections.deque[tuple[Any, ...]] = collections.deque()
+        refused: dict[int, Invocation] = {}  # stream index -> the refusal that stands for its call
 
         def calls() -> Iterator[Request]:
             """The requests to run; ``records`` gets one entry per payload or end of file."""
@@ -471,8 +473,15 @@ def replay(
                     summary.unloadable.append(f"{payload.payload_id}: {payload.error}")
                     records.append(("payload", index, payload, unit, position, False))
                     continue
+                request = payload.request()
+                # what the deployed handler refuses (413, 415) never reaches the function
+                refusal = request_refusal(request.headers.peek("content-type"), len(request.content))
+                if refusal is not None:
+                    refused[index] = Invocation(outcome="error", error=refusal.row_error())
+                    records.append(("payload", index, payload, unit, position, False))
+                    continue
                 records.append(("payload", index, payload, unit, position, True))
-                yield payload.request()
+                yield request
             if unit is not None:
                 records.append(("end", index + 1, *_ended(unit)))
 
@@ -548,7 +557,7 @@ def replay(
                     assert invocation is not None, "a call's record without its result"
                     settle(record, invocation)
                     return
-                settle(record, None)
+                settle(record, refused.pop(record[1], None) if record[0] == "payload" else None)
 
         try:
             if isolation == "none":

@@ -299,9 +299,6 @@ def run(
     return _run_source(fn, items, fn.settings(values), timeout, progress, validate, isolation, on_progress, size)
 
 
-_DEPLOYED = " (the exported handler answers this status before the function runs)"
-
-
 def _run_source(
     fn: Function,
     items: Inputs,
@@ -339,7 +336,7 @@ def _run_source(
                 else:  # what the deployed handler refuses (413, 415) never reaches the function
                     refusal = request_refusal(request.headers.peek("content-type"), len(request.content))
                     if refusal is not None:
-                        failure = f"{refusal}{_DEPLOYED}"
+                        failure = refusal.row_error()
             if failure is not None:
                 failures[n] = failure
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,3 +90,20 @@ def test_the_exported_handler_answers_what_the_rows_say(handler_url: str) -> Non
             assert answer.status_code == REFUSED[n], body
             # the row's text is the answer's status, code and error, word for word
             assert rows["error"].iloc[n].startswith(f"{answer.status_code} {body['outcome']}: {body['error']}")
+
+
+def test_replay_refuses_what_the_handler_refuses_and_sends_the_rest(tmp_path: Path) -> None:
+    from segfn_kit._replay import replay
+
+    archive = tmp_path / "captured.jsonl"
+    archive.write_text("".join(json.dumps(p) + "\n" for p in PAYLOADS), encoding="utf-8")
+    (tmp_path / "seen.py").write_text(FUNCTION, encoding="utf-8")
+    rows = run(FUNCTION, load_payloads(archive))
+    for isolation in ("process", "none"):
+        out = tmp_path / f"events-{isolation}.jsonl"
+        summary = replay(tmp_path / "seen.py", archive, out=out, isolation=isolation, progress=False)
+        sent = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert len(sent) == len(PAYLOADS) - len(REFUSED) == summary.events
+        assert summary.outcomes == {"error": len(REFUSED), "ok": len(PAYLOADS) - len(REFUSED)}
+        # each refused payload is named with the row's own text
+        assert summary.errors == [f"{rows.index[n]}: {rows['error'].iloc[n]}" for n in sorted(REFUSED)]

@@ -87,6 +87,16 @@ class Refusal(NamedTuple):
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
 
+    def row_error(self) -> str:
+        """The error of the payload's row where the kit runs it (``run()``, the preview,
+        ``segfn run``, ``segfn replay``): the deployed answer, and that the function never ran.
+
+        Example:
+            >>> body_too_large(600_000).row_error().split(" (")[0]
+            '413 too_large: body of 600000 bytes is over the 524288-byte limit'
+        """
+        return f"{self} (the exported handler answers this status before the function runs)"
+
 
 def body_too_large(size: int | str | None, max_body: int = MAX_BODY_BYTES) -> Refusal:
     """The 413 refusal of a body of ``size`` bytes (``None``: not known, it was cut off)."""
