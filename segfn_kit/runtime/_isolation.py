@@ -419,6 +419,19 @@ class _Forked:
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.poll() is None and hasattr(os, "pidfd_open"):
+            # woken the moment it ends (a killed worker), not at the next poll
+            try:
+                fd = os.pidfd_open(self.pid)
+            except OSError:
+                pass
+            else:
+                try:
+                    import select
+
+                    select.select([fd], [], [], timeout)
+                finally:
+                    os.close(fd)
         delay = 0.0005
         while self.poll() is None:
             if deadline is not None and time.monotonic() >= deadline:
@@ -445,7 +458,8 @@ def _blank_worker(preload: tuple[str, ...] = ()) -> _Worker:
         if worker is not None:
             worker.kill()
         worker = _Worker(preload)
-    _replenish(preload)
+    if not _can_fork():  # a fork costs a millisecond when it is needed: a spare is for new interpreters
+        _replenish(preload)
     return worker
 
 
