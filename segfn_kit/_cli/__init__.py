@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,8 +44,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `segfn run ... | head`
+    except BrokenPipeError:
+        if not _stdout_gone():
+            # a pipe of the command's own (a worker's, a socket) broke: an error to show,
+            # never a silent exit 0 with the summary unprinted
+            raise
+        # `segfn run ... | head`: the reader has what it wanted; the output left unwritten
+        # goes nowhere (no second error when Python flushes stdout on exit)
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
         return 0
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (``segfn run ... | head``).
+
+    Example:
+        >>> _stdout_gone()
+        False
+    """
+    try:
+        import select
+
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a file
+        return False
 
 
 if __name__ == "__main__":
