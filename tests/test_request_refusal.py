@@ -4,6 +4,8 @@ give a payload the exported handler would refuse an error row with the handler's
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,37 @@ def test_replay_refuses_what_the_handler_refuses_and_sends_the_rest(tmp_path: Pa
         assert summary.outcomes == {"error": len(REFUSED), "ok": len(PAYLOADS) - len(REFUSED)}
         # each refused payload is named with the row's own text
         assert summary.errors == [f"{rows.index[n]}: {rows['error'].iloc[n]}" for n in sorted(REFUSED)]
+
+
+def test_an_export_records_a_refused_payload_as_a_case_expecting_the_refusal(tmp_path: Path,
+                                                                            clean_venv: Path) -> None:
+    from segfn_kit._export import export
+
+    (tmp_path / "seen.py").write_text(FUNCTION, encoding="utf-8")
+    files = []
+    for n, payload in enumerate(PAYLOADS):
+        path = tmp_path / "payloads" / f"p{n}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(payload), encoding="utf-8")
+        files.append(path)
+    package = export(tmp_path / "seen.py", tmp_path / "package", payloads=files)
+    cases = [json.loads(line) for line in (package / "tests" / "cases.jsonl").read_text().splitlines()]
+    by_file = {Path(c["payload_id"]).name.split("#")[0]: c for c in cases}
+    assert len(by_file) == len(PAYLOADS)
+    rows = run(FUNCTION, PAYLOADS)
+    for n in range(len(PAYLOADS)):
+        case = by_file[f"p{n}.json"]
+        if n in REFUSED:
+            refused = case["refused"]
+            assert refused["status"] == REFUSED[n] and case["outcome"] == "error" and case["events"] == []
+            # the expectation is the run() row's text: status, code and error
+            assert rows["error"].iloc[n].startswith(f"{refused['status']} {refused['outcome']}: {refused['error']}")
+        else:
+            assert "refused" not in case and case["outcome"] == "ok" and case["events"], case
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMENT_", "SEGFN_", "PYTHON", "VIRTUAL_ENV"))}
+    result = subprocess.run([str(clean_venv), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=package,
+                            env={**env, "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    # the refused cases ran through the Lambda and ASGI entry points, the others through the function too
+    passed = int(result.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
+    assert passed >= 3 * (len(PAYLOADS) - len(REFUSED)) + 2 * len(REFUSED)

@@ -2,12 +2,16 @@
 
 Approved outputs (``<stem>.approved.jsonl``, written by ``approve``) are taken as they are.
 Without them, the function is run over the given payloads (sources) or events
-(destinations) at export time, and what it does now becomes the expectation.
+(destinations) at export time, and what it does now becomes the expectation. A payload the
+handler refuses before the function runs (over 512 KiB: 413; a content type it does not take:
+415; ``runtime._rules.request_refusal``) becomes a case expecting that refusal, so the
+package's tests prove the handler refuses it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import types
 from collections.abc import Iterable
@@ -16,6 +20,7 @@ from typing import Any
 
 from segfn_kit._progress import progress as progress_bar
 from segfn_kit.runtime import Function, Request, Settings, invoke_events, invoke_source
+from segfn_kit.runtime._rules import Refusal, request_refusal
 from segfn_kit.runtime._settings import mask_values
 
 from ._imports import ExportError
@@ -102,7 +107,12 @@ def source_cases(
             continue
         envelope = payload.to_envelope()
         envelope.pop("received_at", None)
-        inv = invoke_source(function, Request.from_envelope(envelope), settings)
+        request = Request.from_envelope(envelope)
+        refusal = request_refusal(request.headers.get("content-type"), len(request.content), kind=function.kind)
+        if refusal is not None:
+            cases.append(_refused_case(payload.payload_id, "payload", envelope, refusal))
+            continue
+        inv = invoke_source(function, request, settings)
         ok = inv.outcome == "ok" and not inv.timed_out
         cases.append({
             "payload_id": payload.payload_id,
@@ -134,6 +144,11 @@ def destination_cases(
         if row.get("error") or not isinstance(event, dict):
             skipped.append({"input": str(event_id), "reason": str(row.get("error") or "not a JSON object")})
             continue
+        size = len(json.dumps(event, separators=(",", ":")).encode())  # as the package's tests post it
+        refusal = request_refusal("application/json", size, kind=function.kind)
+        if refusal is not None:
+            cases.append(_refused_case(str(event_id), "event", event, refusal))
+            continue
         with recorder.record_http() as calls:
             result = invoke_events(function, [event], settings)[0]
         cases.append({
@@ -146,6 +161,20 @@ def destination_cases(
             "_error": getattr(result, "error", None),
         })
     return cases, skipped
+
+
+def _refused_case(payload_id: str, key: str, value: Any, refusal: Refusal) -> dict[str, Any]:
+    """A case the handler answers with ``refusal`` before the function runs; its outcome is
+    the ``error`` of the payload's row in ``run()``, with the same text."""
+    return {
+        "payload_id": payload_id,
+        key: value,
+        "outcome": "error",
+        "events": [],
+        "objects": [],
+        "refused": {"status": refusal.status, "outcome": refusal.code, "error": refusal.message},
+        "_error": refusal.row_error(),
+    }
 
 
 def placeholder_failure(
