@@ -7,7 +7,9 @@ a cluster replay does: planning, the newline counts of the ranges, scheduling, e
 reading its range, and merging the summaries.
 
 - throughput of ``local:1`` and ``local:2`` against ``replay(dry_run=True)`` in this process
-  (on a 2-core machine shared with the client and the scheduler, expect no gain from 2);
+  (on a 2-core machine shared with the client and the scheduler, expect no gain from 2), and
+  of ``local:1`` with ``isolation="none"`` (a trusted function in the Dask worker's process,
+  no worker process under it);
 - the per-partition overhead on ``local:1``: the run's wall time minus the time the partitions'
   replays took on the worker (read, function, summary), per partition, as a share of one
   partition's work. It holds everything a partition costs beyond its work: planning, the
@@ -68,14 +70,23 @@ def main() -> None:
                         work = sum(summary.partition_seconds)
                         overheads.append((wall - work) / PARTITIONS / (work / PARTITIONS))
                 times[workers] = statistics.median(runs)
+                if workers == 1:
+                    def trusted() -> None:
+                        summary = replay_on_cluster(STRIPE, archive, scheduler=cluster.scheduler_address,
+                                                    partitions=PARTITIONS, dry_run=True, isolation="none")
+                        assert summary.payloads == PAYLOADS, summary
+
+                    t_none = median_time(trusted, repeats=3)
     t1, t2 = times[1], times[2]
     overhead = statistics.median(overheads)
     print(f"  {PAYLOADS:,} Stripe webhooks, {size / 1e6:.0f} MB of JSON Lines, {PARTITIONS} partitions, dry run")
     report("one process: replay --dry-run", PAYLOADS / base, "payloads/s")
     report("local:1 (one worker process)", PAYLOADS / t1, "payloads/s")
     report("local:2 (two worker processes)", PAYLOADS / t2, "payloads/s")
+    report("local:1 --isolation none (in the Dask worker)", PAYLOADS / t_none, "payloads/s")
     report("ratio: local:1 / one process (throughput)", base / t1, "x")
     report("ratio: local:2 / one process (throughput)", base / t2, "x", "no gain on 2 cores")
+    report("ratio: local:1 --isolation none / one process (throughput)", base / t_none, "x")
     report("ratio: per-partition overhead / partition's work (local:1)", 100 * overhead, "%", "< 5%")
 
 

@@ -481,6 +481,7 @@ class _Job:
     checkpoint: str | None
     dead_letters: str | None
     batch_events: int
+    isolation: str = "process"  # "none": the function runs in the Dask worker's process
 
 
 @dataclasses.dataclass
@@ -565,10 +566,13 @@ def _run_partition(job: _Job, secrets: _Secrets, partition: Partition) -> _Resul
         # for the next partitions, fed the payloads in chunks): a call that ignores its
         # timeout, passes the memory limit or ends its process is killed and is that payload's
         # error (its worker replaced); this Dask worker and the partition's other payloads go on
+        # (isolation "none": a trusted function runs in the task thread itself, no pipe between)
         fn = _function(job)
+        isolated = job.isolation == "process"
         summary = replay(fn, partition.label, settings=secrets.settings,
                          dry_run=job.mode == "dry-run", client=client, budget=job.budget,
-                         stream=_counted(partition, counts), pool=_pool(fn, secrets.settings))
+                         stream=_counted(partition, counts), isolation=job.isolation,
+                         pool=_pool(fn, secrets.settings) if isolated else None)
     finally:
         if client is not None:
             client.close()
@@ -735,6 +739,7 @@ def replay_on_cluster(
     batch_events: int | None = None,
     worker_wait: float = 60.0,
     on_dashboard: Any = None,
+    isolation: str = "process",
 ) -> ClusterReplaySummary:
     """``replay`` on a Dask cluster; ``segfn_kit.replay(..., scheduler=)`` calls this.
 
@@ -751,6 +756,10 @@ def replay_on_cluster(
         batch_events: events per ``/v1/batch`` request (default and most: 2,500).
         worker_wait: seconds to wait for a worker when none is connected before giving up.
         on_dashboard: called with the dashboard's address once connected (the CLI prints it).
+        isolation: ``"process"`` (the default): each Dask worker calls the function in a
+            worker process of its own, where a runaway call is killed and is that payload's
+            error; ``"none"``: in the Dask worker's process, faster for a trusted function
+            (the time limit still holds for calls that let it; nothing stops one that does not).
 
     Raises:
         ReplayError: bad arguments, a missing write key.
@@ -781,6 +790,8 @@ def replay_on_cluster(
         raise ReplayError("a checkpoint records what was delivered: use it without dry_run")
     if rate is not None and not rate > 0:
         raise ReplayError(f"rate must be a positive number of requests per second, not {rate}")
+    if isolation not in ("process", "none"):
+        raise ReplayError(f'isolation must be "process" or "none", not {isolation!r}')
     fn, values = _prepare(function, settings)
     mode = "dry-run" if dry_run else "deliver"
     key = None
@@ -816,7 +827,8 @@ def replay_on_cluster(
     token = uuid.uuid4().hex[:10]
     job = _Job(source=fn.source, filename=fn.filename, run_key=_replay_key(fn, values), mode=mode,
                host=host, objects_host=objects_host, budget=budget, rate=rate, pacer=f"replay-{token}",
-               checkpoint=cp, dead_letters=dead, batch_events=batch_events or MAX_BATCH_EVENTS)
+               checkpoint=cp, dead_letters=dead, batch_events=batch_events or MAX_BATCH_EVENTS,
+               isolation=isolation)
     secrets = _Secrets(key, values)
     summary = ClusterReplaySummary(mode=mode)
     outcomes: Counter[str] = Counter()

@@ -319,7 +319,8 @@ def replay(
             memory limit, or one that ends its process (``os._exit``), is killed and is that
             payload's error; the replay goes on. What the function prints goes to stderr.
             ``"none"`` calls it in this process (for a debugger; no hard limits: such a call
-            holds or ends the replay).
+            holds or ends the replay) With ``scheduler``, the same choice on each Dask worker:
+            a worker process of its own (the default), or the Dask worker's process.
         workers: with ``isolation="process"``, how many worker processes call the function
             side by side (default: one per CPU but the one this process reads on, 1 to 4). Events, checkpoints and the
             summary follow the archive's order whatever the number; each worker holds its
@@ -373,7 +374,7 @@ def replay(
             function, *paths, scheduler=scheduler, partitions=partitions, rate=rate, to=to,
             objects_to=objects_to, write_key=write_key, dry_run=dry_run, settings=settings,
             checkpoint=checkpoint, dead_letter=dead_letter, budget=budget, progress=progress,
-            batch_events=batch_events,
+            batch_events=batch_events, isolation=isolation,
         )
     checker = None
     if plan is not None:

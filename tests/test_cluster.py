@@ -342,6 +342,53 @@ def test_a_runaway_call_in_a_partition_is_its_payloads_error_and_the_dask_worker
     assert pids and not pids & dask_pids
 
 
+PIDS = """\
+import os
+from segfn_kit.runtime import Segment
+
+def on_request(request, settings):
+    Segment.track(user_id=f"u{request.json()['n']}", event="Seen", properties={"pid": os.getpid()})
+"""
+
+
+def test_a_trusted_function_can_run_in_the_dask_workers_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from distributed import Client, LocalCluster
+
+    from segfn_kit._cli import build_parser
+    from segfn_kit._cli.replay import _run_cluster
+    from segfn_kit._replay import ReplayError
+
+    fn = tmp_path / "pids.py"
+    fn.write_text(PIDS)
+    data = tmp_path / "a.jsonl"
+    data.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(6)))
+    isolated, trusted = tmp_path / "isolated.sqlite3", tmp_path / "trusted.sqlite3"
+    monkeypatch.setenv("SEGMENT_WRITE_KEY", KEY)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50,
+    ) as lc, Client(lc.scheduler_address) as client:
+        dask_pids = set(client.run(os.getpid).values())
+        with running_sink(write_key=KEY, store=isolated) as url:  # the default: a worker process
+            summary = replay(fn, data, scheduler=lc.scheduler_address, to=url, write_key=KEY, budget=30.0)
+        assert summary.ok and summary.events == 6
+        with running_sink(write_key=KEY, store=trusted) as url:  # --isolation none: the Dask worker itself
+            args = build_parser().parse_args(["replay", str(fn), str(data), "--scheduler", lc.scheduler_address,
+                                              "--to", url, "--isolation", "none", "--no-progress"])
+            assert _run_cluster(args) == 0
+        with pytest.raises(ReplayError, match='isolation must be "process" or "none"'):
+            replay(fn, data, scheduler=lc.scheduler_address, dry_run=True, isolation="thread")
+
+    def pids(store: Path) -> set[int]:
+        events = read_sink(store)
+        assert sorted(events["user_id"]) == [f"u{n}" for n in range(6)]
+        return {(json.loads(p) if isinstance(p, str) else p)["properties"]["pid"] for p in events["payload"]}
+
+    assert pids(isolated) and not pids(isolated) & dask_pids
+    assert pids(trusted) and pids(trusted) <= dask_pids
+
+
 def test_no_worker_left_is_exit_1_not_a_hang(tmp_path: Path) -> None:
     from distributed import LocalCluster
 

@@ -89,7 +89,8 @@ def register(subparsers: Any) -> None:
         help="process (default): the function runs in worker processes, a chunk of payloads at a "
         "time; a call past the time limit or the 512 MiB memory limit, or one that ends its process, "
         "is killed and is that payload's error, and the replay goes on; none: in this process, for "
-        "a debugger (no hard limits). With --scheduler, calls run in the Dask workers' processes",
+        "a debugger (no hard limits). With --scheduler: process runs each Dask worker's calls in a "
+        "worker process of its own; none runs them in the Dask worker's process (faster, for a trusted function)",
     )
     p.add_argument("--workers", type=int, metavar="N",
                    help="with --isolation process: worker processes calling the function side by side "
@@ -159,7 +160,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
             to=args.to, objects_to=args.objects_to, dry_run=args.dry_run, settings=args.settings,
             checkpoint=args.checkpoint, dead_letter=args.dead_letter, budget=args.budget,
             progress=not args.no_progress and sys.stderr.isatty(), on_dashboard=dashboard,
-            batch_events=args.batch_events,
+            batch_events=args.batch_events, isolation=args.isolation,
         )
     except ClusterError as exc:
         print(f"segfn replay: {exc}", file=sys.stderr)
