@@ -50,7 +50,10 @@ async def _answer(engine: Engine, scope: Scope, receive: Receive, config: Config
     from ._rules import body_too_large
 
     method = str(scope.get("method", "")).upper()
-    headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", []))
+    raw = scope.get("headers", [])
+    named = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    # one value per name (the common case) reads as a dict; repeated names are joined as HTTP does
+    headers = Headers(named if len(named) == len(raw) else [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw])
     query_string = scope.get("query_string", b"").decode("latin-1")
     url = str(scope.get("path", "/")) + ("?" + query_string if query_string else "")
     if method != "POST":

@@ -51,7 +51,11 @@ class Headers(Mapping[str, str]):
     def __init__(self, headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None):
         # read when first looked at (many functions never do): kept as given until then
         self._store: dict[str, tuple[str, str]] | None = None
-        self._lazy: Any = dict(headers) if type(headers) is dict else headers
+        if type(headers) is Headers:  # another Headers: share what it read (neither changes it)
+            self._store = headers._items
+            self._lazy: Any = None
+            return
+        self._lazy = dict(headers) if type(headers) is dict else headers
 
     @property
     def _items(self) -> dict[str, tuple[str, str]]:
