@@ -566,13 +566,21 @@ def _run_partition(job: _Job, secrets: _Secrets, partition: Partition) -> _Resul
         # for the next partitions, fed the payloads in chunks): a call that ignores its
         # timeout, passes the memory limit or ends its process is killed and is that payload's
         # error (its worker replaced); this Dask worker and the partition's other payloads go on
-        # (isolation "none": a trusted function runs in the task thread itself, no pipe between)
+        # (isolation "none": a trusted function runs on this task thread itself, limited as on
+        # a main thread, a watchdog raising FunctionTimeout at the limit: no pipe, no thread
+        # hop per call; a call that ignores the timeout holds its partition)
         fn = _function(job)
-        isolated = job.isolation == "process"
-        summary = replay(fn, partition.label, settings=secrets.settings,
-                         dry_run=job.mode == "dry-run", client=client, budget=job.budget,
-                         stream=_counted(partition, counts), isolation=job.isolation,
-                         pool=_pool(fn, secrets.settings) if isolated else None)
+        with contextlib.ExitStack() as stack:
+            pool = None
+            if job.isolation == "process":
+                pool = _pool(fn, secrets.settings)
+            else:
+                from segfn_kit.runtime._function import timeouts_in_place
+
+                stack.enter_context(timeouts_in_place())
+            summary = replay(fn, partition.label, settings=secrets.settings,
+                             dry_run=job.mode == "dry-run", client=client, budget=job.budget,
+                             stream=_counted(partition, counts), isolation=job.isolation, pool=pool)
     finally:
         if client is not None:
             client.close()
