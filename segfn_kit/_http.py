@@ -198,10 +198,8 @@ class Responses:
     # A destination run's frame keeps its script in ``attrs["responses"]``, and pandas
     # deep-copies a frame's attrs on every operation. The script's steps may hold exception
     # instances that were raised (with their traceback and context chain) and its counters
-    # run on across runs: the frame refers to the one script, never to a copy.
-    def __copy__(self) -> Responses:
-        return self
-
+    # run on across runs: the frame refers to the one script, never to a deep copy. (A
+    # shallow ``copy.copy`` stays a new script sharing the rules, as ``strict=`` needs.)
     def __deepcopy__(self, memo: dict[int, Any]) -> Responses:
         return self
 

@@ -290,3 +290,7 @@ def on_track(event, settings):
     assert out.attrs["responses"] is script
     assert out.iloc[0].attrs["responses"] is script
     assert copy.deepcopy(script) is script
+    # a strict run works on its own shallow copy: the caller's script stays lenient
+    strict = run_destination(Function.from_source(source), [track("z")], responses=script, strict=True)
+    assert strict.attrs["responses"] is not script and strict.attrs["responses"].strict
+    assert not script.strict and copy.copy(script) is not script
