@@ -689,12 +689,20 @@ def _exception_wire(exc: Exception) -> tuple[Any, ...]:
     cls = type(exc)
     if isinstance(exc, httpx.RequestError) and getattr(httpx, cls.__name__, None) is cls:
         return ("httpx", cls.__name__, str(exc))  # rebuilt around the worker's own request
+    # its class, arguments and attributes only: never its traceback or context chain
+    # (libraries such as tblib, which Dask installs, make pickled exceptions carry them)
     try:
-        blob = pickle.dumps(exc)
-        pickle.loads(blob)
+        blob = pickle.dumps((cls, exc.args, dict(getattr(exc, "__dict__", {}))))
+        _rebuilt(*pickle.loads(blob))
     except Exception:
         return ("text", cls.__name__, str(exc))
     return ("pickle", blob)
+
+
+def _rebuilt(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    error = cls(*args)
+    error.__dict__.update(state)
+    return error
 
 
 def _forwarded_error(wire: tuple[Any, ...], request: httpx.Request) -> BaseException:
@@ -702,7 +710,7 @@ def _forwarded_error(wire: tuple[Any, ...], request: httpx.Request) -> BaseExcep
         error: BaseException = getattr(httpx, wire[1])(wire[2], request=request)
         return error
     if wire[0] == "pickle":
-        return pickle.loads(wire[1])  # type: ignore[no-any-return]
+        return _rebuilt(*pickle.loads(wire[1]))
     return RuntimeError(f"{wire[1]}: {wire[2]}")
 
 

@@ -294,3 +294,29 @@ def on_track(event, settings):
     strict = run_destination(Function.from_source(source), [track("z")], responses=script, strict=True)
     assert strict.attrs["responses"] is not script and strict.attrs["responses"].strict
     assert not script.strict and copy.copy(script) is not script
+
+
+def test_scripted_exceptions_keep_their_type_where_pickled_exceptions_carry_tracebacks() -> None:
+    """Dask installs tblib's pickling of exceptions (with their tracebacks) in the caller's
+    process; a scripted exception still reaches the worker's function as itself."""
+    import tblib.pickling_support
+
+    tblib.pickling_support.install()
+    source = '''
+import httpx
+def on_track(event, settings):
+    try:
+        httpx.post("https://api.example.com/", json={})
+    except LookupError as exc:
+        print("caught", type(exc).__name__, exc)
+'''
+    raised = KeyError("no such key")
+    try:  # a step that was raised before carries a traceback
+        raise raised
+    except KeyError:
+        pass
+    script = Responses().add("https://api.example.com/", respond=[raised])
+    out = run_destination(Function.from_source(source), [track("x")], responses=script, timeout=5)
+    row = out.iloc[0]
+    assert row["outcome"] == "ok", row["error"]
+    assert row["logs"] == "caught KeyError 'no such key'\n"
