@@ -126,6 +126,22 @@ def _mib(n: int) -> str:
 # -- the caller's side -------------------------------------------------------------------
 
 
+def _spawn(read_fd: int, write_fd: int, results_fd: int) -> subprocess.Popen[bytes]:
+    """A worker started as a new interpreter, given its pipe ends and results file."""
+    root = str(Path(__file__).resolve().parents[2])
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[4]); "
+        "from segfn_kit.runtime._isolation import _worker_main; "
+        "_worker_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(read_fd), str(write_fd), str(results_fd), root],
+        pass_fds=(read_fd, write_fd, results_fd),
+        stdin=subprocess.DEVNULL,
+        close_fds=True,
+    )
+
+
 class _Worker:
     """One worker process: a pipe each way for messages, and a results file.
 
@@ -141,33 +157,9 @@ class _Worker:
         child_r, parent_w = os.pipe()
         self.results = _results_file()
         self.process: subprocess.Popen[bytes] | _Forked
-        if _can_fork():
-            try:
-                self.process = _Forked.start(child_r, child_w, self.results)
-            except BaseException:
-                for fd in (parent_r, parent_w, self.results):
-                    os.close(fd)
-                raise
-            finally:
-                os.close(child_r)
-                os.close(child_w)
-            self.reader = Connection(parent_r, writable=False)
-            self.writer = Connection(parent_w, readable=False)
-            self._init_state(preload)
-            return
-        root = str(Path(__file__).resolve().parents[2])
-        code = (
-            "import sys; sys.path.insert(0, sys.argv[4]); "
-            "from segfn_kit.runtime._isolation import _worker_main; "
-            "_worker_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
-        )
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", code, str(child_r), str(child_w), str(self.results), root],
-                pass_fds=(child_r, child_w, self.results),
-                stdin=subprocess.DEVNULL,
-                close_fds=True,
-            )
+            self.process = (_Forked.start(child_r, child_w, self.results) if _can_fork()
+                            else _spawn(child_r, child_w, self.results))
         except BaseException:
             for fd in (parent_r, parent_w, self.results):
                 os.close(fd)
