@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from segfn_kit._sink import read_sink, running_sink
-from segfn_kit.runtime import Function, Request
+from segfn_kit.runtime import Function, Request, _isolation
 from segfn_kit.runtime._isolation import WorkerPool, _can_fork, _Forked, _Worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +107,32 @@ def test_a_caller_running_threads_starts_workers_afresh() -> None:
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_a_batch_replaces_the_spare_it_took_once_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    # workers started as new interpreters (a notebook kernel runs threads): a spare booting
+    # beside a batch would take a core from it, so the batch starts the next one as it ends
+    monkeypatch.setattr(_isolation, "_can_fork", lambda: False)
+    _isolation._stop_spares()
+    try:
+        _isolation.start_spare()
+        spare = _isolation._SPARES[()][0]
+        fn = Function.from_source(HOSTILE, filename="hostile.py")
+        during = []
+        with WorkerPool(fn) as pool:
+            for result in pool.map([call("ok"), call("ok")]):
+                assert result.invocation.outcome == "ok"
+                during.append(len(_isolation._SPARES.get((), [])))
+            assert during == [0, 0]  # the spare is the batch's worker; none boots beside it
+            ready = _isolation._SPARES[()]
+            assert len(ready) == 1 and ready[0] is not spare
+        # a single call (a server's) has its spare replaced at once: the next worker
+        # replacing a killed one is ready
+        with WorkerPool(fn) as pool:
+            assert pool.call(call("ok")).invocation.outcome == "ok"
+            assert len(_isolation._SPARES[()]) == 1
+    finally:
+        _isolation._stop_spares()
 
 
 DELIVER = '''

@@ -441,8 +441,9 @@ _SPARES_LOCK = threading.Lock()
 _MAX_SPARES = 1
 
 
-def _blank_worker(preload: tuple[str, ...] = ()) -> _Worker:
-    """A started blank worker (a spare when one is ready), and a new spare in its place."""
+def _blank_worker(preload: tuple[str, ...] = (), *, replace: bool = True) -> _Worker:
+    """A started blank worker (a spare when one is ready), and, with ``replace``, a new
+    spare in its place (else the caller starts it later, with :func:`_replace_spare`)."""
     with _SPARES_LOCK:
         spares = _SPARES.get(preload)
         worker = spares.pop() if spares else None
@@ -450,9 +451,16 @@ def _blank_worker(preload: tuple[str, ...] = ()) -> _Worker:
         if worker is not None:
             worker.kill()
         worker = _Worker(preload)
-    if not _can_fork():  # a fork costs a millisecond when it is needed: a spare is for new interpreters
-        _replenish(preload)
+    if replace:
+        _replace_spare(preload)
     return worker
+
+
+def _replace_spare(preload: tuple[str, ...] = ()) -> None:
+    """Start a spare when none is ready (a fork costs a millisecond when it is needed: a
+    spare is for new interpreters)."""
+    if not _can_fork():
+        _replenish(preload)
 
 
 def start_spare(preload: tuple[str, ...] = ()) -> None:
@@ -617,6 +625,11 @@ class WorkerPool:
         self._closed = False
         self._waiters: collections.deque[Any] = collections.deque()  # asyncio futures of acall()s waiting for a worker
         self._starter: Any = None  # the thread acall() starts workers in (made on first use)
+        # while map() runs, a spare taken is replaced only when it ends: a new interpreter
+        # booting beside a batch takes a core from it (about 0.3 s of CPU), and the next
+        # batch (the preview's next refresh) finds the spare ready all the same
+        self._mapping = 0
+        self._spare_owed = False
         self.replaced = 0
         """How many workers were killed (or died) and replaced so far."""
 
@@ -632,6 +645,8 @@ class WorkerPool:
         busy: dict[Connection, _Worker] = {}
         done: dict[int, CallResult] = {}
         expected = 0
+        with self._lock:
+            self._mapping += 1
         try:
             while True:
                 # hand chunks to idle workers
@@ -680,6 +695,13 @@ class WorkerPool:
         finally:
             for worker in busy.values():  # abandoned half-way (the caller stopped reading)
                 self._discard(worker)
+            with self._lock:
+                self._mapping -= 1
+                owed = self._spare_owed and not self._mapping
+                if owed:
+                    self._spare_owed = False
+            if owed:
+                _replace_spare(self.preload)
 
     def call(self, call: Request | Call, *, timeout: float | EllipsisType | None = ...) -> CallResult:
         """Run one call on a free worker (waits for one) and return its result.
@@ -835,8 +857,11 @@ class WorkerPool:
                 if not block:
                     return None
                 self._free.wait()
+        with self._lock:
+            replace = not self._mapping
+            self._spare_owed = self._spare_owed or not replace
         try:
-            worker = _blank_worker(self.preload)
+            worker = _blank_worker(self.preload, replace=replace)
             worker.load(self)
             return worker
         except BaseException:
