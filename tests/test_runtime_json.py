@@ -198,3 +198,40 @@ def test_digest_cache_is_bounded_by_bytes() -> None:
     assert cache.size_bytes <= 10_000
     assert cache.get(b"%05d" % 999 + b"x" * 95) == "d"  # the newest stay
     assert cache.get(b"%05d" % 0 + b"x" * 95) is None  # the oldest went
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"n": 18446744073709551616}',  # beyond 64 bits: orjson reads a float
+        b'{"n": -9223372036854775809}',
+        b'{"n": 18446744073709551615, "m": -9223372036854775808}',  # the edges it reads exactly
+        b'{"f": 1e+20, "g": 1.5e300}',  # large floats: written with e+ by both
+        b'{"email": "jane+test@example.com", "plus": "e+1", "x": "1e+5"}',  # e+ inside strings
+        b'{"tiny": [1e-05, 2.5e-07, 0.00009999, 1e-10, 0.0001]}',
+        b'{"id": "9f3c-4f1e-9a6b", "word": "one-time"}',
+        b'[' * 300 + b']' * 300,  # deeper than orjson writes
+        b'{"s": "caf\\u00e9", "n": [1, 2.5, -0.0]}',
+    ],
+)
+def test_loads_with_digest_is_exactly_the_standard_library(content: bytes) -> None:
+    expected_value = json.loads(content)
+    saved = runtime_json.orjson
+    runtime_json.orjson = None
+    try:
+        expected_digest = runtime_json.body_digest(content)
+    finally:
+        runtime_json.orjson = saved
+    both = runtime_json.loads_with_digest(content)
+    if both is None:  # the caller parses with the standard library: exact by construction
+        return
+    value, digest = both
+    assert repr(value) == repr(expected_value)
+    assert digest == expected_digest
+
+
+def test_loads_with_digest_leaves_long_integers_to_the_standard_library() -> None:
+    assert runtime_json.loads_with_digest(b'{"n": 18446744073709551616}') is None
+    assert runtime_json.loads_with_digest(b'{"n": -9223372036854775809}') is None
+    # an e+ inside a string is not a number: orjson's answer stands
+    assert runtime_json.loads_with_digest(b'{"email": "jane+test@example.com"}') is not None

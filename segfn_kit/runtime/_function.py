@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -327,7 +326,9 @@ class Function:
             duration = time.perf_counter() - start
             # a subclass of one of the five keeps its parent's meaning; a function that calls
             # sys.exit() fails its own invocation, never the run around it
-            outcome = next((c.__name__ for c in FUNCTION_ERRORS if isinstance(exc, c)), "error")
+            outcome = _OUTCOMES.get(type(exc)) or next(
+                (c.__name__ for c in FUNCTION_ERRORS if isinstance(exc, c)), "error"
+            )
             text = (
                 f"SystemExit: the function called sys.exit({exc.code!r}); raise one of the "
                 "five Segment errors instead" if isinstance(exc, SystemExit)
@@ -338,7 +339,8 @@ class Function:
                 # an unexpected error is a bug in the function: say where, in the text itself,
                 # so `segfn run --jsonl` and handler logs point at it too
                 text += f" ({os.path.basename(self.filename)}, line {line})"
-            message = mask_text(text, settings.secret_values())
+            secrets = settings.secret_values()
+            message = mask_text(text, secrets) if secrets else text
             return Invocation(
                 outcome=outcome,
                 events=collector.events,
@@ -369,6 +371,10 @@ class Function:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Function:
         return self
+
+
+# the outcome of each of the five errors raised as itself (a subclass takes the loop above)
+_OUTCOMES: dict[type[BaseException], str] = {c: c.__name__ for c in FUNCTION_ERRORS}
 
 
 def _timeout_text(timeout: float | None) -> str:
@@ -419,9 +425,11 @@ def _line_in(exc: BaseException, filename: str) -> int | None:
     if isinstance(exc, SyntaxError) and exc.filename == filename:
         return exc.lineno
     line = None
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        if frame.f_code.co_filename == filename:
-            line = lineno
+    tb = exc.__traceback__
+    while tb is not None:  # traceback.walk_tb, without a generator per failed call
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
     return line
 
 

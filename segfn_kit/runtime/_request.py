@@ -8,7 +8,7 @@ from typing import Any, TypeVar, overload
 from urllib.parse import parse_qs, urlsplit
 
 from ._errors import InvalidEventPayload
-from ._json import MISSING, body_digest, canonical_digest, fast_loads
+from ._json import MISSING, body_digest, canonical_digest, fast_loads, loads_with_digest
 
 __all__ = ["Headers", "Request", "body_refusal"]
 
@@ -244,11 +244,15 @@ class Request:
     def _parse_json(self) -> Any:
         # parsed once: the digest of derived messageIds is taken here too, from the value
         # as parsed, before the function can change it (no second parse for the ids)
-        value = fast_loads(self.content)
-        if value is not MISSING:
-            if self._digest is None:
-                self._digest = canonical_digest(value, self.content, from_orjson=True)
-            return value
+        if self._digest is None:
+            both = loads_with_digest(self.content)
+            if both is not None:
+                value, self._digest = both
+                return value
+        else:
+            value = fast_loads(self.content)
+            if value is not MISSING:
+                return value
         value = self._parse_json_stdlib()
         if self._digest is None:
             self._digest = canonical_digest(value, self.content)
