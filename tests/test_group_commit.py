@@ -5,6 +5,7 @@ and the exported handler under a real uvicorn doing the same."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from segfn_kit._export import export
 from segfn_kit._sink import read_sink, running_sink
 from segfn_kit.runtime import DeliveryError, DeliveryReport, TrackingClient
+from segfn_kit.runtime._delivery import _GROUP_STALL, _PREFIX, _SUFFIX_LEN, MAX_EVENT_BYTES
 from tests._servers import clean_env, serving
 
 KEY = "wk_group_3c1f9a0b"
@@ -132,6 +134,101 @@ def test_a_single_call_is_what_it_was(sink: Sink) -> None:
     report = run_callers(TrackingClient(KEY, host=sink.url), count=1)[0]
     assert isinstance(report, DeliveryReport)
     assert (report.events, report.accepted, report.batches, report.requests) == (2, 2, 1, 1)
+
+
+class HeldApi:
+    """A Tracking API (an httpx transport) that holds its first answer until ``release()``,
+    recording the messageIds of each body as it arrives."""
+
+    def __init__(self) -> None:
+        self.bodies: list[list[str]] = []
+        self.arrived = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        content = request.content
+        if request.headers.get("content-encoding") == "gzip":
+            content = gzip.decompress(content)
+        self.bodies.append([e["messageId"] for e in json.loads(content)["batch"]])
+        self.arrived.set()
+        if len(self.bodies) == 1:
+            await self.released.wait()
+        return httpx.Response(200, json={"success": True})
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def one_event(caller: int, size: int = 0) -> list[dict[str, Any]]:
+    return [{"type": "track", "userId": "u", "event": "Paid", "messageId": f"m{caller}",
+             "properties": {"blob": "x" * size}}]
+
+
+async def settle() -> None:
+    """Let every task that can run, run (a flusher started now would have sent by then)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_calls_that_arrive_while_a_batch_is_on_its_way_leave_together_in_the_next() -> None:
+    api = HeldApi()
+
+    async def main() -> list[DeliveryReport]:
+        client = TrackingClient(KEY, host="https://api.example.test", transport=httpx.MockTransport(api))
+        first = asyncio.ensure_future(client.asend(one_event(0)))
+        await api.arrived.wait()
+        later = []
+        for n in range(1, 6):  # one at a time, each while the first batch is held
+            later.append(asyncio.ensure_future(client.asend(one_event(n))))
+            await settle()
+        assert api.bodies == [["m0"]]  # none of them went alone
+        api.release()
+        return await asyncio.gather(first, *later)
+
+    reports = asyncio.run(main())
+    assert all(r.ok for r in reports)
+    assert api.bodies == [["m0"], ["m1", "m2", "m3", "m4", "m5"]]
+
+
+def test_a_stalled_batch_does_not_hold_the_calls_behind_it() -> None:
+    api = HeldApi()
+
+    async def main() -> None:
+        client = TrackingClient(KEY, host="https://api.example.test", transport=httpx.MockTransport(api))
+        first = asyncio.ensure_future(client.asend(one_event(0)))
+        await api.arrived.wait()
+        await asyncio.sleep(_GROUP_STALL + 0.05)  # the first batch is stalled now
+        report = await client.asend(one_event(1))  # answered while the first is still held
+        assert report.ok and not first.done()
+        api.release()
+        assert (await first).ok
+
+    asyncio.run(main())
+    assert api.bodies == [["m0"], ["m1"]]
+
+
+def test_a_queue_that_fills_a_batch_goes_out_beside_the_batch_on_its_way() -> None:
+    api = HeldApi()
+    limit = len(_PREFIX) + _SUFFIX_LEN + MAX_EVENT_BYTES + 200  # the smallest batch: 32 KB
+
+    async def main() -> list[DeliveryReport]:
+        client = TrackingClient(KEY, host="https://api.example.test", max_batch_bytes=limit,
+                                transport=httpx.MockTransport(api))
+        first = asyncio.ensure_future(client.asend(one_event(0)))
+        await api.arrived.wait()
+        later = []
+        for n in range(1, 9):  # 8 KB events: the fifth fills a batch
+            later.append(asyncio.ensure_future(client.asend(one_event(n, 8_000))))
+            await settle()
+        answered = [task.done() for task in later]
+        api.release()
+        assert answered == [True] * 4 + [False] * 4  # sent (and answered) while the first was held
+        return await asyncio.gather(first, *later)
+
+    reports = asyncio.run(main())
+    assert all(r.ok for r in reports)
+    assert api.bodies[:2] == [["m0"], ["m1", "m2", "m3", "m4"]]
+    assert sorted(m for body in api.bodies for m in body) == sorted(f"m{n}" for n in range(9))
 
 
 FUNCTION = '''\

@@ -373,8 +373,11 @@ class _Step:
     sleep: float | None = None
 
 
-_GROUP_FLUSHERS = 2
-"""Batches a group commit keeps on the wire at once (per client and event loop)."""
+_GROUP_FLUSHERS = 4
+"""Batches a group commit may keep on the wire at once (per client and event loop)."""
+_GROUP_STALL = 0.25
+"""Seconds a batch may be on its way (retries included) before the calls queued behind it
+go out in another batch beside it instead of waiting for it."""
 
 
 @dataclass(eq=False)
@@ -394,7 +397,27 @@ class _Group:
         self.loop = loop
         self.queue: collections.deque[_Waiter] = collections.deque()
         self.flushers = 0
+        self.queued = 0  # bytes the queued calls' events take in a batch body
+        self.sending: list[float] = []  # when each batch on its way was taken (monotonic)
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def wants_flusher(self, full: int) -> bool:
+        """Whether the queue needs another batch on its way now: none is, or the queue fills
+        a batch (``full`` bytes), or every batch on its way is stalled (retrying, or an API
+        slow to answer).
+
+        One batch at a time is what coalesces: while it is on its way, the calls that arrive
+        wait for the next one, so a busy handler sends a few large bodies instead of many
+        small ones; a burst or a slow answer never holds the calls behind it for long.
+        """
+        if not self.flushers:
+            return True
+        return (self.flushers < _GROUP_FLUSHERS and len(self.sending) == self.flushers
+                and (self.queued >= full or self.stalled()))
+
+    def stalled(self) -> bool:
+        """Every batch on its way was taken more than ``_GROUP_STALL`` seconds ago."""
+        return time.monotonic() - max(self.sending) > _GROUP_STALL
 
 
 @dataclass
@@ -1052,7 +1075,8 @@ class TrackingClient:
         size = sum(len(data) + 1 for _, data in encoded)
         waiter = _Waiter(encoded, size, time.monotonic() + budget, loop.create_future())
         group.queue.append(waiter)
-        if group.flushers < _GROUP_FLUSHERS:
+        group.queued += size
+        if group.wants_flusher(self.max_batch_bytes - _SUFFIX_LEN - len(_PREFIX)):
             group.flushers += 1
             task = loop.create_task(self._flusher(group))
             group.tasks.add(task)
@@ -1060,33 +1084,40 @@ class TrackingClient:
         return await waiter.future
 
     async def _flusher(self, group: _Group) -> None:
+        limit = self.max_batch_bytes - _SUFFIX_LEN - len(_PREFIX)
         try:
             while group.queue:
-                taken = self._take(group.queue)
+                if group.sending and not group.stalled() and group.queued < limit:
+                    break  # the batch on its way takes the queue when it is answered
+                taken = self._take(group)
                 if not taken:
                     break
+                taken_at = time.monotonic()
+                group.sending.append(taken_at)
                 try:
                     await self._flush(taken)
                 finally:  # whatever happened, no caller is left waiting
+                    group.sending.remove(taken_at)
                     for w in taken:
                         if not w.future.done():
                             w.future.set_exception(DeliveryError("the group commit ended without an answer"))
         finally:
             group.flushers -= 1
 
-    def _take(self, queue: collections.deque[_Waiter]) -> list[_Waiter]:
+    def _take(self, group: _Group) -> list[_Waiter]:
         """The queued calls whose events fit one batch (at least one call)."""
         limit = self.max_batch_bytes - _SUFFIX_LEN - len(_PREFIX)
+        queue = group.queue
         taken: list[_Waiter] = []
         size = count = 0
         while queue:
             waiter = queue[0]
             if waiter.future.done():  # its caller went away (cancelled): nothing to send for it
-                queue.popleft()
+                group.queued -= queue.popleft().size
                 continue
             if taken and (size + waiter.size > limit or count + len(waiter.encoded) > self.max_batch_events):
                 break
-            queue.popleft()
+            group.queued -= queue.popleft().size
             taken.append(waiter)
             size += waiter.size
             count += len(waiter.encoded)
