@@ -498,6 +498,74 @@ def _integration_issues(event: dict[str, Any], index: int | None) -> list[Issue]
     ]
 
 
+def _id_ok(value: Any) -> bool:
+    return value is None or (type(value) is str and bool(value.strip()))
+
+
+def _message_id_ok(value: Any) -> bool:
+    return value is None or (type(value) is str and bool(value.strip()) and len(value) <= MAX_MESSAGE_ID_LENGTH)
+
+
+def _timestamp_ok(value: Any) -> bool:
+    return value is None or (type(value) is str and _is_iso8601(value))
+
+
+def _object_ok(value: Any) -> bool:
+    return value is None or type(value) is dict
+
+
+def _text_ok(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _given_id_ok(value: Any) -> bool:
+    return type(value) is str and bool(value.strip())
+
+
+# What the models accept, for the plainest values only (exact str and dict, no numbers
+# for groupId / previousId): an event made of such values is checked here, in a few dict
+# lookups; any other value, a missing required field or no id at all goes to the models,
+# which give the issues. tests/test_spec.py holds this table against the models' fields.
+_PLAIN_CHECKS: dict[str, Any] = {
+    "type": _text_ok,  # its value is one of EVENT_TYPES already
+    "userId": _id_ok,
+    "anonymousId": _id_ok,
+    "messageId": _message_id_ok,
+    **dict.fromkeys(_TIMESTAMP_FIELDS, _timestamp_ok),
+    **dict.fromkeys(_OBJECT_FIELDS, _object_ok),
+    "name": _text_ok,
+    "category": _text_ok,
+    "event": _given_id_ok,
+    "groupId": _given_id_ok,
+    "previousId": _given_id_ok,
+}
+_PLAIN_REQUIRED: dict[str, tuple[str, ...]] = {
+    "identify": (), "track": ("event",), "page": (), "screen": (), "group": ("groupId",),
+    "alias": ("previousId", "userId"),
+}
+
+
+def _plainly_valid(event: dict[str, Any], kind: str) -> bool:
+    """Whether the models certainly accept ``event`` (a ``kind`` event): ``True`` only for
+    values they accept; ``False`` means "ask the models", never "invalid".
+
+    Example:
+        >>> _plainly_valid({"type": "track", "userId": "u1", "event": "E"}, "track")
+        True
+        >>> _plainly_valid({"type": "track", "userId": 7, "event": "E"}, "track")
+        False
+    """
+    fields = _KEYS_BY_TYPE[kind]
+    checks = _PLAIN_CHECKS
+    for key, value in event.items():
+        if key in fields and not checks[key](value):
+            return False
+    for key in _PLAIN_REQUIRED[kind]:
+        if event.get(key) is None:
+            return False
+    return event.get("userId") is not None or event.get("anonymousId") is not None
+
+
 def validate(event: Any, *, index: int | None = None) -> list[Issue]:
     """The problems of one spec event (a Tracking API message as a dict); empty when valid.
 
@@ -534,7 +602,8 @@ def validate(event: Any, *, index: int | None = None) -> list[Issue]:
         return [Issue(index, "type", code, message)]
     issues: list[Issue] = []
     try:
-        _event_adapter().validate_python(event, by_name=False)
+        if not _plainly_valid(event, kind):
+            _event_adapter().validate_python(event, by_name=False)
     except PydanticValidationError as exc:
         issues = _issues_from(kind, event, exc, index)
         # the id rule is a model validator, which pydantic skips when a field failed;

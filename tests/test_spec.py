@@ -306,3 +306,68 @@ def test_object_needs_collection_and_id() -> None:
     assert found == {("objects.collection", "missing"), ("objects.id", "missing")}
     assert [i.code for i in validate_object({"collection": "", "id": "x"})] == ["empty"]
     assert [i.code for i in validate_object("rooms")] == ["not_an_object"]
+
+
+# -- the plain check: validate() asks the models only about values it cannot vouch for ------
+
+
+def test_the_plain_check_knows_every_field_of_every_model() -> None:
+    from segfn_kit.spec import _KEYS_BY_TYPE, _PLAIN_CHECKS, _PLAIN_REQUIRED
+
+    for model in (Identify, Track, Page, Screen, Group, Alias):
+        kind = model.model_fields["type"].default
+        aliases = {f.alias or name for name, f in model.model_fields.items()}
+        required = {f.alias or name for name, f in model.model_fields.items() if f.is_required()}
+        assert aliases <= _KEYS_BY_TYPE[kind] and aliases <= _PLAIN_CHECKS.keys(), kind
+        assert set(_PLAIN_REQUIRED[kind]) == required, kind
+
+
+class _Name(str):
+    pass
+
+
+_VALUES = [
+    None, "", " ", "u1", "  u1 ", "x" * 99, "x" * 100, _Name("u1"), 0, 7, 2**70, 1.5, float("nan"), True,
+    {}, {"a": 1}, [], ["u1"], "2024-01-31T12:00:00Z", "2024-01-31T12:00:00.123+01:00", "1706702400",
+    "20240131", "yesterday", "track", b"u1",
+]
+
+
+def _events() -> Any:
+    from hypothesis import strategies as st
+
+    from segfn_kit.spec import _ALL_KEYS
+
+    # a valid event of each type with a few fields set to any of the values above
+    valid = {
+        "identify": {"userId": "u1"}, "track": {"userId": "u1", "event": "E"}, "page": {"anonymousId": "a1"},
+        "screen": {"userId": "u1", "name": "Home"}, "group": {"userId": "u1", "groupId": "g1"},
+        "alias": {"userId": "u1", "previousId": "p1"},
+    }
+    keys = st.sampled_from([*sorted(_ALL_KEYS - {"type"}), "user_id", "extra", "version"])
+    return st.builds(
+        lambda kind, fields, dropped: {k: v for k, v in {"type": kind, **valid[kind], **fields}.items() if k != dropped},
+        st.sampled_from(sorted(valid)),
+        st.dictionaries(keys, st.sampled_from(_VALUES), max_size=3),
+        st.sampled_from([None, "userId", "anonymousId", "event", "groupId", "previousId"]),
+    )
+
+
+def test_the_plain_check_vouches_only_for_what_the_models_accept() -> None:
+    from hypothesis import given, settings
+
+    import segfn_kit.spec as spec
+
+    @settings(max_examples=3000, deadline=None, database=None)
+    @given(_events())
+    def check(event: dict[str, Any]) -> None:
+        plain = spec._plainly_valid(event, event["type"])
+        if plain:
+            spec._event_adapter().validate_python(event, by_name=False)  # raises if not accepted
+        found = [i.to_dict() for i in validate(event, index=0)]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(spec, "_plainly_valid", lambda event, kind: False)
+            assert [i.to_dict() for i in validate(event, index=0)] == found
+
+    check()
+    assert spec._plainly_valid({"type": "track", "userId": "u1", "event": "E"}, "track")
