@@ -32,13 +32,16 @@ Errors::
 The write key goes only into the ``Authorization`` header: it never appears in a log line,
 an exception message, a dead-letter file or ``repr(client)``.
 
-httpx is imported when the first request is sent, so ``import segfn_kit.runtime`` stays light.
+Requests go out through the standard library (``http.client`` for ``send``, asyncio streams
+for ``asend``); httpx is imported only for a ``transport=`` or a proxy in the environment, so
+``import segfn_kit.runtime`` and a cold start stay light.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -519,6 +522,9 @@ class TrackingClient:
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        # idle kept-alive connections of asend, per scheme://host:port, and their event loop
+        self._streams: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self._streams_loop: asyncio.AbstractEventLoop | None = None
         self._group: _Group | None = None
         self._connections: dict[str, list[http.client.HTTPConnection]] = {}  # idle, per scheme://host:port
 
@@ -712,10 +718,11 @@ class TrackingClient:
         return not (self.host.startswith("http://") and self.objects_host.startswith("http://"))
 
     def _stdlib(self) -> bool:
-        """Whether blocking sends go through the standard library's ``http.client`` rather than
-        httpx: always, unless a transport was given or a proxy is configured in the
-        environment (httpx honours those). Loading httpx is most of what a Lambda's first
-        delivery costs."""
+        """Whether sends go through the standard library rather than httpx (``http.client``
+        when blocking, asyncio streams in ``asend``): always, unless a transport was given or
+        a proxy is configured in the environment (httpx honours those). Loading httpx is
+        most of what a Lambda's first delivery costs, and its per-request work most of what
+        a batch costs a busy ASGI handler."""
         if self._transport is not None:
             return False
         return not any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ)
@@ -767,6 +774,54 @@ class TrackingClient:
         retry = response.getheader("Retry-After")
         return _Answer(response.status, {"Retry-After": retry} if retry is not None else {},
                        data.decode("utf-8", "replace"))
+
+    async def _apost(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Answer:
+        """One POST on asyncio streams, on a kept-alive connection per host (this event
+        loop's): what ``_post`` is to blocking sends.
+
+        Raises ``TimeoutError`` or ``OSError`` (connection refused, reset, closed without an
+        answer, an answer that is not HTTP) for ``_judge`` to retry.
+        """
+        import asyncio
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"{url}: only http:// and https:// hosts are supported")
+        loop = asyncio.get_running_loop()
+        if self._streams_loop is not loop:  # streams belong to the loop that opened them
+            self._streams, self._streams_loop = {}, loop
+        netloc = parts.netloc.rpartition("@")[2]
+        idle = self._streams.setdefault(f"{parts.scheme}://{netloc}", [])
+        stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        while idle and stream is None:
+            stream = idle.pop()
+            if stream[0].at_eof() or stream[1].is_closing():  # the server closed it meanwhile
+                stream[1].close()
+                stream = None
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        head = "".join((f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\nContent-Length: {len(body)}\r\n",
+                        *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"))
+        try:
+            async with asyncio.timeout(timeout):
+                if stream is None:
+                    tls = _tls_context() if parts.scheme == "https" else None
+                    stream = await asyncio.open_connection(
+                        parts.hostname, parts.port or (443 if tls else 80), ssl=tls)
+                stream[1].write(head.encode("latin-1") + body)
+                await stream[1].drain()
+                answer, close = await _read_answer(stream[0])
+        except BaseException as exc:
+            if stream is not None:
+                stream[1].close()
+            if isinstance(exc, (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)):
+                raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+            raise
+        if close:
+            stream[1].close()
+        else:
+            idle.append(stream)
+        return answer
 
     def _sync_client(self) -> httpx.Client:
         with self._lock:
@@ -1042,7 +1097,8 @@ class TrackingClient:
     async def _adrive(self, steps: Generator[_Step, Any, DeliveryReport]) -> DeliveryReport:
         """Drive ``_deliver`` with asyncio I/O."""
         answer: Any = None
-        errors = _transport_errors()
+        stdlib = self._stdlib()
+        errors: tuple[type[BaseException], ...] = (OSError,) if stdlib else _transport_errors()
         try:
             while True:
                 step = steps.send(answer)
@@ -1053,10 +1109,13 @@ class TrackingClient:
                     answer = None
                     continue
                 try:
-                    response = await self._async_client().post(
-                        step.url, content=step.body, headers=step.headers, timeout=step.timeout
-                    )
-                    answer = (response, None)
+                    if stdlib:
+                        answer = (await self._apost(step.url, step.body, step.headers, step.timeout), None)
+                    else:
+                        response = await self._async_client().post(
+                            step.url, content=step.body, headers=step.headers, timeout=step.timeout
+                        )
+                        answer = (response, None)
                 except errors as exc:
                     answer = (None, exc)
         except StopIteration as done:
@@ -1215,6 +1274,13 @@ class TrackingClient:
         if self._async is not None:
             client, self._async, self._async_loop = self._async, None, None
             await client.aclose()
+        streams, self._streams, self._streams_loop = self._streams, {}, None
+        writers = [writer for idle in streams.values() for _, writer in idle]
+        for writer in writers:
+            writer.close()
+        for writer in writers:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     def __enter__(self) -> TrackingClient:
         return self
@@ -1252,6 +1318,39 @@ def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[_Answer, bool]:
+    """Read one HTTP/1.1 answer (a body sized by ``Content-Length``, chunked, or up to the
+    end); the answer and whether the connection must be closed after it."""
+    while True:
+        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        status = int(rest[:3])
+        if not 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+            break
+    fields: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            fields[name.strip().lower()] = value.strip()
+    close = fields.get("connection", "").lower() == "close" or (
+        version == "HTTP/1.0" and fields.get("connection", "").lower() != "keep-alive")
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        chunks = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            chunks.append((await reader.readexactly(size + 2))[:-2])
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+            pass
+        data = b"".join(chunks)
+    elif "content-length" in fields:
+        data = await reader.readexactly(int(fields["content-length"]))
+    elif status in (204, 304):
+        data = b""
+    else:  # the body ends with the connection
+        data, close = await reader.read(), True
+    retry = fields.get("retry-after")
+    return _Answer(status, {"Retry-After": retry} if retry is not None else {}, data.decode("utf-8", "replace")), close
 
 
 _TLS: ssl.SSLContext | None = None
