@@ -57,7 +57,7 @@ from segfn_kit.runtime._delivery import (
     UndeliverableEvent,
 )
 from segfn_kit.runtime._function import keep_timer_armed
-from segfn_kit.runtime._isolation import WorkerPool
+from segfn_kit.runtime._isolation import Call, WorkerPool
 from segfn_kit.runtime._rules import request_refusal
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ __all__ = ["ClusterError", "ReplayError", "ReplaySummary", "replay"]
 # client to pack full batches across payload boundaries, small enough that little is re-sent
 _CHUNK_BATCHES = 4
 _LISTED = 20  # unloadable payloads and changed archives named in the printed summary
+_HOOKS_MODULE = "segfn_kit._replaylines"  # what a replay's worker processes run lines with
 
 
 @dataclasses.dataclass
@@ -349,7 +350,8 @@ def replay(
         >>> summary.payloads, summary.events, summary.outcomes
         (2, 2, {'ok': 2})
     """
-    from segfn_kit._payloads import iter_payloads
+    from segfn_kit._payloads import Line, Payload, iter_archive, iter_payloads
+    from segfn_kit._replaylines import ENCODERS, HOOKS
 
     started = time.monotonic()
     if not paths:
@@ -449,39 +451,57 @@ def replay(
         # skipped by the checkpoint are not even recorded, unloadable ones and the ends of
         # files are) keep their place between the calls, so chunks see the stream as it is
         records: collections.deque[tuple[Any, ...]] = collections.deque()
-        refused: dict[int, Invocation] = {}  # stream index -> the refusal that stands for its call
+        given: dict[int, tuple[Invocation, Any]] = {}  # stream index -> what stands for its call
+        # JSON Lines lines go to the function unread: it runs where the line is read
+        # (_replaylines), so this process handles a line and its reply, nothing more
+        hook_mode = "deliver" if checker is not None else mode
+        hook_spec = HOOKS[hook_mode]
+        encode = ENCODERS[hook_mode]
+        unread = stream is None and (isolation == "none" or pool is None or pool.raw == hook_spec)
 
-        def calls() -> Iterator[Request]:
-            """The requests to run; ``records`` gets one entry per payload or end of file."""
+        def calls() -> Iterator[Request | Call]:
+            """The calls to make; ``records`` gets one entry per payload or end of file."""
             nonlocal unit
             index = -1
-            for index, payload in enumerate(iter_payloads(*paths, bodies=False) if stream is None else stream):
+            items: Iterable[Payload | Line]
+            if stream is not None:
+                items = stream
+            elif unread:
+                items = iter_archive(*paths)
+            else:
+                items = iter_payloads(*paths, bodies=False)
+            for index, item in enumerate(items):
                 summary.payloads += 1
                 if bar is not None:
                     bar.update(1)
                 position = 0
                 if cp is not None:
-                    if unit is None or payload.source != unit.source:
+                    if unit is None or item.source != unit.source:
                         if unit is not None:
                             records.append(("end", index, *_ended(unit)))
-                        unit = _open_unit(cp, payload.source, seen, summary)
+                        unit = _open_unit(cp, item.source, seen, summary)
                     position = unit.count
                     unit.count += 1
-                    if position < unit.skip_before and payload.payload_id not in unit.skip_except:
+                    if position < unit.skip_before and item.payload_id not in unit.skip_except:
                         summary.resumed += 1
                         continue
-                if payload.error:
-                    summary.unloadable.append(f"{payload.payload_id}: {payload.error}")
-                    records.append(("payload", index, payload, unit, position, False))
+                if type(item) is Line:
+                    records.append(("payload", index, item, unit, position, True))
+                    yield ("raw", (item.position, item.data))
                     continue
-                request = payload.request()
+                assert isinstance(item, Payload)
+                if item.error:
+                    given[index] = (Invocation(outcome="error", error=item.error), item.error)
+                    records.append(("payload", index, item, unit, position, False))
+                    continue
+                request = item.request()
                 # what the deployed handler refuses (413, 415) never reaches the function
                 refusal = request_refusal(request.headers.peek("content-type"), len(request.content))
                 if refusal is not None:
-                    refused[index] = Invocation(outcome="error", error=refusal.row_error())
-                    records.append(("payload", index, payload, unit, position, False))
+                    given[index] = (Invocation(outcome="error", error=refusal.row_error()), None)
+                    records.append(("payload", index, item, unit, position, False))
                     continue
-                records.append(("payload", index, payload, unit, position, True))
+                records.append(("payload", index, item, unit, position, True))
                 yield request
             if unit is not None:
                 records.append(("end", index + 1, *_ended(unit)))
@@ -496,8 +516,9 @@ def replay(
                 )
             return ended, ended.count
 
-        def settle(record: tuple[Any, ...], invocation: Invocation | None) -> None:
-            """Count, write or chunk (for delivery) one record of the stream."""
+        def settle(record: tuple[Any, ...], invocation: Invocation | None, reply: Any) -> None:
+            """Count, write or chunk (for delivery) one record of the stream, given its call's
+            invocation and reply (see ``_replaylines``)."""
             nonlocal chunk
             if record[0] == "end":
                 _, index, ended, total = record
@@ -505,12 +526,41 @@ def replay(
                     chunk = _Chunk(index, index, [], [], [])
                 chunk.ends.append((ended, total))
                 return
-            _, index, payload, payload_unit, position, _ = record
-            events, objects, retryable = _outcome_of(payload, invocation, outcomes, summary)
-            if checker is not None and events:
-                events = _hold(checker, plan_mode, payload.payload_id, events, summary)
-            summary.events += len(events)
-            summary.objects += len(objects)
+            _, index, item, payload_unit, position, _ = record
+            payload_id = item.payload_id
+            assert invocation is not None
+            unloadable = type(reply) is str
+            retryable = False
+            if unloadable:
+                summary.unloadable.append(f"{payload_id}: {reply}")
+                outcomes["unloadable"] += 1
+                reply = None
+            else:
+                outcome = invocation.outcome
+                outcomes["timeout" if invocation.timed_out else outcome] += 1
+                retryable = invocation.retryable
+                if outcome != "ok":
+                    if outcome == "error":
+                        summary.errors.append(f"{payload_id}: {invocation.error}")
+                    reply = None
+                elif type(item) is not Line:  # a call of a Payload: the reply is made here
+                    reply = encode(invocation)
+            events: list[dict[str, Any]] = []
+            objects: list[dict[str, Any]] = []
+            if reply is not None:
+                emitted, emitted_objects, body = reply
+                if type(body) is not tuple:  # counted (and written) where the function ran
+                    summary.events += emitted
+                    summary.objects += emitted_objects
+                    if body:
+                        assert writer is not None
+                        writer.write(body)
+                    return
+                events, objects = body
+                if checker is not None and events:
+                    events = _hold(checker, plan_mode, payload_id, events, summary)
+                summary.events += len(events)
+                summary.objects += len(objects)
             if mode == "dry-run":
                 return
             if mode == "out":
@@ -526,7 +576,7 @@ def replay(
                 # half of what a payload maps to would be worse than none of it
                 outcomes["undeliverable"] += 1
                 outcomes["ok"] -= 1
-                sender.bury_undeliverable(payload.payload_id, events, exc, objects)
+                sender.bury_undeliverable(payload_id, events, exc, objects)
                 encoded, encoded_objects = [], []
             size = sum(len(data) + 1 for _, data in encoded) + sum(len(d) + 1 for _, _, d in encoded_objects)
             if chunk is not None and (chunk.events or chunk.objects) and (
@@ -541,41 +591,55 @@ def replay(
             chunk.owners.extend([len(chunk.payload_ids)] * len(encoded))
             chunk.object_owners.extend([len(chunk.payload_ids)] * len(encoded_objects))
             chunk.objects.extend(encoded_objects)
-            chunk.payload_ids.append(payload.payload_id)
+            chunk.payload_ids.append(payload_id)
             chunk.units.append((payload_unit, position))
             if retryable:
-                chunk.retry.append(payload.payload_id)
-            if payload.error:
-                chunk.unloadable.append(payload.payload_id)
+                chunk.retry.append(payload_id)
+            if unloadable:
+                chunk.unloadable.append(payload_id)
             chunk.events.extend(encoded)
             chunk.size += size
 
-        def settle_until_call(invocation: Invocation | None) -> None:
-            """Settle the records up to the next call's (given its invocation), or all (None)."""
+        def settle_until_call(invocation: Invocation | None, reply: Any = None) -> None:
+            """Settle the records up to the next call's (given its invocation and reply), or
+            all (None)."""
             while records:
                 record = records.popleft()
-                if record[0] == "payload" and record[5]:
+                if record[0] != "payload":
+                    settle(record, None, None)
+                elif record[5]:
                     assert invocation is not None, "a call's record without its result"
-                    settle(record, invocation)
+                    settle(record, invocation, reply)
                     return
-                settle(record, refused.pop(record[1], None) if record[0] == "payload" else None)
+                else:
+                    settle(record, *given.pop(record[1]))
 
         try:
             if isolation == "none":
                 # one timer for the run's calls, each still under its own limit
                 stack.enter_context(keep_timer_armed())
-                for request in calls():
-                    settle_until_call(fn.on_request(request, fn_settings))
+                hook = _resolve_hook(hook_spec)
+
+                def run(request: Request) -> Invocation:
+                    return fn.on_request(request, fn_settings)
+
+                for call in calls():
+                    if type(call) is tuple:
+                        settle_until_call(*hook(call[1], run))
+                    else:
+                        assert isinstance(call, Request)
+                        settle_until_call(run(call))
             else:
                 # the function's calls overlap with this process's reading and settling
                 if pool is None:
-                    pool = WorkerPool(fn, dict(values), workers=workers or _default_workers())
+                    pool = WorkerPool(fn, dict(values), workers=workers or _default_workers(), raw=hook_spec,
+                                      preload=(_HOOKS_MODULE,))
                     stack.callback(pool.close)
                 try:
                     for result in pool.map(calls()):
                         if result.logs:
                             sys.stderr.write(result.logs)
-                        settle_until_call(result.invocation)
+                        settle_until_call(result.invocation, result.reply)
                 except FunctionLoadError as exc:  # it loads here but not in a worker process
                     raise ReplayError(f"{fn.filename}: the function does not load in a worker process: {exc}; "
                                       "--isolation none runs it in this process") from None
@@ -635,20 +699,11 @@ def _open_unit(cp: Checkpoint, source: str, seen: set[str], summary: ReplaySumma
     return _Unit(source, key, cp.get(key))
 
 
-def _outcome_of(
-    payload: Any, invocation: Invocation | None, outcomes: Counter[str], summary: ReplaySummary
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """The events and objects to send for one payload's call, and whether Segment would
-    retry the payload (RetryError, timeout); the summary names a call that ended in an error."""
-    if invocation is None:  # it could not be loaded
-        outcomes["unloadable"] += 1
-        return [], [], False
-    outcomes["timeout" if invocation.timed_out else invocation.outcome] += 1
-    if invocation.outcome == "error":
-        summary.errors.append(f"{payload.payload_id}: {invocation.error}")
-    if invocation.outcome != "ok":
-        return [], [], invocation.retryable
-    return invocation.events, invocation.objects, invocation.retryable
+def _resolve_hook(spec: str) -> Any:
+    """The ``_replaylines`` hook a spec names (as a worker process resolves it)."""
+    from segfn_kit import _replaylines
+
+    return getattr(_replaylines, spec.partition(":")[2])
 
 
 class _Sender:

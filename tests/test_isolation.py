@@ -125,6 +125,30 @@ def test_results_of_a_chunk_before_a_kill_are_kept(hostile: Function) -> None:
     assert outcomes == ["ok", "ok", "error", "ok", "ok"]
 
 
+def test_raw_calls_are_read_by_the_hook_and_reply_without_their_events(hostile: Function) -> None:
+    # lines of an archive read in the worker: the hook's reply comes back, the events stay there
+    lines = [b'{"k": "a"}', b'{"k": ', b'{"k": "loop"}', b'{"k": "exit"}', b'{"k": "b"}', b"[1, 2"]
+    calls = [("raw", (n, line)) for n, line in enumerate(lines, 1)]
+    with WorkerPool(hostile, SETTINGS, timeout=0.5, grace=0.2, raw="segfn_kit._replaylines:keep") as pool:
+        results = list(pool.map(calls))  # type: ignore[arg-type]
+    outcomes = [r.invocation.outcome for r in results]
+    assert outcomes == ["ok", "error", "error", "error", "ok", "error"]
+    assert all(r.invocation.events == [] for r in results)
+    events, objects, (kept, _) = results[0].reply
+    assert (events, objects, kept[0]["properties"]) == (1, 0, {"k": "a"})
+    assert results[1].reply.startswith("line 2: ") and results[5].reply.startswith("line 6: ")
+    assert results[2].invocation.timed_out and results[2].reply is None
+    assert results[3].invocation.error.startswith("WorkerExit") and results[3].reply is None
+    assert results[4].reply[2][0][0]["properties"] == {"k": "b"}
+    assert results[0].logs == "start a ••••••\n"
+
+
+def test_a_raw_call_to_a_pool_without_the_hook_is_an_error(hostile: Function) -> None:
+    with WorkerPool(hostile, SETTINGS) as pool:
+        (result,) = pool.map([("raw", (1, b'{"k": "a"}'))])
+    assert result.invocation.outcome == "error" and "raw hook" in (result.invocation.error or "")
+
+
 def test_parallel_workers_keep_input_order(hostile: Function) -> None:
     keys = [str(n) for n in range(300)]
     keys[17] = "exit"

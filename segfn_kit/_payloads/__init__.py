@@ -25,7 +25,8 @@ folder, a HAR without POST entries) is reported in ``frame.attrs["skipped"]``.
 The modules, one idea each:
 
 ================ ==========================================================================
-``_record``      the ``Payload`` record, ``Skip``, ``PayloadError``, ``request_from_row``
+``_record``      the ``Payload`` record, ``Line`` (one left unread), ``Skip``, ``PayloadError``,
+                 ``request_from_row``
 ``_jsonparse``   exact JSON (long integers, NaN/Infinity, duplicate keys)
 ``_body``        a body as JSON, url-encoded form or text
 ``_eventtype``   the incoming event type (headers, topic, body keys)
@@ -54,8 +55,8 @@ from ._files import (
 from ._formats import ENVELOPE_KEYS, _Reader
 from ._frame import FRAME_COLUMNS, flatten, frame_from_payloads, load_payloads
 from ._jsonparse import _may_hold_long_int, parse_json
-from ._record import Payload, PayloadError, Skip, request_from_row
-from ._stream import PathArg, iter_payloads
+from ._record import Line, Payload, PayloadError, Skip, request_from_row
+from ._stream import PathArg, iter_archive, iter_payloads
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -67,6 +68,7 @@ __all__ = [
     "MAX_BYTES_ENV",
     "PAYLOAD_SUFFIXES",
     "SEGMENT_BODY_LIMIT",
+    "Line",
     "PathArg",
     "Payload",
     "PayloadError",
@@ -79,6 +81,7 @@ __all__ = [
     "detect_event_type",
     "flatten",
     "frame_from_payloads",
+    "iter_archive",
     "iter_payloads",
     "load_payloads",
     "max_bytes_default",

@@ -45,7 +45,7 @@ from ._jsonparse import (
     _may_hold_long_int,
     parse_json,
 )
-from ._record import Payload, PayloadError, Skip, _replace
+from ._record import Line, Payload, PayloadError, Skip, _replace
 
 ENVELOPE_KEYS = frozenset(
     {
@@ -155,8 +155,10 @@ class _Reader:
         on_skip: Callable[[Skip], None] | None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         bodies: bool = True,
+        lines: bool = False,
     ):
         self.split_arrays = split_arrays
+        self.lines = lines
         self.check_duplicates = check_duplicates
         self.on_skip = on_skip
         self.max_bytes = max_bytes
@@ -330,10 +332,16 @@ class _Reader:
     # files -------------------------------------------------------------
     def read_file(self, path: Path, base_id: str) -> Iterator[Payload]:
         """The payloads of one file; whatever goes wrong in it is one error row, never raised."""
+        for row in self.read_any(path, base_id):
+            assert isinstance(row, Payload), "a reader with lines=True reads files with read_any"
+            yield row
+
+    def read_any(self, path: Path, base_id: str) -> Iterator[Payload | Line]:
+        """``read_file``, with JSON Lines lines left unread (``Line``) by a reader with ``lines=True``."""
         # ids are made unique per file (lines and entries add "#n"), so the memory this
         # takes grows with the number of files, not of payloads
         base_id = self.unique_id(base_id)
-        last: Payload | None = None
+        last: Payload | Line | None = None
         try:
             for last in self.read_file_rows(path, base_id):
                 yield last
@@ -351,7 +359,7 @@ class _Reader:
                 "the file may be truncated or corrupt: re-export it or remove it",
             )
 
-    def read_file_rows(self, path: Path, base_id: str) -> Iterator[Payload]:
+    def read_file_rows(self, path: Path, base_id: str) -> Iterator[Payload | Line]:
         source = str(path)
         name = path.name.lower()
         gz = name.endswith(".gz")
@@ -487,12 +495,13 @@ class _Reader:
             return payload
         return _replace(payload, warning=_join(payload.warning, extra))
 
-    def read_jsonl(self, path: Path, base_id: str, gz: bool) -> Iterator[Payload]:
+    def read_jsonl(self, path: Path, base_id: str, gz: bool) -> Iterator[Payload | Line]:
         source = str(path)
         count = 0
         with open_binary(path, gz) as fh:
             lines = enumerate(capped_lines(fh, self.max_bytes), 1)
-            for payload in self.read_lines(lines, source, base_id):
+            rows = self.unread_lines(lines, source, base_id) if self.lines else self.read_lines(lines, source, base_id)
+            for payload in rows:
                 count += 1
                 yield payload
         if count == 0:
@@ -507,91 +516,100 @@ class _Reader:
         line numbers were counted elsewhere: ids are ``{base_id}#{line number}`` either way.
         A line given as None was over the size cap (``_files.capped_lines``): an error row.
         """
-        for number, line in numbered:
-            if line is None:
-                yield Payload(
-                    f"{base_id}#{number}",
-                    source,
-                    number,
-                    "jsonl",
-                    "",
-                    error=cap_message(f"line {number}", self.max_bytes, False),
-                )
-                continue
-            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            stripped = line.strip()
-            if not stripped:
-                continue
-            pid = f"{base_id}#{number}"
-            raw = stripped.decode("utf-8", "surrogateescape")
-            exact = False
+        for number, stripped in _nonblank(numbered):
+            if stripped is None:
+                yield self.over_cap(number, source, base_id)
+            else:
+                yield self.read_line(number, stripped, source, base_id)
+
+    def unread_lines(
+        self, numbered: Iterable[tuple[int, bytes | None]], source: str, base_id: str
+    ) -> Iterator[Payload | Line]:
+        """``read_lines`` that leaves each line unread, a ``Line`` for ``read_line`` later
+        (in the process that runs the function); a line over the size cap is its error row."""
+        for number, stripped in _nonblank(numbered):
+            if stripped is None:
+                yield self.over_cap(number, source, base_id)
+            else:
+                yield Line(f"{base_id}#{number}", source, number, stripped)
+
+    def over_cap(self, number: int, source: str, base_id: str) -> Payload:
+        return Payload(
+            f"{base_id}#{number}",
+            source,
+            number,
+            "jsonl",
+            "",
+            error=cap_message(f"line {number}", self.max_bytes, False),
+        )
+
+    def read_line(self, number: int, stripped: bytes, source: str, base_id: str) -> Payload:
+        """The payload of one non-blank JSON Lines line (without its line break and blanks)."""
+        pid = f"{base_id}#{number}"
+        raw = stripped.decode("utf-8", "surrogateescape")
+        exact = False
+        try:
+            value = orjson.loads(stripped)
+            warning = None
+            if not self.bodies:
+                exact = True  # the value only tells the shape: nothing of it is kept
+            else:
+                # A compact line that orjson writes back byte for byte lost nothing: no
+                # integer beyond 64 bits turned float, no repeated key dropped. One
+                # comparison then stands for both checks, the common case of exports.
+                try:
+                    exact = orjson.dumps(value) == stripped
+                except orjson.JSONEncodeError:
+                    exact = False
+                if not exact and _may_hold_long_int(stripped):
+                    raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
+        except orjson.JSONDecodeError:
             try:
-                value = orjson.loads(stripped)
-                warning = None
-                if not self.bodies:
-                    exact = True  # the value only tells the shape: nothing of it is kept
-                else:
-                    # A compact line that orjson writes back byte for byte lost nothing: no
-                    # integer beyond 64 bits turned float, no repeated key dropped. One
-                    # comparison then stands for both checks, the common case of exports.
-                    try:
-                        exact = orjson.dumps(value) == stripped
-                    except orjson.JSONEncodeError:
-                        exact = False
-                    if not exact and _may_hold_long_int(stripped):
-                        raise orjson.JSONDecodeError("may hold an integer beyond 64 bits", "", 0)
-            except orjson.JSONDecodeError:
-                try:
-                    stripped.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield Payload(
-                        pid,
-                        source,
-                        number,
-                        "jsonl",
-                        raw,
-                        error=f"line {number} is not valid UTF-8 (offset {exc.start})",
-                    )
-                    continue
-                try:
-                    value, warning = parse_json(raw)
-                except ValueError as exc:
-                    yield Payload(
-                        pid,
-                        source,
-                        number,
-                        "jsonl",
-                        raw,
-                        error=f"line {number}: {exc}; fix or remove the line",
-                    )
-                    continue
-            shape = _shape(value) if isinstance(value, dict) else "bare"
-            if shape == "bare":
-                # the hot path of large exports: no re-serialisation, the line is the body
-                payload = Payload(
+                stripped.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return Payload(
                     pid,
                     source,
                     number,
                     "jsonl",
                     raw,
-                    value if self.bodies else None,
-                    event_type=detect_event_type({}, value),
+                    error=f"line {number} is not valid UTF-8 (offset {exc.start})",
                 )
-                if not self.bodies:
-                    yield payload
-                    continue
-                yield self.finish(payload, warning, None if exact else (value, stripped))
-            else:
-                payload = self.from_document(
-                    value,
-                    pid=pid,
-                    source=source,
-                    position=number,
-                    raw_text=raw,
-                    fmt_bare="jsonl",
+            try:
+                value, warning = parse_json(raw)
+            except ValueError as exc:
+                return Payload(
+                    pid,
+                    source,
+                    number,
+                    "jsonl",
+                    raw,
+                    error=f"line {number}: {exc}; fix or remove the line",
                 )
-                yield self.finish(payload, warning, None if exact else (value, stripped))
+        shape = _shape(value) if isinstance(value, dict) else "bare"
+        if shape == "bare":
+            # the hot path of large exports: no re-serialisation, the line is the body
+            payload = Payload(
+                pid,
+                source,
+                number,
+                "jsonl",
+                raw,
+                value if self.bodies else None,
+                event_type=detect_event_type({}, value),
+            )
+            if not self.bodies:
+                return payload
+            return self.finish(payload, warning, None if exact else (value, stripped))
+        payload = self.from_document(
+            value,
+            pid=pid,
+            source=source,
+            position=number,
+            raw_text=raw,
+            fmt_bare="jsonl",
+        )
+        return self.finish(payload, warning, None if exact else (value, stripped))
 
     def read_har(
         self, data: bytes, path: Path, base_id: str, value: Any = None
@@ -736,3 +754,17 @@ class _Reader:
                     "give an envelope {headers, body} or a JSON body",
                 )
             yield payload
+
+
+def _nonblank(numbered: Iterable[tuple[int, bytes | None]]) -> Iterator[tuple[int, bytes | None]]:
+    """The non-blank lines of JSON Lines, stripped (the first one of a byte order mark too);
+    None (a line over the size cap) passes through."""
+    for number, line in numbered:
+        if line is None:
+            yield number, None
+            continue
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        stripped = line.strip()
+        if stripped:
+            yield number, stripped

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from segfn_kit._errors import PayloadError as PayloadError
 from segfn_kit.runtime import Request
@@ -77,6 +77,24 @@ class Payload:
         if self.received_at is not None:
             envelope["received_at"] = self.received_at
         return envelope
+
+
+class Line(NamedTuple):
+    """One non-blank line of a JSON Lines file, not read yet: ``_Reader.read_line`` makes
+    it the ``Payload`` it holds where the function runs (a replay's worker process), so the
+    process reading the archive handles a line and its result, nothing more.
+
+    Attributes:
+        payload_id: the id its ``Payload`` gets (``<file id>#<line number>``).
+        source: the file it came from.
+        position: its line number (1-based).
+        data: the line without its line break and surrounding blanks.
+    """
+
+    payload_id: str
+    source: str
+    position: int
+    data: bytes
 
 
 def _replace(payload: Payload, **changes: Any) -> Payload:

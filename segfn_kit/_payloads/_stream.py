@@ -8,7 +8,7 @@ from typing import Any
 
 from ._files import _files_of, max_bytes_default
 from ._formats import _Reader
-from ._record import Payload, PayloadError, Skip
+from ._record import Line, Payload, PayloadError, Skip
 
 PathArg = str | os.PathLike[str]
 
@@ -80,6 +80,29 @@ def iter_payloads(
             if strict and payload.error:
                 raise PayloadError(payload.source, payload.error)
             yield payload
+
+
+def iter_archive(*paths: PathArg, max_bytes: int | None = None) -> Iterator[Payload | Line]:
+    """What a replay reads of files, folders and globs: ``iter_payloads(*paths, bodies=False)``
+    with each JSON Lines line that fits the size cap left unread, as a ``Line`` (the same
+    ``payload_id``, ``source`` and ``position``); ``_Reader.read_line`` makes it its ``Payload``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "a.jsonl"
+        >>> _ = f.write_text('{"id": 1}\\n\\n{"id": 2}\\n')
+        >>> [(row.payload_id[-2:], row.data) for row in iter_archive(f)]
+        [('#1', b'{"id": 1}'), ('#3', b'{"id": 2}')]
+    """
+    if max_bytes is None:
+        max_bytes = max_bytes_default()
+    elif max_bytes < 1:
+        raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
+    reader = _Reader(split_arrays=False, check_duplicates=True, on_skip=None, max_bytes=max_bytes,
+                     bodies=False, lines=True)
+    for arg in paths:
+        for path, base_id in _files_of(arg, reader):
+            yield from reader.read_any(path, base_id)
 
 
 def _stream_files(arg: PathArg, reader: _Reader) -> Iterator[Payload]:

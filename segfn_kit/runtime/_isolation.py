@@ -96,9 +96,10 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _START_TIMEOUT = 60.0
 _POLL = 0.05  # seconds between looks at a busy worker's results while a deadline runs  # seconds a worker may take to start and load the function
 
-CallKind = Literal["request", "event", "batch"]
+CallKind = Literal["request", "event", "batch", "raw"]
 Call = tuple[CallKind, Any]
-"""One invocation to run: ``("request", Request)``, ``("event", dict)`` or ``("batch", [dict])``."""
+"""One invocation to run: ``("request", Request)``, ``("event", dict)``, ``("batch", [dict])``,
+or ``("raw", data)``: data the pool's ``raw`` hook turns into a request in the worker."""
 
 
 @dataclass(slots=True)
@@ -111,12 +112,15 @@ class CallResult:
         digest: the request's body digest, when the call computed one (so callers can cache it).
         issues: what the pool's ``check`` found in an ``ok`` invocation, computed in the
             worker beside the caller; ``None`` when it did not run.
+        reply: what the pool's ``raw`` hook made of a ``("raw", data)`` call's invocation
+            (``None`` for other calls).
     """
 
     invocation: Invocation
     logs: str
     digest: str | None = None
     issues: list[dict[str, Any]] | None = None
+    reply: Any = None
 
 
 def _mib(n: int) -> str:
@@ -198,6 +202,7 @@ class _Worker:
                     pool.prepare,
                     pool.context,
                     pool.check,
+                    pool.raw,
                 )
             )
         except OSError:  # a spare that died while it waited
@@ -291,9 +296,9 @@ class _Worker:
             n = int.from_bytes(data[pos : pos + 4], "little")
             if pos + 4 + n > end:  # still being written
                 break
-            index, fields, logs, digest, recycle, issues = loads(data[pos + 4 : pos + 4 + n])
+            index, fields, logs, digest, recycle, issues, reply = loads(data[pos + 4 : pos + 4 + n])
             pos += 4 + n
-            result = CallResult(Invocation(*fields), logs, digest, issues)
+            result = CallResult(Invocation(*fields), logs, digest, issues, reply)
             self.pending.popleft()
             done[index] = result
             self.started = time.monotonic()
@@ -547,7 +552,11 @@ def _take_chunk(queue: collections.deque[tuple[int, Call]], size: int) -> list[t
 
 def _bytes_of(call: Call) -> int:
     kind, value = call
-    return len(value.content) + 256 if kind == "request" else 1024
+    if kind == "request":
+        return len(value.content) + 256
+    if kind == "raw" and isinstance(value, tuple):
+        return 256 + sum(len(item) for item in value if isinstance(item, bytes | str))
+    return 1024
 
 
 class WorkerPool:
@@ -572,6 +581,14 @@ class WorkerPool:
             ``None``.
         context: ``"module:function"`` returning a context manager entered around each call
             in the worker (for example scripted HTTP answers), or ``None``.
+        raw: ``"module:function"`` called in the worker as ``raw(data, call)`` for each
+            ``("raw", data)`` call (for example a line of an archive, read there rather
+            than here): ``call(request)`` runs the function on a request under the pool's
+            limits and returns its :class:`Invocation`; ``raw`` returns ``(invocation,
+            reply)``, its own invocation for data the function never sees. The invocation
+            comes back without its events, objects, problems and return value, and
+            ``reply`` (what the caller needs of them, say counts or encoded events) as the
+            result's ``reply``. ``None``: raw calls fail.
         host: called in this process, as ``host(kind, payload)``, for each
             :func:`host_call` the function's worker makes during a call (for example an
             HTTP request answered by a script that lives here); what it returns, or the
@@ -600,6 +617,7 @@ class WorkerPool:
         prepare: str | None = None,
         context: str | None = None,
         check: str | None = None,
+        raw: str | None = None,
         host: Callable[[str, Any], Any] | None = None,
         preload: tuple[str, ...] = (),
     ):
@@ -613,6 +631,7 @@ class WorkerPool:
         self.prepare = prepare
         self.context = context
         self.check = check
+        self.raw = raw
         self.host = host
         self.preload = tuple(preload)
         self._secrets = function.settings(self.settings_values).secret_values()
@@ -1062,13 +1081,14 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
         return
     if message[0] != "load":
         return
-    _, source, filename, path, values, memory_limit, _, prepare_spec, context_spec, check_spec = message
+    _, source, filename, path, values, memory_limit, _, prepare_spec, context_spec, check_spec, raw_spec = message
     sys.path[:] = path
     try:
         fn = Function.from_source(source, filename=filename)
         prepare = _resolve(prepare_spec)
         context = _resolve(context_spec)
         check = _resolve(check_spec)
+        raw = _resolve(raw_spec)
     except FunctionLoadError as exc:
         outbox.send(("error", exc.reason, exc.line))
         return
@@ -1093,8 +1113,9 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
             buffer = _Capture()
             sys.stdout = sys.stderr = buffer
             digest: str | None = None
+            reply: Any = None
             try:
-                inv, digest = _run_one(fn, kind, data, settings, timeout, prepare, context, alarm)
+                inv, digest, reply = _run_one(fn, kind, data, settings, timeout, prepare, context, alarm, raw)
             except BaseException as exc:
                 inv = _error_of(exc, fn.filename, secrets)
             finally:
@@ -1128,13 +1149,14 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
                     issues = check(inv.events, inv.objects, inv.problems)
                 except Exception:  # the caller checks this one itself
                     issues = None
+            fields = _fields(inv) if kind != "raw" else _bare_fields(inv)
             try:
-                blob = dumps((index, _fields(inv), text, digest, recycle, issues), _PROTOCOL)
+                blob = dumps((index, fields, text, digest, recycle, issues, reply), _PROTOCOL)
             except Exception as exc:
                 if kind == "request":  # what on_request returns means nothing: leave it behind
                     inv.returned = None
                     with contextlib.suppress(Exception):
-                        blob = dumps((index, _fields(inv), text, digest, recycle, issues), _PROTOCOL)
+                        blob = dumps((index, _fields(inv), text, digest, recycle, issues, None), _PROTOCOL)
                         write(results_fd, len(blob).to_bytes(4, "little") + blob)
                         continue
                 inv = Invocation(
@@ -1145,7 +1167,7 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
                     ),
                     duration=inv.duration,
                 )
-                blob = dumps((index, _fields(inv), text, digest, recycle, None), _PROTOCOL)
+                blob = dumps((index, _fields(inv), text, digest, recycle, None, None), _PROTOCOL)
             write(results_fd, len(blob).to_bytes(4, "little") + blob)
             if recycle:
                 return
@@ -1156,6 +1178,11 @@ def _fields(inv: Invocation) -> tuple[Any, ...]:
     # a tuple of plain values pickles several times faster than the dataclass
     return (inv.outcome, inv.events, inv.objects, inv.problems, inv.error, inv.error_line,
             inv.duration, inv.returned, inv.timed_out)
+
+
+def _bare_fields(inv: Invocation) -> tuple[Any, ...]:
+    # a raw call's invocation: what the caller needs of its events is in the reply
+    return (inv.outcome, [], [], [], inv.error, inv.error_line, inv.duration, None, inv.timed_out)
 
 
 class _Alarm:
@@ -1214,19 +1241,31 @@ def _run_one(
     prepare: Callable[..., Any] | None,
     context: Callable[..., Any] | None,
     alarm: _Alarm,
-) -> tuple[Invocation, str | None]:
+    raw: Callable[..., tuple[Invocation, Any]] | None = None,
+) -> tuple[Invocation, str | None, Any]:
     if context is not None:
         with context():
-            return _run_one(fn, kind, data, settings, timeout, prepare, None, alarm)
+            return _run_one(fn, kind, data, settings, timeout, prepare, None, alarm, raw)
     if kind == "request":
         request = Request.from_wire(data)
         if prepare is not None:
             prepare(request)
         inv = alarm.run(timeout, fn.on_request, request, settings)
-        return inv, request.known_digest
+        return inv, request.known_digest, None
+    if kind == "raw":
+        if raw is None:
+            raise RuntimeError("a raw call to a pool without a raw hook")
+
+        def call(request: Request) -> Invocation:
+            if prepare is not None:
+                prepare(request)
+            return alarm.run(timeout, fn.on_request, request, settings)
+
+        inv, reply = raw(data, call)
+        return inv, None, reply
     if kind == "event":
-        return alarm.run(timeout, fn.on_event, data, settings), None
-    return alarm.run(timeout, fn.on_batch, data, settings), None
+        return alarm.run(timeout, fn.on_event, data, settings), None, None
+    return alarm.run(timeout, fn.on_batch, data, settings), None, None
 
 
 def _error_of(exc: BaseException, filename: str, secrets: Iterable[str]) -> Invocation:
