@@ -107,12 +107,22 @@ class Collector:
 _NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 
 
+# the version (5) and RFC 4122 variant bits of a UUID as one 128-bit integer: cleared, then set
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID_SET = (0x5000 << 64) | (0x8000 << 48)
+_sha1 = hashlib.sha1
+_from_bytes = int.from_bytes
+
+
 def _uuid5(name: str) -> str:
-    """``str(uuid.uuid5(_ID_NAMESPACE, name))``, without building a ``UUID`` object."""
-    h = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50  # version 5
-    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
-    x = h.hex()
+    """``str(uuid.uuid5(_ID_NAMESPACE, name))``, without building a ``UUID`` object.
+
+    Example:
+        >>> _uuid5("a:0") == str(uuid.uuid5(_ID_NAMESPACE, "a:0"))
+        True
+    """
+    n = _from_bytes(_sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16], "big")
+    x = "%032x" % (n & _UUID_CLEAR | _UUID_SET)
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
@@ -220,6 +230,8 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
 _EMPTY_WHEN_NONE = ("properties", "traits", "context", "integrations")
 _CLEANED = (*_EMPTY_WHEN_NONE, "timestamp")  # the values normalised (and copied) as they are sent
 _ID_TYPES = (numbers.Number, str)  # what analytics-python takes as an id
+_NUMBERS = (int, float)
+_TIMESTAMPS = (str, _dt.date)
 _NEEDS_USER = frozenset({"identify", "track", "group", "page", "screen"})
 
 
@@ -262,9 +274,11 @@ def _refusal(kind: str, msg: Mapping[str, Any]) -> str | None:
             if value and not isinstance(value, str):
                 return f"{key} is {_a(value)}, not a string"
     timestamp = msg.get("timestamp")
-    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+    if timestamp is None or type(timestamp) is str:
+        return None
+    if isinstance(timestamp, _NUMBERS) and not isinstance(timestamp, bool):
         return unix_time_hint("timestamp", timestamp)
-    if timestamp is not None and not isinstance(timestamp, str | _dt.date):
+    if not isinstance(timestamp, _TIMESTAMPS):
         return f"timestamp is {_a(timestamp)}; pass a datetime or an ISO 8601 string"
     return None
 
