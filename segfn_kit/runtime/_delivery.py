@@ -526,6 +526,7 @@ class TrackingClient:
         self._streams: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
         self._streams_loop: asyncio.AbstractEventLoop | None = None
         self._group: _Group | None = None
+        self._proxied: bool | None = None  # a proxy is configured in the environment (read once)
         self._connections: dict[str, list[http.client.HTTPConnection]] = {}  # idle, per scheme://host:port
 
     def __repr__(self) -> str:
@@ -720,12 +721,14 @@ class TrackingClient:
     def _stdlib(self) -> bool:
         """Whether sends go through the standard library rather than httpx (``http.client``
         when blocking, asyncio streams in ``asend``): always, unless a transport was given or
-        a proxy is configured in the environment (httpx honours those). Loading httpx is
-        most of what a Lambda's first delivery costs, and its per-request work most of what
-        a batch costs a busy ASGI handler."""
+        a proxy is configured in the environment as the first request is sent (httpx
+        honours those). Loading httpx is most of what a Lambda's first delivery costs, and
+        its per-request work most of what a batch costs a busy ASGI handler."""
         if self._transport is not None:
             return False
-        return not any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ)
+        if self._proxied is None:  # read once, not per request (it walks the whole environment)
+            self._proxied = any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ)
+        return not self._proxied
 
     def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Answer:
         """One blocking POST with ``http.client`` on a kept-alive connection per host.

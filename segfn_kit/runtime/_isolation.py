@@ -823,8 +823,9 @@ class WorkerPool:
             except TimeoutError:
                 pass
             finally:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
+                if not waiter.done() or waiter.cancelled():  # a woken one was taken off already
+                    with contextlib.suppress(ValueError):  # (a miss formats the future's repr)
+                        self._waiters.remove(waiter)
 
     def _acquire_now(self) -> _Worker | None:
         return self._acquire(block=False)
