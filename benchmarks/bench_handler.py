@@ -97,19 +97,21 @@ def _serve(cwd: Path, target: str, env: dict[str, str]) -> tuple[subprocess.Pope
     return proc, url + "/"
 
 
-def _bodies(n: int) -> list[bytes]:
-    return [json.dumps({"id": f"o{i}", "user": f"u{i % 97}", "total": i * 1.5}).encode() for i in range(n)]
+def _bodies(n: int, tag: str) -> list[bytes]:
+    """The warm-up's body, then ``n`` more: all different, and different for each ``tag``, so no
+    two webhooks share a messageId (the one-track function derives it from the body)."""
+    return [json.dumps({"id": f"{tag}-o{i}", "user": f"u{i % 97}", "total": i * 1.5}).encode() for i in range(n + 1)]
 
 
-async def _load(url: str, n: int) -> tuple[float, int]:
+async def _load(url: str, n: int, tag: str) -> tuple[float, int]:
     """Post ``n`` webhooks, ``CONCURRENCY`` in flight; (requests per second, not answered 200)."""
     if CLIENT == "httpx":
-        return await _load_httpx(url, n)
+        return await _load_httpx(url, n, tag)
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-    wire = [f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in _bodies(n)]
-    queue = iter(wire)
+    wire = [f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in _bodies(n, tag)]
+    queue = iter(wire[1:])
     failures = 0
 
     async def worker() -> None:
@@ -154,11 +156,11 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status, fields.get(b"connection") == b"close"
 
 
-async def _load_httpx(url: str, n: int) -> tuple[float, int]:
+async def _load_httpx(url: str, n: int, tag: str) -> tuple[float, int]:
     import httpx
 
-    bodies = _bodies(n)
-    queue = iter(bodies)
+    bodies = _bodies(n, tag)
+    queue = iter(bodies[1:])
     failures = 0
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -197,10 +199,12 @@ def _cpu_seconds(pid: int) -> float:
     return total / tick
 
 
-def _sink_requests(sink: str) -> int:
+def _sink_counts(sink: str) -> tuple[int, int, int]:
+    """Requests the sink got, events it stored, and how many of those repeated a messageId."""
     import httpx
 
-    return int(httpx.get(sink + "/__stats", timeout=10).json().get("requests", 0))
+    stats = httpx.get(sink + "/__stats", timeout=10).json()
+    return int(stats.get("requests", 0)), int(stats.get("stored", 0)), int(stats.get("duplicates", 0))
 
 
 def _sink_pid() -> int:
@@ -238,14 +242,20 @@ def main() -> None:
                 sink_cpu: dict[str, list[float]] = {name: [] for name in servers}  # ms per webhook, sink
                 failed: dict[str, int] = dict.fromkeys(servers, 0)
                 posts: dict[str, int] = dict.fromkeys(servers, 0)  # requests the sink got
-                for _ in range(ROUNDS):
+                lost: dict[str, int] = dict.fromkeys(servers, 0)  # answered 200, event not stored
+                repeated: dict[str, int] = dict.fromkeys(servers, 0)  # messageIds stored twice
+                for turn in range(ROUNDS):
                     for name, (proc, url) in servers.items():
-                        before = _sink_requests(sink)
+                        before = _sink_counts(sink)
                         server_before, sink_before = _cpu_seconds(proc.pid), _cpu_seconds(sink_pid)
-                        rate, failures = asyncio.run(_load(url, REQUESTS))
+                        rate, failures = asyncio.run(_load(url, REQUESTS, f"{name}{turn}"))
                         cpu[name].append((_cpu_seconds(proc.pid) - server_before) * 1000 / (REQUESTS + 1))
                         sink_cpu[name].append((_cpu_seconds(sink_pid) - sink_before) * 1000 / (REQUESTS + 1))
-                        posts[name] += _sink_requests(sink) - before
+                        after = _sink_counts(sink)
+                        posts[name] += after[0] - before[0]
+                        # every webhook answered 200 stored its one event, once (the warm-up's too)
+                        lost[name] += REQUESTS + 1 - failures - (after[1] - before[1])
+                        repeated[name] += after[2] - before[2]
                         rates[name].append(rate)
                         failed[name] += failures
             finally:
@@ -265,6 +275,7 @@ def main() -> None:
         report(f"{name}: CPU ms per webhook (sink)", statistics.median(sink_cpu[name]), "ms")
     for name, count in failed.items():
         report(f"{name}: requests not answered 200 (all rounds)", count, "")
+        report(f"{name}: answered 200, event not stored exactly once", lost[name] + repeated[name], "")
     for name, count in posts.items():  # the group commit: webhooks in flight share /v1/batch bodies
         report(f"{name}: Tracking API requests per webhook", count / (ROUNDS * (REQUESTS + 1)), "")
 
