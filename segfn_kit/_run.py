@@ -105,24 +105,28 @@ class _DigestCache:
     """Payload digests by body, so that re-running an edited function over the same payloads
     (the preview loop) does not canonicalise every body again.
 
+    A body is known by its bytes, or by the text a payload frame holds it as (the same
+    bytes once encoded): Python keeps a string's hash, so a re-run over the same frame
+    hashes no body again.
+
     Bounded by the bytes of the bodies it keys (64 MiB by default, about 60,000 webhooks of
     a kilobyte): past that, the oldest entries go first, so a run larger than the budget
     still finds its most recent payloads, and one of any size never empties it at once.
     """
 
     def __init__(self, max_bytes: int = 64 << 20):
-        self._digests: dict[bytes, str] = {}
+        self._digests: dict[bytes | str, str] = {}
         self.max_bytes = max_bytes
         self.size_bytes = 0
         self.hits = 0
 
-    def get(self, content: bytes) -> str | None:
+    def get(self, content: bytes | str) -> str | None:
         digest = self._digests.get(content)
         if digest is not None:
             self.hits += 1
         return digest
 
-    def put(self, content: bytes, digest: str) -> None:
+    def put(self, content: bytes | str, digest: str) -> None:
         if len(content) > self.max_bytes or content in self._digests:
             return
         self._digests[content] = digest
@@ -157,12 +161,14 @@ def _workers_for(n: int, workers: int | None) -> int:
 def _frame(
     items: Inputs, columns: dict[str, list[Any]], function: Function | None, kind: str
 ) -> pd.DataFrame:
-    ids = [i.payload_id for i in items]
+    # one index for every column and the frame: pandas then aligns nothing (comparing
+    # payload ids column by column cost more than building the columns)
+    index = pd.Index([i.payload_id for i in items], name="payload_id", dtype=object)
     data = {
-        name: pd.Series(values, dtype="float64" if name == "duration" else object, index=ids)
+        name: pd.Series(values, dtype="float64" if name == "duration" else object, index=index, copy=False)
         for name, values in columns.items()
     }
-    frame = pd.DataFrame(data, index=pd.Index(ids, name="payload_id", dtype=object))
+    frame = pd.DataFrame(data, index=index, copy=False)
     frame.attrs["function"] = function
     frame.attrs["kind"] = kind
     frame.attrs["skipped"] = items.skipped
@@ -320,7 +326,7 @@ def _run_source(
     discarded: list[list[dict[str, Any]]] = []
     logs: list[str] = []
     failures: dict[int, str] = {}
-    uncached: collections.deque[bytes | None] = collections.deque()  # bodies to learn digests of
+    uncached: collections.deque[bytes | str | None] = collections.deque()  # bodies to learn digests of
     digests = _DIGESTS
 
     def requests() -> Iterator[Request]:
@@ -340,7 +346,8 @@ def _run_source(
             if failure is not None:
                 failures[n] = failure
                 continue
-            content = request.content
+            source = item.source  # a frame row's text is the key its string's hash is kept for
+            content = source[0] if type(source) is tuple and type(source[0]) is str else request.content
             cached = digests.get(content)
             if cached is not None:
                 request.seed_digest(cached)

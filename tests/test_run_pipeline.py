@@ -148,3 +148,17 @@ def test_the_garbage_collector_is_as_it_was_after_a_run_even_one_that_fails() ->
     with pytest.raises(KeyboardInterrupt):
         run(FUNCTION, payloads, progress=False, on_progress=stop)
     assert gc.isenabled()
+
+
+def test_a_rerun_over_the_same_frame_takes_every_digest_from_the_cache() -> None:
+    from segfn_kit._run import _DIGESTS
+
+    frame = load_payloads(_payloads(300), flatten_body=False)
+    as_requests = [Request(raw.encode(), headers) for raw, headers in zip(frame["raw"], frame["headers"], strict=True)]
+    fresh = run(FUNCTION, as_requests, progress=False, isolation="none")  # digests of the bytes
+    first = run(FUNCTION, frame, progress=False)
+    hits = _DIGESTS.hits
+    second = run(FUNCTION, frame, progress=False)
+    assert _DIGESTS.hits - hits == len(frame)
+    assert _DIGESTS.get(frame["raw"].iloc[-1]) is not None  # known by the frame's text: no body hashed again
+    assert first["events"].tolist() == second["events"].tolist() == fresh["events"].tolist()  # same messageIds
