@@ -1,15 +1,22 @@
 """``segfn replay --dry-run`` against its floor, in the same process.
 
-The floor is the least any replay does for each payload of a ``.jsonl.gz`` archive: read and
-decompress the line, ``json.loads`` it and ``json.dumps`` the result. Measured against it, with
-the garbage collector off in both (the loader turns it off for its frames; the floor gets the
-same), medians of 5 runs over the same 20,000 generated Stripe webhooks:
+Two floors, each the least a replay could do for each payload of a ``.jsonl.gz`` archive:
+
+- parse and serialise (the target's floor): read and decompress the line, ``json.loads`` it and
+  ``json.dumps`` the result;
+- the function's floor, as ``bench_run`` has it: read the line and run the bundled Stripe
+  function's own code on plain stand-ins (``json.loads`` of the body, the same event dicts, no
+  runtime), then ``json.dumps`` what it emitted; a replay cannot beat this one in one process.
+
+Measured against them, with the garbage collector off everywhere (the loader turns it off for
+its frames; the floors get the same), medians of 5 runs over the same 20,000 generated Stripe
+webhooks:
 
 1. the loader's part of a replay: ``iter_payloads(..., bodies=False)`` and ``request()`` for
    each payload (what replay hands the function), and the full loader (bodies parsed and
    checked) for comparison;
 2. ``replay(..., dry_run=True)`` of the bundled Stripe function: loader, function and all,
-   with the calls in worker processes (the default number, one per CPU but one, 1 to 4, and one),
+   with the calls in worker processes (the default number, one per CPU, 1 to 4, and one),
    and in this process (``isolation="none"``).
 
 Every variant is timed in turns (one of each per round), so a busy machine slows them alike.
@@ -29,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks._util import interleaved_medians, report
+from benchmarks.bench_run import stripe_floor
 from segfn_kit._payloads import iter_payloads
 from segfn_kit._replay import _default_workers, replay
 from tests._archives import write_archive
@@ -60,6 +68,13 @@ def main() -> None:
                 for line in fh:
                     json.dumps(json.loads(line), separators=(",", ":"))
 
+        plain_stripe, _ = stripe_floor()
+
+        def function_floor() -> None:
+            with gzip.open(archive, "rb") as fh:
+                for line in fh:
+                    json.dumps(plain_stripe(line.decode(), {}), separators=(",", ":"))
+
         def loader_lazy() -> None:
             for payload in iter_payloads(archive, bodies=False):
                 payload.request()
@@ -82,12 +97,12 @@ def main() -> None:
 
         times = interleaved_medians({
             name: _gc_off(fn) for name, fn in (
-                ("floor", floor), ("lazy", loader_lazy), ("full", loader_full), ("dry", dry_run),
+                ("floor", floor), ("fn_floor", function_floor), ("lazy", loader_lazy), ("full", loader_full), ("dry", dry_run),
                 ("dry_one", dry_run_one_worker), ("dry_none", dry_run_in_process),
             )
         })
-        base, lazy, full, dry, dry_one, dry_none = (
-            times[k] for k in ("floor", "lazy", "full", "dry", "dry_one", "dry_none")
+        base, fn_base, lazy, full, dry, dry_one, dry_none = (
+            times[k] for k in ("floor", "fn_floor", "lazy", "full", "dry", "dry_one", "dry_none")
         )
     imports = subprocess.run(
         [sys.executable, "-c", "import sys, segfn_kit._replay; print('pandas' in sys.modules)"],
@@ -98,6 +113,7 @@ def main() -> None:
     ).stdout.strip()
     print(f"  {PAYLOADS:,} Stripe webhooks in one .jsonl.gz archive; importing the replay loads pandas: {imports}")
     report("floor: read + json.loads + json.dumps", PAYLOADS / base, "payloads/s")
+    report("function floor: read + Stripe code in plain Python + dumps", PAYLOADS / fn_base, "payloads/s")
     report("loader for replay (bodies=False) + request()", PAYLOADS / lazy, "payloads/s")
     report("loader, bodies parsed and checked + request()", PAYLOADS / full, "payloads/s")
     report(f"replay --dry-run (bundled Stripe function, default --workers {_default_workers()})", PAYLOADS / dry, "payloads/s")
@@ -107,6 +123,9 @@ def main() -> None:
     report("ratio: replay --dry-run / floor (throughput)", 100 * base / dry, "%", ">= 50%")
     report("ratio: replay --dry-run --workers 1 / floor (throughput)", 100 * base / dry_one, "%")
     report("ratio: replay --dry-run --isolation none / floor (throughput)", 100 * base / dry_none, "%")
+    report("ratio: replay --dry-run / function floor (throughput)", 100 * fn_base / dry, "%")
+    report("ratio: replay --dry-run --workers 1 / function floor (throughput)", 100 * fn_base / dry_one, "%")
+    report("ratio: replay --dry-run --isolation none / function floor (throughput)", 100 * fn_base / dry_none, "%")
     report("ratio: replay --dry-run, worker processes / in this process (throughput)", 100 * dry_none / dry, "%")
 
 

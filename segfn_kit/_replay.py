@@ -323,7 +323,7 @@ def replay(
             holds or ends the replay) With ``scheduler``, the same choice on each Dask worker:
             a worker process of its own (the default), or the Dask worker's process.
         workers: with ``isolation="process"``, how many worker processes call the function
-            side by side (default: one per CPU but the one this process reads on, 1 to 4). Events, checkpoints and the
+            side by side (default: one per CPU, 1 to 4). Events, checkpoints and the
             summary follow the archive's order whatever the number; each worker holds its
             own copy of the function's module-level state.
         pool: with ``isolation="process"``, a running ``WorkerPool`` of this function and
@@ -662,10 +662,11 @@ def replay(
 
 
 def _default_workers() -> int:
-    """One worker process per CPU but the one this process keeps busy reading, settling and
-    sending for all of them (1 to 4: past a few workers this process is the one they wait
-    for; on two CPUs one worker already runs beside it, fed ahead)."""
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    """One worker process per CPU, 1 to 4: this process only reads the lines and settles the
+    replies (a few microseconds a payload; the workers read each line into its request, call
+    the function and count or encode what it emitted), so it takes little of a CPU from them;
+    past a few workers it is the one they wait for."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _hold(checker: Any, mode: Any, payload_id: str, events: list[dict[str, Any]],

@@ -39,6 +39,7 @@ from typing import Any
 from segfn_kit._payloads._formats import _Reader
 from segfn_kit._payloads._record import Payload
 from segfn_kit.runtime import Invocation, Request
+from segfn_kit.runtime._json import loads_with_digest
 from segfn_kit.runtime._rules import request_refusal
 
 __all__ = ["ENCODERS", "HOOKS", "call_payload", "count", "keep", "lines"]
@@ -53,15 +54,24 @@ _READER = _Reader(split_arrays=False, check_duplicates=True, on_skip=None, bodie
 def _run(data: tuple[int, bytes], call: Call) -> tuple[Invocation, str | None]:
     """The line's invocation, and why it could not be loaded (then the function did not run)."""
     number, line = data
-    payload = _READER.read_line(number, line, "", "")
+    # parsed once: the reader tells the line's shape from the value the function gets, with
+    # its digest (None: orjson would not read it exactly; the reader parses it its own way)
+    both = loads_with_digest(line)
+    if both is None:
+        payload = _READER.read_line(number, line, "", "")
+    else:
+        payload = _READER.read_line(number, line, "", "", both[0])
     if payload.error:
         return Invocation(outcome="error", error=payload.error), payload.error
+    if both is not None and payload.format == "jsonl":  # the line is the body
+        return call_payload(payload, call, parsed=both[0], digest=both[1]), None
     return call_payload(payload, call), None
 
 
-def call_payload(payload: Payload, call: Call) -> Invocation:
-    """The invocation of a loaded payload: the handler's refusal, or the call."""
-    request = payload.request()
+def call_payload(payload: Payload, call: Call, **parsed: Any) -> Invocation:
+    """The invocation of a loaded payload: the handler's refusal, or the call (``parsed=``
+    and ``digest=``: the body parsed already, see ``Payload.request``)."""
+    request = payload.request(**parsed)
     # what the deployed handler refuses (413, 415) never reaches the function
     refusal = request_refusal(request.headers.peek("content-type"), len(request.content))
     if refusal is not None:

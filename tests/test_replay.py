@@ -389,3 +389,47 @@ def test_unloadable_payloads_fail_the_replay_and_are_listed(
         assert out.returncode == 1, out.stderr
         assert "unloadable    2 payloads" in out.stdout and "archive/b.jsonl#1" in out.stdout
     assert len(read_sink(store)) == expected_events(8)
+
+
+@pytest.mark.parametrize("isolation", ["process", "none"])
+def test_lines_read_where_the_function_runs_give_what_the_loader_gives(tmp_path: Path, isolation: str) -> None:
+    # every shape of line: bare, envelopes (JSON and text bodies), a 20-digit integer (parsed by
+    # the standard library), a BOM, blanks, a refused content type, a bad line
+    from segfn_kit._payloads import iter_payloads
+    from segfn_kit.runtime import Function
+
+    fn_file = tmp_path / "fn.py"
+    fn_file.write_text(
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    body = request.json()\n"
+        "    Segment.track(anonymous_id='a', event='Seen', properties={'body': body,\n"
+        "                  'ctype': request.headers.get('content-type')})\n"
+    )
+    lines = [
+        '\ufeff{"id": 1, "n": 1.5}',
+        "",
+        '{"headers": {"Content-Type": "application/json"}, "body": {"id": 2}}',
+        '{"headers": {"X-A": "1"}, "body": "{\\"id\\": 3}"}',
+        '{"id": 12345678901234567890123}',
+        "   ",
+        '{"headers": {"Content-Type": "application/xml"}, "body": "<a/>"}',
+        '{"id": ',
+        '{"b": 2, "a": [1, {"z": null}]}',
+    ]
+    archive = tmp_path / "mixed.jsonl"
+    archive.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = io.StringIO()
+    kw = {"workers": 2} if isolation == "process" else {}
+    summary = replay(fn_file, archive, out=out, isolation=isolation, **kw)  # type: ignore[arg-type]
+    fn = Function.from_file(fn_file)
+    expected = [
+        json.dumps(e, ensure_ascii=False, separators=(",", ":"))
+        for p in iter_payloads(archive, bodies=False) if not p.error
+        for e in fn.on_request(p.request()).events
+        if p.headers.get("Content-Type") != "application/xml"
+    ]
+    assert out.getvalue().splitlines() == expected and len(expected) == 5
+    assert summary.outcomes == {"error": 1, "ok": 5, "unloadable": 1}
+    assert [u.split(": ", 1)[0] for u in summary.unloadable] == ["mixed.jsonl#8"]
+    assert summary.errors[0].startswith("mixed.jsonl#7: ") and "415" in summary.errors[0]

@@ -94,7 +94,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--workers", type=int, metavar="N",
                    help="with --isolation process: worker processes calling the function side by side "
-                        "(default one per CPU but one, 1 to 4); the output keeps the archive's order")
+                        "(default one per CPU, 1 to 4); the output keeps the archive's order")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask cluster: tcp://HOST:PORT of a running scheduler, or local:N")
     p.add_argument("--partitions", type=int, metavar="N", help="with --scheduler: partitions (default 4 per worker)")

@@ -47,6 +47,8 @@ from ._jsonparse import (
 )
 from ._record import Line, Payload, PayloadError, Skip, _replace
 
+_UNPARSED: Any = object()
+
 ENVELOPE_KEYS = frozenset(
     {
         "method",
@@ -543,13 +545,16 @@ class _Reader:
             error=cap_message(f"line {number}", self.max_bytes, False),
         )
 
-    def read_line(self, number: int, stripped: bytes, source: str, base_id: str) -> Payload:
-        """The payload of one non-blank JSON Lines line (without its line break and blanks)."""
+    def read_line(
+        self, number: int, stripped: bytes, source: str, base_id: str, parsed: Any = _UNPARSED
+    ) -> Payload:
+        """The payload of one non-blank JSON Lines line (without its line break and blanks);
+        ``parsed``, when given, is ``orjson.loads(stripped)`` (a caller that parsed it already)."""
         pid = f"{base_id}#{number}"
         raw = stripped.decode("utf-8", "surrogateescape")
         exact = False
         try:
-            value = orjson.loads(stripped)
+            value = orjson.loads(stripped) if parsed is _UNPARSED else parsed
             warning = None
             if not self.bodies:
                 exact = True  # the value only tells the shape: nothing of it is kept

@@ -554,8 +554,9 @@ def _bytes_of(call: Call) -> int:
     kind, value = call
     if kind == "request":
         return len(value.content) + 256
-    if kind == "raw" and isinstance(value, tuple):
-        return 256 + sum(len(item) for item in value if isinstance(item, bytes | str))
+    if kind == "raw":  # its data, or the data's last item (a line after its number), counts
+        last = value[-1] if type(value) is tuple and value else value
+        return 256 + len(last) if isinstance(last, bytes | str) else 1024
     return 1024
 
 
