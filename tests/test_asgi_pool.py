@@ -90,3 +90,58 @@ def test_answers_after_the_runaways_are_as_before(server: tuple[str, int, Path])
         assert [a.status_code for a in answers] == [200] * 5
         assert client.get("/").status_code == 405
         assert client.post("/", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+
+
+def test_a_freed_worker_goes_to_the_call_that_waited_longest() -> None:
+    # one worker; a caller that calls again as soon as it is answered must not take the
+    # worker back ahead of a call that was already waiting for it
+    from segfn_kit.runtime import Function, Request
+    from segfn_kit.runtime._isolation import WorkerPool
+
+    fn = Function.from_source("def on_request(request, settings):\n    request.json()\n")
+    done: list[str] = []
+
+    async def main(pool: WorkerPool) -> None:
+        await pool.acall(Request(b"{}"))  # the worker is started and idle
+
+        async def eager() -> None:
+            for n in range(5):
+                await pool.acall(Request(b"{}"))
+                done.append(f"eager{n}")
+
+        async def waiting() -> None:
+            await pool.acall(Request(b"{}"))
+            done.append("waiting")
+
+        first = asyncio.ensure_future(eager())
+        await asyncio.sleep(0)  # eager's first call holds the worker
+        await asyncio.gather(first, waiting())
+
+    with WorkerPool(fn, workers=1) as pool:
+        asyncio.run(main(pool))
+    assert done[:2] == ["eager0", "waiting"], done
+
+
+def test_an_async_call_cancelled_while_waiting_leaves_the_pool_whole() -> None:
+    from segfn_kit.runtime import Function, Request
+    from segfn_kit.runtime._isolation import WorkerPool
+
+    fn = Function.from_source("def on_request(request, settings):\n    request.json()\n")
+
+    async def main(pool: WorkerPool) -> list[str]:
+        await pool.acall(Request(b"{}"))
+        running = asyncio.ensure_future(pool.acall(Request(b"{}")))
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(pool.acall(Request(b"{}"))) for _ in range(3)]
+        await asyncio.sleep(0)
+        waiting[0].cancel()  # while it waits: the worker goes to the next one
+        await running
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        # the worker still serves calls: none was lost with a cancelled caller
+        after = await asyncio.wait_for(pool.acall(Request(b"{}")), 30)
+        return [type(r).__name__ for r in results] + [after.invocation.outcome]
+
+    with WorkerPool(fn, workers=1) as pool:
+        outcomes = asyncio.run(main(pool))
+        assert pool.replaced == 0
+    assert outcomes == ["CancelledError", "CallResult", "CallResult", "ok"], outcomes

@@ -815,28 +815,59 @@ class WorkerPool:
                 if worker is not None:
                     return worker
                 continue
-            waiter = loop.create_future()
+            # handed a worker when an asynchronous call frees one (first come, first served);
+            # a blocking caller's worker (another thread) wakes nobody here, hence the timer:
+            # it looks now and then, and wakes this call only when there is something to take
+            waiter: asyncio.Future[_Worker | None] = loop.create_future()
             self._waiters.append(waiter)
+            timers: list[asyncio.TimerHandle] = []
+            timers.append(loop.call_later(_POLL, self._look, waiter, timers, loop))
             try:
-                # woken when an asynchronous call frees a worker; a blocking caller's worker
-                # (another thread) wakes nobody here, hence the timeout
-                await asyncio.wait_for(waiter, _POLL)
-            except TimeoutError:
-                pass
+                handed = await waiter
+            except BaseException:  # cancelled: a worker handed over meanwhile goes back
+                back = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                if back is not None:
+                    self._release(back)
+                    self._wake_waiter()
+                raise
             finally:
-                if not waiter.done() or waiter.cancelled():  # a woken one was taken off already
-                    with contextlib.suppress(ValueError):  # (a miss formats the future's repr)
-                        self._waiters.remove(waiter)
+                timers[-1].cancel()
+                if waiter in self._waiters:  # (a remove that misses formats the future's repr)
+                    self._waiters.remove(waiter)
+            if handed is not None:
+                return handed
+
+    def _look(self, waiter: Any, timers: list[Any], loop: Any) -> None:
+        """Wake a waiting async call if there is a worker to take (or room to start one),
+        else look again later."""
+        with self._lock:
+            ready = self._closed or bool(self._idle) or self._count < self.size
+        if waiter.done():
+            return
+        if ready:
+            waiter.set_result(None)
+        else:
+            timers.append(loop.call_later(_POLL, self._look, waiter, timers, loop))
 
     def _acquire_now(self) -> _Worker | None:
         return self._acquire(block=False)
 
     def _wake_waiter(self) -> None:
+        """Hand an idle worker to the async call that has waited longest (a call arriving
+        meanwhile does not take it first), or wake it to start one where the pool has room."""
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            waiter = self._waiters[0]
+            if waiter.done():
+                self._waiters.popleft()
+                continue
+            with self._lock:
+                worker = self._idle.pop() if self._idle else None
+                room = self._count < self.size
+            if worker is None and not room:
                 return
+            self._waiters.popleft()
+            waiter.set_result(worker)
+            return
 
     def close(self) -> None:
         """Stop every idle worker (busy ones stop when their call returns)."""
