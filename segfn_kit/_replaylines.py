@@ -42,7 +42,7 @@ from segfn_kit.runtime import Invocation, Request
 from segfn_kit.runtime._json import loads_with_digest
 from segfn_kit.runtime._rules import request_refusal
 
-__all__ = ["ENCODERS", "HOOKS", "call_payload", "count", "keep", "lines"]
+__all__ = ["ENCODERS", "HOOKS", "call_payload", "call_request", "count", "keep", "lines"]
 
 Call = Callable[[Request], Invocation]
 Reply = str | tuple[int, int, Any] | None
@@ -54,24 +54,28 @@ _READER = _Reader(split_arrays=False, check_duplicates=True, on_skip=None, bodie
 def _run(data: tuple[int, bytes], call: Call) -> tuple[Invocation, str | None]:
     """The line's invocation, and why it could not be loaded (then the function did not run)."""
     number, line = data
-    # parsed once: the reader tells the line's shape from the value the function gets, with
-    # its digest (None: orjson would not read it exactly; the reader parses it its own way)
+    # parsed once: the line's shape is told from the value the function gets, with its
+    # digest (None: orjson would not read it exactly; the reader parses it its own way)
     both = loads_with_digest(line)
     if both is None:
         payload = _READER.read_line(number, line, "", "")
     else:
+        request = _READER.bare_request(line, *both)
+        if request is not None:  # the common case: the line is the body
+            return call_request(request, call), None
         payload = _READER.read_line(number, line, "", "", both[0])
     if payload.error:
         return Invocation(outcome="error", error=payload.error), payload.error
-    if both is not None and payload.format == "jsonl":  # the line is the body
-        return call_payload(payload, call, parsed=both[0], digest=both[1]), None
     return call_payload(payload, call), None
 
 
-def call_payload(payload: Payload, call: Call, **parsed: Any) -> Invocation:
-    """The invocation of a loaded payload: the handler's refusal, or the call (``parsed=``
-    and ``digest=``: the body parsed already, see ``Payload.request``)."""
-    request = payload.request(**parsed)
+def call_payload(payload: Payload, call: Call) -> Invocation:
+    """The invocation of a loaded payload: the handler's refusal, or the call."""
+    return call_request(payload.request(), call)
+
+
+def call_request(request: Request, call: Call) -> Invocation:
+    """The invocation of a request: the handler's refusal, or the call."""
     # what the deployed handler refuses (413, 415) never reaches the function
     refusal = request_refusal(request.headers.peek("content-type"), len(request.content))
     if refusal is not None:

@@ -16,6 +16,8 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
+from segfn_kit.runtime import Request
+
 from ._body import (
     SEGMENT_BODY_LIMIT,
     _Body,
@@ -544,6 +546,23 @@ class _Reader:
             "",
             error=cap_message(f"line {number}", self.max_bytes, False),
         )
+
+    @staticmethod
+    def bare_request(stripped: bytes, parsed: Any, digest: str) -> Request | None:
+        """The request of a non-blank JSON Lines line that is a bare body, as
+        ``read_line(...).request()`` gives it (a POST of the line, no headers), given the line
+        parsed (``orjson.loads``, exactly ``json.loads``) and its digest, which the request
+        keeps (its body is not parsed again); ``None`` for a line of another shape (an
+        envelope, a wrapper: ``read_line`` reads those).
+
+        Example:
+            >>> request = _Reader.bare_request(b'{"id": 1}', {"id": 1}, "sha")
+            >>> request.json(), request.digest(), dict(request.headers)
+            ({'id': 1}, 'sha', {})
+        """
+        if isinstance(parsed, dict) and _shape(parsed) != "bare":
+            return None
+        return Request(stripped, parsed=parsed, digest=digest)
 
     def read_line(
         self, number: int, stripped: bytes, source: str, base_id: str, parsed: Any = _UNPARSED

@@ -53,18 +53,9 @@ class Payload:
     error: str | None = None
     warning: str | None = None
 
-    def request(self, **parsed: Any) -> Request:
-        """The ``runtime.Request`` a source function would receive for this payload.
-
-        ``parsed=`` (the body parsed, exactly as ``json.loads`` gives it) and ``digest=`` (its
-        digest), when the reader has them, go to the ``Request`` so that it does not parse
-        the body again.
-
-        Example:
-            >>> Payload("p", "a.jsonl", 1, "jsonl", '{"a": 1}').request(parsed={"a": 1}).parsed_so_far()
-            {'a': 1}
-        """
-        return request_from_row(self, **parsed)
+    def request(self) -> Request:
+        """The ``runtime.Request`` a source function would receive for this payload."""
+        return request_from_row(self)
 
     def to_envelope(self) -> dict[str, Any]:
         """This payload as a capture envelope (the raw body kept exactly, as a string)."""
@@ -112,12 +103,11 @@ def _replace(payload: Payload, **changes: Any) -> Payload:
     return Payload(**values)
 
 
-def request_from_row(row_or_payload: Any, **parsed: Any) -> Request:
+def request_from_row(row_or_payload: Any) -> Request:
     """The ``runtime.Request`` for one payload: a ``Payload``, a frame row, or a dict.
 
     The body is the raw text as received, so signatures and ``request.text()`` see exactly
-    the captured bytes. ``parsed=`` and ``digest=`` go to the ``Request`` as they are (see
-    ``Payload.request``).
+    the captured bytes.
 
     Example:
         >>> from segfn_kit import load_payloads
@@ -138,7 +128,6 @@ def request_from_row(row_or_payload: Any, **parsed: Any) -> Request:
             # even empty, spares the Request parsing the URL again
             query=p.query if p.query or "?" not in url_p else None,
             received_at=p.received_at,
-            **parsed,
         )
     else:
         get = row_or_payload.get
@@ -158,5 +147,4 @@ def request_from_row(row_or_payload: Any, **parsed: Any) -> Request:
         url=url if isinstance(url, str) else "",
         query=query if isinstance(query, Mapping) and query else None,
         received_at=received if isinstance(received, str) else None,
-        **parsed,
     )
