@@ -37,7 +37,7 @@ import pandas as pd
 from segfn_kit._payloads import Payload, iter_payloads, load_payloads, request_from_row
 from segfn_kit.runtime import Request
 
-__all__ = ["FRAME_FIELDS", "Inputs", "PayloadInput", "PayloadsLike", "frame_request", "is_missing", "payload_inputs"]
+__all__ = ["FRAME_FIELDS", "Inputs", "PayloadInput", "PayloadsLike", "frame_request", "frame_wire", "is_missing", "payload_inputs"]
 
 PayloadsLike = Any  # paths, a payload frame, or a list of envelopes / bodies / Requests
 
@@ -70,6 +70,20 @@ class PayloadInput:
             return source
         return request_from_row(source)
 
+    def wire(self) -> tuple[Any, ...]:
+        """The payload's request as :meth:`Request.to_wire` gives it (for a worker process),
+        made without a ``Request`` when it is a frame row's.
+
+        Raises:
+            Exception: as :meth:`request`.
+        """
+        source = self.source
+        if type(source) is tuple:
+            wire = frame_wire(*source)
+            if wire is not None:
+                return wire
+        return self.request().to_wire()
+
 
 FRAME_FIELDS = ("raw", "body", "headers", "method", "url", "query", "received_at")
 """The payload-frame columns a request is made of, in ``frame_request``'s order."""
@@ -88,17 +102,46 @@ def frame_request(
     """
     if raw is None and body is not None:  # a hand-made frame with parsed bodies only
         return request_from_row(dict(zip(FRAME_FIELDS, (raw, body, headers, method, url, query, received_at), strict=True)))
+    content, headers, method, url, query, received_at = _request_fields(raw, headers, method, url, query, received_at)
+    return Request(content, headers, method=method, url=url, query=query, received_at=received_at)
+
+
+def frame_wire(
+    raw: Any, body: Any, headers: Any, method: Any, url: Any, query: Any, received_at: Any
+) -> tuple[Any, ...] | None:
+    """What :meth:`Request.from_wire` reads as ``frame_request(...)``'s request (for a worker
+    process), made without the ``Request``; ``None`` for the rows whose headers or query are
+    not plain dicts, or that have parsed bodies only (make their request).
+
+    Example:
+        >>> row = ('{"a": 1}', None, {"X-Id": "7"}, None, "/hook", None, None)
+        >>> back = Request.from_wire(frame_wire(*row))
+        >>> (back.content, back.headers["x-id"], back.url) == (frame_request(*row).content, "7", "/hook")
+        True
+    """
+    if raw is None and body is not None:
+        return None
+    fields = _request_fields(raw, headers, method, url, query, received_at)
+    if type(fields[1]) is not dict or (fields[4] is not None and type(fields[4]) is not dict):
+        return None
+    return (*fields, None)  # no digest known yet
+
+
+def _request_fields(
+    raw: Any, headers: Any, method: Any, url: Any, query: Any, received_at: Any
+) -> tuple[bytes, Any, str, str, Any, str | None]:
+    # a frame row's fields as Request() takes them: body bytes, headers, method, url, query, received_at
     if not headers:
         headers = {}
     elif type(headers) is not dict and not isinstance(headers, Mapping):
         headers = {}
-    return Request(
+    return (
         (raw if isinstance(raw, str) else "").encode("utf-8", "surrogateescape"),
         headers,
-        method=str(method) if isinstance(method, str) and method else "POST",
-        url=url if isinstance(url, str) else "",
-        query=query if isinstance(query, Mapping) and query else None,
-        received_at=received_at if isinstance(received_at, str) else None,
+        str(method) if isinstance(method, str) and method else "POST",
+        url if isinstance(url, str) else "",
+        query if isinstance(query, Mapping) and query else None,
+        received_at if isinstance(received_at, str) else None,
     )
 
 

@@ -42,12 +42,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
-from segfn_kit._inputs import Inputs, PayloadsLike, is_missing, payload_inputs
+from segfn_kit._inputs import Inputs, PayloadInput, PayloadsLike, is_missing, payload_inputs
 from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
-from segfn_kit.runtime import Function, FunctionLoadError, Request, mask_text
+from segfn_kit.runtime import Function, FunctionLoadError, Headers, Request, mask_text
 from segfn_kit.runtime._function import keep_timer_armed
-from segfn_kit.runtime._isolation import CallResult, WorkerPool, preload
+from segfn_kit.runtime._isolation import Call, CallResult, WorkerPool, preload
 from segfn_kit.runtime._json import MISSING, fast_loads
 from segfn_kit.runtime._rules import request_refusal
 from segfn_kit.spec import invocation_issues
@@ -338,16 +338,13 @@ def _run_source(
                 try:
                     request = item.request()
                 except Exception as exc:  # a frame row the loader could not make sense of
-                    failure = f"PayloadError: cannot make a request of this row ({type(exc).__name__}: {exc})"
+                    failure = _row_failure(exc)
                 else:  # what the deployed handler refuses (413, 415) never reaches the function
-                    refusal = request_refusal(request.headers.peek("content-type"), len(request.content))
-                    if refusal is not None:
-                        failure = refusal.row_error()
+                    failure = _refused(request.headers, request.content)
             if failure is not None:
                 failures[n] = failure
                 continue
-            source = item.source  # a frame row's text is the key its string's hash is kept for
-            content = source[0] if type(source) is tuple and type(source[0]) is str else request.content
+            content = _body_key(item, request.content)
             cached = digests.get(content)
             if cached is not None:
                 request.seed_digest(cached)
@@ -356,12 +353,37 @@ def _run_source(
                 uncached.append(content)
             yield request
 
+    def wires() -> Iterator[Call]:
+        """``requests()`` in the form the workers read (``Request.to_wire``): a frame row's
+        is made without a ``Request`` in this process."""
+        for n, item in enumerate(progress_bar(items, show=progress, desc="running", unit="payload")):
+            failure = item.error
+            if failure is None:
+                try:
+                    wire = item.wire()
+                except Exception as exc:
+                    failure = _row_failure(exc)
+                else:
+                    failure = _refused(wire[1], wire[0])
+            if failure is not None:
+                failures[n] = failure
+                continue
+            content = _body_key(item, wire[0])
+            cached = digests.get(content)
+            if cached is not None:
+                if wire[6] is None:
+                    wire = (*wire[:6], cached)
+                uncached.append(None)
+            else:
+                uncached.append(content)
+            yield ("request", wire)
+
     if isolation == "none":
         results: Iterator[CallResult] = _in_process(fn, requests(), settings, timeout)
         pool = None
     else:
         pool = WorkerPool(fn, dict(settings), timeout=timeout, workers=workers, check=_CHECK if validate else None)
-        results = pool.map(requests())
+        results = pool.map(wires())
     step = max(1, len(items) // 100)
     # no collections while results pile up: the run makes no reference cycles, and with
     # the payload frame and every result alive each full collection walks all of them
@@ -427,6 +449,26 @@ def _run_source(
         "logs": logs,
     }
     return _frame(items, columns, fn, "source")
+
+
+def _row_failure(exc: Exception) -> str:
+    # a frame row the loader could not make sense of
+    return f"PayloadError: cannot make a request of this row ({type(exc).__name__}: {exc})"
+
+
+def _refused(headers: Any, content: bytes) -> str | None:
+    """The row error of a request the deployed handler refuses (413, 415), else ``None``."""
+    if type(headers) is not Headers:
+        headers = Headers(headers)
+    refusal = request_refusal(headers.peek("content-type"), len(content))
+    return None if refusal is None else refusal.row_error()
+
+
+def _body_key(item: PayloadInput, content: bytes) -> bytes | str:
+    """What the digest cache knows a payload's body by: a frame row's text (Python keeps a
+    string's hash, so a re-run over the same frame hashes no body again), else its bytes."""
+    source = item.source
+    return source[0] if type(source) is tuple and type(source[0]) is str else content
 
 
 def _interleave(results: Iterator[CallResult], failures: dict[int, str], total: int) -> Iterator[CallResult | None]:

@@ -98,7 +98,8 @@ _POLL = 0.05  # seconds between looks at a busy worker's results while a deadlin
 
 CallKind = Literal["request", "event", "batch", "raw"]
 Call = tuple[CallKind, Any]
-"""One invocation to run: ``("request", Request)``, ``("event", dict)``, ``("batch", [dict])``,
+"""One invocation to run: ``("request", Request)`` (or the request's wire form, see
+:meth:`Request.to_wire`), ``("event", dict)``, ``("batch", [dict])``,
 or ``("raw", data)``: data the pool's ``raw`` hook turns into a request in the worker."""
 
 
@@ -531,9 +532,10 @@ def _exit_text(code: int | None) -> str:
 
 def _wire(call: Call) -> tuple[str, Any]:
     """A call as plain data: a ``Request`` as :meth:`Request.to_wire` gives it (the parsed
-    body stays behind: the worker parses the bytes, as fast as it would unpickle the value)."""
+    body stays behind: the worker parses the bytes, as fast as it would unpickle the value),
+    unless the caller gave it in that form already (a tuple :meth:`Request.from_wire` reads)."""
     kind, value = call
-    if kind == "request":
+    if kind == "request" and type(value) is not tuple:
         return (kind, value.to_wire())
     return (kind, value)
 
@@ -553,7 +555,7 @@ def _take_chunk(queue: collections.deque[tuple[int, Call]], size: int) -> list[t
 def _bytes_of(call: Call) -> int:
     kind, value = call
     if kind == "request":
-        return len(value.content) + 256
+        return len(value[0] if type(value) is tuple else value.content) + 256
     if kind == "raw":  # its data, or the data's last item (a line after its number), counts
         last = value[-1] if type(value) is tuple and value else value
         return 256 + len(last) if isinstance(last, bytes | str) else 1024
