@@ -558,7 +558,7 @@ def _bytes_of(call: Call) -> int:
         return len(value[0] if type(value) is tuple else value.content) + 256
     if kind == "raw":  # its data, or the data's last item (a line after its number), counts
         last = value[-1] if type(value) is tuple and value else value
-        return 256 + len(last) if isinstance(last, bytes | str) else 1024
+        return 256 + len(last) if type(last) is bytes or isinstance(last, str) else 1024
     return 1024
 
 
