@@ -562,6 +562,11 @@ def _bytes_of(call: Call) -> int:
     return 1024
 
 
+def _wake(future: Any, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 class WorkerPool:
     """Worker processes running one function, each call under a time and a memory limit.
 
@@ -770,22 +775,19 @@ class WorkerPool:
         fd = worker.reader.fileno()
         try:
             while True:
-                ready = loop.create_future()
-
-                def wake(ready: asyncio.Future[None] = ready) -> None:
-                    if not ready.done():
-                        ready.set_result(None)
-
+                ready: asyncio.Future[bool] = loop.create_future()
                 deadline = self._deadline(worker)
-                loop.add_reader(fd, wake)
-                timer = loop.call_later(max(0.0, deadline - time.monotonic()), wake) if deadline is not None else None
+                loop.add_reader(fd, _wake, ready, True)  # True: the pipe is readable
+                timer = (loop.call_later(max(0.0, deadline - time.monotonic()), _wake, ready, False)
+                         if deadline is not None else None)
                 try:
-                    await ready
+                    readable = await ready
                 finally:
                     loop.remove_reader(fd)
                     if timer is not None:
                         timer.cancel()
-                if self._collect(busy, done):  # released, or killed and replaced
+                # released, or killed and replaced (a readable pipe is not polled again)
+                if self._collect(busy, done, ready=[worker.reader] if readable else None):
                     break
         except BaseException:  # cancelled mid-call: the worker's state is unknown, end it
             if not done:
@@ -974,17 +976,25 @@ class WorkerPool:
             return None
         return worker.started + limit + self.grace
 
-    def _collect(self, busy: dict[Connection, _Worker], done: dict[int, CallResult]) -> list[_Worker]:
+    def _collect(
+        self, busy: dict[Connection, _Worker], done: dict[int, CallResult], *, ready: Iterable[Connection] | None = None,
+    ) -> list[_Worker]:
         """Wait for results of busy workers (up to the nearest deadline); store them in
-        ``done``; return the workers that finished their chunk, died or were killed."""
-        deadlines = [d for d in map(self._deadline, busy.values()) if d is not None]
-        wait_for = min(_POLL, max(0.0, min(deadlines) - time.monotonic())) if deadlines else None
-        ready = set(wait(list(busy), wait_for))
+        ``done``; return the workers that finished their chunk, died or were killed.
+
+        ``ready``: the pipes known to be readable (an event loop said so), not waited on again.
+        """
+        if ready is None:
+            deadlines = [d for d in map(self._deadline, busy.values()) if d is not None]
+            wait_for = min(_POLL, max(0.0, min(deadlines) - time.monotonic())) if deadlines else None
+            readable: set[Any] = set(wait(list(busy), wait_for))
+        else:
+            readable = set(ready)
         finished: list[_Worker] = []
         now = time.monotonic()
         for conn, worker in busy.items():
             ended = broken = False
-            if conn in ready:
+            if conn in readable:
                 try:
                     # a chunk is done (every result of it is in the file); maybe two; or the
                     # call asks this process something (a host call: it still runs)
