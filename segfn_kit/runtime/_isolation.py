@@ -933,11 +933,26 @@ class WorkerPool:
 
     def _start_aside(self) -> None:
         """Start one more worker (while the pool may grow) in a thread; it joins the idle
-        workers once its function is loaded. A worker that fails to start is left out."""
+        workers once its function is loaded. A worker that fails to start is left out.
+
+        Where a worker can be forked (this process runs one thread), it is started here and
+        now instead: a fork and the function's load take milliseconds, while from a thread
+        it would be a new interpreter, booting on a CPU the running workers need."""
         with self._lock:
             if self._closed or self._starting or self._count >= self.size:
                 return
             self._starting += 1
+        if _can_fork():
+            try:
+                worker = self._acquire(block=False)
+                if worker is not None:
+                    self._release(worker)
+            except Exception:  # the workers running carry the calls
+                pass
+            finally:
+                with self._lock:
+                    self._starting -= 1
+            return
 
         def start() -> None:
             try:
