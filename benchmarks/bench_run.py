@@ -17,7 +17,8 @@ own code with ``Segment`` replaced by a stand-in that appends camelCase dicts, a
   calls ``Function.on_request`` (messageIds, value checks, timeout and all);
 - ``run()``: ``segfn_kit.run`` over the payload frame, with spec validation, log capture
   and the result frame: in its worker processes (the default, ``isolation="process"``: one
-  per 4,000 payloads up to the CPUs but one, validation in the workers) and in this process
+  per 4,000 payloads up to the CPUs but one; validation in the workers when there are
+  several, else in this process) and in this process
   (``isolation="none"``). ``run()`` turns the collector off while it gathers results (its
   own choice, see ``segfn_kit._run``); the floor and the ``on_request`` loop run with it on.
 

@@ -676,8 +676,8 @@ def invocation_issues(
     First the problems the emitters recorded (values that could not be sent as they were,
     refused calls), then, with ``check``, each event's and each object's spec problems
     (:func:`validate`, :func:`validate_object`), all as plain dicts with ``event_index``,
-    ``field``, ``code`` and ``message``. ``run()`` has it computed in the worker process
-    beside the caller.
+    ``field``, ``code`` and ``message``. ``run()`` has it computed in its worker processes
+    when it runs several (beside one, it computes it itself).
 
     Example:
         >>> [i["code"] for i in invocation_issues([{"type": "track", "event": "E"}], [], [])]
