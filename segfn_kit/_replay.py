@@ -717,12 +717,15 @@ class _Sender:
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        # started with the first chunk: until then this process runs one thread, so the
+        # worker processes are forked (from a second thread they would be new interpreters)
         self._thread = threading.Thread(target=self._run, name="segfn-replay-sender", daemon=True)
-        self._thread.start()
         self._finished = False
 
     def put(self, chunk: _Chunk) -> None:
         self._raise()
+        if self._thread.ident is None:
+            self._thread.start()
         while True:
             try:
                 self._queue.put(chunk, timeout=0.5)
@@ -733,16 +736,18 @@ class _Sender:
     def finish(self) -> None:
         if not self._finished:
             self._finished = True
-            self._queue.put(None)
-            self._thread.join()
+            if self._thread.ident is not None:
+                self._queue.put(None)
+                self._thread.join()
         self._raise()
 
     def close(self) -> None:
         if not self._finished:
             self._finished = True
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(None)
-            self._thread.join(timeout=5)
+            if self._thread.ident is not None:
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(None)
+                self._thread.join(timeout=5)
 
     def _raise(self) -> None:
         if self._error is not None:
