@@ -227,6 +227,21 @@ def test_values_json_cannot_carry_become_problems() -> None:
     json.dumps(inv.events, allow_nan=False)
 
 
+def test_problems_name_nested_fields_by_their_path() -> None:
+    fn = source_fn("    Segment.track(user_id='u', event='E', properties=settings['props'], context=settings['ctx'])\n")
+    props = {"items": [{"price": math.nan}, {"tags": {("a", 1)}}], 7: {"deep": [[object()]]}}
+    inv = fn.on_request(Request(b"{}"), {"props": props, "ctx": {"ip": b"\xff"}})
+    assert inv.outcome == "ok"
+    assert [(p["field"], p["code"], p["event_index"]) for p in inv.problems] == [
+        ("properties.items[0].price", "not_finite", 0),
+        ("properties.7.deep[0][0]", "not_serialisable", 0),
+        ("context.ip", "not_serialisable", 0),
+    ]
+    assert inv.problems[0]["message"].startswith("properties.items[0].price is nan")
+    assert inv.events[0]["properties"]["items"] == [{"price": None}, {"tags": [["a", 1]]}]  # a set of tuples: lists
+    json.dumps(inv.events, allow_nan=False)
+
+
 def test_set_records_objects() -> None:
     inv = source_fn("    Segment.set(collection='rooms', id=5, properties={'beds': 2})\n").on_request(Request(b"{}"))
     assert inv.objects == [{"collection": "rooms", "id": "5", "properties": {"beds": 2}}]

@@ -142,14 +142,34 @@ def _collector() -> Collector:
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})
+_PLAIN_SCALARS = (str, bool, int)  # and their subclasses
 
 
-def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[str, int]) -> Any:
+# where a value sits, for a problem's ``field``: a top-level key, or (parent, key or index,
+# whether it is an index), written out only when a problem names it
+_Path = str | tuple[Any, Any, bool]
+
+
+def _path_text(path: _Path) -> str:
+    """``"properties.items[0].price"`` for a path made of nested (parent, key, index) tuples.
+
+    Example:
+        >>> _path_text(((("properties", "items", False), 0, True), "price", False))
+        'properties.items[0].price'
+    """
+    if isinstance(path, str):
+        return path
+    parent, key, index = path
+    return f"{_path_text(parent)}[{key}]" if index else f"{_path_text(parent)}.{key}"
+
+
+def _clean(value: Any, path: _Path, problems: list[dict[str, Any]], where: dict[str, int]) -> Any:
     """Normalise one value as analytics-python does; record what cannot be sent.
 
     Plain dicts and lists are copied in one pass that looks at each value's exact type;
-    only what is not a plain JSON value takes the general path below (with its path
-    string, which names the field in a problem).
+    only what is not a plain JSON value takes the general path below. The path of a nested
+    value is a tuple, written out as text (which names the field in a problem) only when
+    there is a problem to name.
     """
     t = type(value)
     if t in _SCALARS:
@@ -161,41 +181,45 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
             if tv in _SCALARS or (tv is float and v - v == 0):
                 out[k if type(k) is str else str(k)] = v
             else:
-                out[k if type(k) is str else str(k)] = _clean(v, f"{path}.{k}", problems, where)
+                out[k if type(k) is str else str(k)] = _clean(v, (path, k, False), problems, where)
         return out
     if t is list:
-        return [
-            v if (tv := type(v)) in _SCALARS or (tv is float and v - v == 0)
-            else _clean(v, f"{path}[{i}]", problems, where)
-            for i, v in enumerate(value)
-        ]
-    if value is None or isinstance(value, str | bool | int):
+        items: list[Any] = []
+        append = items.append
+        i = 0
+        for v in value:
+            tv = type(v)
+            append(v if tv in _SCALARS or (tv is float and v - v == 0) else _clean(v, (path, i, True), problems, where))
+            i += 1
+        return items
+    if value is None or isinstance(value, _PLAIN_SCALARS):
         return value
     if isinstance(value, float):
         if value - value == 0:  # finite; NaN and infinities are not JSON
             return value
+        text = _path_text(path)
         problems.append({
             **where,
-            "field": path,
+            "field": text,
             "code": "not_finite",
             "message": (
-                f"{path} is {value}, which JSON cannot carry; it was sent as null. "
+                f"{text} is {value}, which JSON cannot carry; it was sent as null. "
                 "Check the computation, or send None (or a string) on purpose"
             ),
         })
         return None
     if isinstance(value, dict):
         return {
-            str(k): _clean(v, f"{path}.{k}", problems, where) for k, v in value.items()
+            str(k): _clean(v, (path, k, False), problems, where) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_clean(v, f"{path}[{i}]", problems, where) for i, v in enumerate(value)]
+        return [_clean(v, (path, i, True), problems, where) for i, v in enumerate(value)]
     if isinstance(value, set | frozenset):
         try:
-            items = sorted(value)
+            ordered = sorted(value)
         except TypeError:
-            items = list(value)
-        return [_clean(v, f"{path}[{i}]", problems, where) for i, v in enumerate(items)]
+            ordered = list(value)
+        return [_clean(v, (path, i, True), problems, where) for i, v in enumerate(ordered)]
     if isinstance(value, decimal.Decimal):
         return _clean(float(value), path, problems, where)
     if isinstance(value, enum.Enum):
@@ -212,13 +236,14 @@ def _clean(value: Any, path: str, problems: list[dict[str, Any]], where: dict[st
             return value.decode("utf-8")
         except UnicodeDecodeError:
             pass
+    text = _path_text(path)
     problems.append(
         {
             **where,
-            "field": path,
+            "field": text,
             "code": "not_serialisable",
             "message": (
-                f"{path} is a {type(value).__name__}, which JSON cannot carry; "
+                f"{text} is a {type(value).__name__}, which JSON cannot carry; "
                 f"it was sent as its text {str(value)[:60]!r}. Convert it to a str, number, "
                 "bool, list or dict in the function."
             ),
@@ -391,7 +416,7 @@ class _Segment:
         where: dict[str, int] | None = None
         for key in _CLEANED:
             value = get(key)
-            if value is not None:
+            if value is not None and type(value) is not str:  # a string is sent as it is
                 if where is None:
                     where = {"event_index": len(collector.events)}
                 msg[key] = _clean(value, key, collector.problems, where)
