@@ -290,7 +290,8 @@ def run(
         return result
     if options:
         raise TypeError(f"run() got options only destination functions take: {', '.join(sorted(options))}")
-    items = payload_inputs(payloads)
+    with _without_gc():  # one record per payload, no reference cycles (see _run_source)
+        items = payload_inputs(payloads)
     missing = fn.missing_settings(values)
     if missing:
         names = ", ".join(missing)
