@@ -2,9 +2,11 @@
 ``Segment.set`` objects, to the Objects API).
 
 A year of Stripe events, say, in JSON Lines (gzip or not), folders of captures, or any
-format ``iter_payloads`` reads. Payloads stream one at a time, the function runs on the
-main thread while a second thread delivers the previous chunk, so memory stays flat
-whatever the size of the archive.
+format ``iter_payloads`` reads. Payloads stream one at a time: the main thread reads them
+(JSON Lines lines unread, see ``segfn_kit._replaylines``), worker processes (or the main
+thread, with ``isolation="none"``) read each into its request and call the function, and a
+second thread delivers the previous chunk, so memory stays flat whatever the size of the
+archive.
 
 Exactly once, in effect:
 
