@@ -47,7 +47,7 @@ from segfn_kit._progress import progress as progress_bar
 from segfn_kit._settingsfile import SettingsFileError, read_settings, settings_values
 from segfn_kit.runtime import Function, FunctionLoadError, Headers, Request, mask_text
 from segfn_kit.runtime._function import keep_timer_armed
-from segfn_kit.runtime._isolation import Call, CallResult, WorkerPool, preload
+from segfn_kit.runtime._isolation import Call, CallResult, WorkerPool
 from segfn_kit.runtime._json import MISSING, fast_loads
 from segfn_kit.runtime._rules import request_refusal
 from segfn_kit.spec import invocation_issues
@@ -149,7 +149,9 @@ _DIGESTS = _DigestCache()
 # validates there for about half the CPU time a worker takes (2.5-3 against 4.5-7.5 us per
 # Stripe payload, measured side by side)
 _CHECK = "segfn_kit.spec:invocation_issues"
-preload("segfn_kit.spec")  # spare workers import it ahead: a run's first worker starts at once
+# what the workers of a run that validates there import while they wait as spares (so its
+# first worker starts at once); the others need not (their spares boot in a third of the time)
+_CHECK_PRELOAD = ("segfn_kit.spec",)
 
 
 def _workers_for(n: int, workers: int | None) -> int:
@@ -387,7 +389,9 @@ def _run_source(
         results: Iterator[CallResult] = _in_process(fn, requests(), settings, timeout)
         pool = None
     else:
-        pool = WorkerPool(fn, dict(settings), timeout=timeout, workers=workers, check=_CHECK if validate and workers > 1 else None)
+        check = validate and workers > 1
+        pool = WorkerPool(fn, dict(settings), timeout=timeout, workers=workers, check=_CHECK if check else None,
+                          preload=_CHECK_PRELOAD if check else ())
         results = pool.map(wires())
     step = max(1, len(items) // 100)
     # no collections while results pile up: the run makes no reference cycles, and with
