@@ -407,6 +407,7 @@ def replay(
         summary.plan = {"mode": plan_mode, "checked": 0, "failing": 0, "held": 0, "issues": 0}
 
     cp: Checkpoint | None = None
+    own_client = client is None  # the events are then encoded where the function runs
     sender: _Sender | None = None
     writer: TextIO | None = None
     with contextlib.ExitStack() as stack:
@@ -456,7 +457,8 @@ def replay(
         given: dict[int, tuple[Invocation, Any]] = {}  # stream index -> what stands for its call
         # JSON Lines lines go to the function unread: it runs where the line is read
         # (_replaylines), so this process handles a line and its reply, nothing more
-        hook_mode = "deliver" if checker is not None else mode
+        # a plan's check, or a client given to encode, needs the events themselves here
+        hook_mode = "keep" if checker is not None or (mode == "deliver" and not own_client) else mode
         hook_spec = HOOKS[hook_mode]
         encode = ENCODERS[hook_mode]
         unread = stream is None and (isolation == "none" or pool is None or pool.raw == hook_spec)
@@ -549,20 +551,26 @@ def replay(
                     reply = encode(invocation)
             events: list[dict[str, Any]] = []
             objects: list[dict[str, Any]] = []
+            encoded_there: list[Any] | None = None
             if reply is not None:
                 emitted, emitted_objects, body = reply
-                if type(body) is not tuple:  # counted (and written) where the function ran
+                if type(body) is list:  # a delivery's events, encoded where the function ran
+                    encoded_there = body
+                    summary.events += emitted
+                    summary.objects += emitted_objects
+                elif type(body) is not tuple:  # counted (and written) where the function ran
                     summary.events += emitted
                     summary.objects += emitted_objects
                     if body:
                         assert writer is not None
                         writer.write(body)
                     return
-                events, objects = body
-                if checker is not None and events:
-                    events = _hold(checker, plan_mode, payload_id, events, summary)
-                summary.events += len(events)
-                summary.objects += len(objects)
+                else:
+                    events, objects = body
+                    if checker is not None and events:
+                        events = _hold(checker, plan_mode, payload_id, events, summary)
+                    summary.events += len(events)
+                    summary.objects += len(objects)
             if mode == "dry-run":
                 return
             if mode == "out":
@@ -572,7 +580,10 @@ def replay(
                 return
             assert sender is not None and client is not None
             try:
-                encoded, encoded_objects = client.check_all(events, objects)
+                if encoded_there is not None:  # checked and encoded where the function ran
+                    encoded, encoded_objects = encoded_there
+                else:
+                    encoded, encoded_objects = client.check_all(events, objects)
             except UndeliverableEvent as exc:
                 # the payload's events and objects go nowhere but the dead-letter file:
                 # half of what a payload maps to would be worse than none of it

@@ -14,7 +14,8 @@ the function on a request under its limits, and returns ``(invocation, reply)``:
 - ``reply`` is a ``str`` when the line cannot be loaded (why; the function did not run);
 - ``(events, objects, body)`` for an ``ok`` invocation: how many events and ``Segment.set``
   objects it emitted, and what the replay needs of them (``None`` for a dry run, the events'
-  JSON Lines for ``out``, the lists themselves for a delivery or a plan's check);
+  JSON Lines for ``out``, the encoded events and objects for a delivery, the lists
+  themselves for a plan's check);
 - ``None`` otherwise (an error, a refusal, ``EventNotSupported``, ...: nothing is sent).
 
 Example:
@@ -38,17 +39,19 @@ from typing import Any
 
 from segfn_kit._payloads._formats import _Reader
 from segfn_kit._payloads._record import Payload
-from segfn_kit.runtime import Invocation, Request
+from segfn_kit.runtime import Invocation, Request, TrackingClient, UndeliverableEvent
 from segfn_kit.runtime._json import loads_with_digest
 from segfn_kit.runtime._rules import request_refusal
 
-__all__ = ["ENCODERS", "HOOKS", "call_payload", "call_request", "count", "keep", "lines"]
+__all__ = ["ENCODERS", "HOOKS", "call_payload", "call_request", "count", "keep", "lines", "send"]
 
 Call = Callable[[Request], Invocation]
 Reply = str | tuple[int, int, Any] | None
 
 # what iter_archive's reader would make of the line: bodies left unparsed, as replay reads them
 _READER = _Reader(split_arrays=False, check_duplicates=True, on_skip=None, bodies=False)
+# encodes events as a delivery sends them (check_all uses no connection, key or host)
+_CHECKER = TrackingClient("replay")
 
 
 def _run(data: tuple[int, bytes], call: Call) -> tuple[Invocation, str | None]:
@@ -105,15 +108,32 @@ def encode_lines(inv: Invocation) -> Reply:
 
 
 def encode_values(inv: Invocation) -> Reply:
-    """The reply of a delivery (or of a plan's check): the events and objects themselves."""
+    """The reply of a plan's check (or of a delivery through a given client): the events and
+    objects themselves."""
     return (len(inv.events), len(inv.objects), (inv.events, inv.objects)) if inv.outcome == "ok" else None
+
+
+def encode_batches(inv: Invocation) -> Reply:
+    """The reply of a delivery: the events and objects checked and encoded as they are sent
+    (``TrackingClient.check_all``: ``[encoded, encoded_objects]``, a list); the events and
+    objects themselves when one cannot be sent (the replay names it and dead-letters them)."""
+    if inv.outcome != "ok":
+        return None
+    try:
+        body: Any = list(_CHECKER.check_all(inv.events, inv.objects))
+    except UndeliverableEvent:
+        body = (inv.events, inv.objects)
+    return len(inv.events), len(inv.objects), body
 
 
 count = _hook(encode_counts)
 lines = _hook(encode_lines)
 keep = _hook(encode_values)
+send = _hook(encode_batches)
 
-HOOKS = {"dry-run": f"{__name__}:count", "out": f"{__name__}:lines", "deliver": f"{__name__}:keep"}
-"""The hook (``"module:function"``) of each replay mode (``keep`` for all with a plan)."""
-ENCODERS = {"dry-run": encode_counts, "out": encode_lines, "deliver": encode_values}
+HOOKS = {"dry-run": f"{__name__}:count", "out": f"{__name__}:lines", "deliver": f"{__name__}:send",
+         "keep": f"{__name__}:keep"}
+"""The hook (``"module:function"``) of each replay mode (``keep`` for all with a plan, and for
+a delivery through a client given to ``replay``)."""
+ENCODERS = {"dry-run": encode_counts, "out": encode_lines, "deliver": encode_batches, "keep": encode_values}
 """What each hook replies, for payloads read as ``Payload``s (calls of ``("request", ...)``)."""
