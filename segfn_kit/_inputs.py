@@ -36,6 +36,7 @@ import pandas as pd
 
 from segfn_kit._payloads import Payload, iter_payloads, load_payloads, request_from_row
 from segfn_kit.runtime import Request
+from segfn_kit.runtime._request import text_bytes
 
 __all__ = ["FRAME_FIELDS", "Inputs", "PayloadInput", "PayloadsLike", "frame_request", "frame_wire", "is_missing", "payload_inputs"]
 
@@ -136,7 +137,7 @@ def _request_fields(
     elif type(headers) is not dict and not isinstance(headers, Mapping):
         headers = {}
     return (
-        (raw if isinstance(raw, str) else "").encode("utf-8", "surrogateescape"),
+        text_bytes(raw if isinstance(raw, str) else ""),
         headers,
         str(method) if isinstance(method, str) and method else "POST",
         url if isinstance(url, str) else "",

@@ -300,3 +300,31 @@ def test_a_long_line_costs_no_more_memory_than_the_cap(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert rows[0].error is not None and rows[1].event_type == "next"
     assert peak < 6 * MIB, peak  # the 16 MiB line was never held: at most the cap and a chunk
+
+
+def test_lone_surrogates_in_bodies_cost_one_row_at_most(tmp_path: Path) -> None:
+    # JSON text can carry a lone surrogate only escaped ("\ud81e"): a JSON-valued body keeps it
+    # escaped, so the function reads the same value; a raw body text holding one (no UTF-8
+    # body can) is that payload's InvalidEventPayload, never an exception of the run
+    import segfn_kit
+    from segfn_kit.runtime import Function
+
+    write(tmp_path / "a.jsonl", "\n".join([
+        '{"topic": {}, "headers": {}, "body": ["\\ud81e400\\udc00"]}',
+        '{"headers": {"Content-Type": "application/json"}, "body": "{\\"s\\": \\"\\ud800\\"}"}',
+        '{"headers": {}, "body": {"ok": "caf\\u00e9"}}',
+    ]) + "\n")
+    frame = load_payloads(tmp_path / "a.jsonl")
+    assert len(frame) == 3
+    fn = Function.from_source(
+        "from segfn_kit.runtime import Segment\n"
+        "def on_request(request, settings):\n"
+        "    body = request.json()\n"
+        "    Segment.track(user_id='u', event='E', properties={'n': len(str(body))})\n"
+    )
+    results = segfn_kit.run(fn, frame, progress=False)
+    assert results["outcome"].tolist() == ["ok", "InvalidEventPayload", "ok"]
+    assert "UTF-8" in results["error"].iloc[1]
+    from segfn_kit._payloads import request_from_row
+
+    assert request_from_row(frame.iloc[0]).json() == ["\ud81e400\udc00"]

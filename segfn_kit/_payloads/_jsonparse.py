@@ -167,6 +167,23 @@ def _count_keys(value: Any, depth: int) -> int:
     return 0
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _compact(value: Any) -> str:
-    """The compact serialisation a JSON-valued body stands for (contract 2)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    r"""The compact serialisation a JSON-valued body stands for (contract 2).
+
+    A string holding a lone surrogate (which JSON text can carry only escaped, as
+    ``"\ud800"``) keeps it escaped, so that the body is UTF-8 and parses back to the same value.
+
+    Example:
+        >>> _compact({"a": "caf\u00e9 \ud800"})
+        '{"a":"café \\ud800"}'
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # outside strings JSON text has no such character
+            text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from segfn_kit._errors import PayloadError as PayloadError
 from segfn_kit.runtime import Request
+from segfn_kit.runtime._request import text_bytes
 
 from ._body import _body_from_value
 
@@ -71,9 +72,7 @@ class Payload:
             self.raw.encode("utf-8")
             envelope["body"] = self.raw
         except UnicodeEncodeError:
-            envelope["body_base64"] = base64.b64encode(
-                self.raw.encode("utf-8", "surrogateescape")
-            ).decode("ascii")
+            envelope["body_base64"] = base64.b64encode(text_bytes(self.raw)).decode("ascii")
         if self.received_at is not None:
             envelope["received_at"] = self.received_at
         return envelope
@@ -120,7 +119,7 @@ def request_from_row(row_or_payload: Any) -> Request:
         p = row_or_payload
         url_p = p.url or ""
         return Request(
-            p.raw.encode("utf-8", "surrogateescape"),
+            text_bytes(p.raw),
             p.headers,
             method=p.method or "POST",
             url=url_p,
@@ -141,7 +140,7 @@ def request_from_row(row_or_payload: Any) -> Request:
         received = get("received_at")
     raw_s = raw if isinstance(raw, str) else ""
     return Request(
-        raw_s.encode("utf-8", "surrogateescape"),
+        text_bytes(raw_s),
         headers if isinstance(headers, Mapping) else {},
         method=str(method) if isinstance(method, str) and method else "POST",
         url=url if isinstance(url, str) else "",

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from ._errors import InvalidEventPayload
 from ._json import MISSING, body_digest, canonical_digest, fast_loads, loads_with_digest
 
-__all__ = ["Headers", "Request", "body_refusal"]
+__all__ = ["Headers", "Request", "body_refusal", "text_bytes"]
 
 _UNSET: Any = object()
 _T = TypeVar("_T")
@@ -107,6 +107,23 @@ class Headers(Mapping[str, str]):
         return f"Headers({dict(self.items())!r})"
 
 
+def text_bytes(text: str) -> bytes:
+    r"""The bytes a body given as text stands for: its UTF-8, with the bytes a
+    ``surrogateescape`` decoding kept as escapes put back. Text holding a lone surrogate that
+    is no such escape (which no UTF-8 body can hold) keeps it as its three bytes
+    (``surrogatepass``): the body is then not valid UTF-8, and a function that reads it as
+    text or JSON gets ``InvalidEventPayload`` for this payload alone.
+
+    Example:
+        >>> text_bytes("caf\u00e9"), text_bytes("\udcff"), text_bytes("\ud800")
+        (b'caf\xc3\xa9', b'\xff', b'\xed\xa0\x80')
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 class Request:
     """One webhook request: what ``on_request(request, settings)`` receives.
 
@@ -150,7 +167,7 @@ class Request:
         if isinstance(body, bytes | bytearray | memoryview):
             self.content = bytes(body)
         elif isinstance(body, str):
-            self.content = body.encode("utf-8", "surrogateescape")
+            self.content = text_bytes(body)
         elif body is None:
             self.content = b""
         else:
