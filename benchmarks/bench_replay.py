@@ -12,9 +12,10 @@ Measured against them, with the garbage collector off everywhere (the loader tur
 its frames; the floors get the same), medians of 5 runs over the same 20,000 generated Stripe
 webhooks:
 
-1. the loader's part of a replay: ``iter_payloads(..., bodies=False)`` and ``request()`` for
-   each payload (what replay hands the function), and the full loader (bodies parsed and
-   checked) for comparison;
+1. the reading process's part of a replay: ``iter_archive`` (each JSON Lines line left
+   unread, for the worker to read); the loader that turns each into its request,
+   ``iter_payloads(..., bodies=False)`` and ``request()``, and the full loader (bodies parsed
+   and checked) for comparison;
 2. ``replay(..., dry_run=True)`` of the bundled Stripe function: loader, function and all,
    with the calls in worker processes (the default number, one per CPU, 1 to 4, and one),
    and in this process (``isolation="none"``).
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from benchmarks._util import interleaved_medians, report
 from benchmarks.bench_run import stripe_floor
-from segfn_kit._payloads import iter_payloads
+from segfn_kit._payloads import iter_archive, iter_payloads
 from segfn_kit._replay import _default_workers, replay
 from tests._archives import write_archive
 
@@ -75,6 +76,10 @@ def main() -> None:
                 for line in fh:
                     json.dumps(plain_stripe(line.decode(), {}), separators=(",", ":"))
 
+        def reading() -> None:
+            for _ in iter_archive(archive):
+                pass
+
         def loader_lazy() -> None:
             for payload in iter_payloads(archive, bodies=False):
                 payload.request()
@@ -97,12 +102,12 @@ def main() -> None:
 
         times = interleaved_medians({
             name: _gc_off(fn) for name, fn in (
-                ("floor", floor), ("fn_floor", function_floor), ("lazy", loader_lazy), ("full", loader_full), ("dry", dry_run),
+                ("floor", floor), ("fn_floor", function_floor), ("read", reading), ("lazy", loader_lazy), ("full", loader_full), ("dry", dry_run),
                 ("dry_one", dry_run_one_worker), ("dry_none", dry_run_in_process),
             )
         })
-        base, fn_base, lazy, full, dry, dry_one, dry_none = (
-            times[k] for k in ("floor", "fn_floor", "lazy", "full", "dry", "dry_one", "dry_none")
+        base, fn_base, read, lazy, full, dry, dry_one, dry_none = (
+            times[k] for k in ("floor", "fn_floor", "read", "lazy", "full", "dry", "dry_one", "dry_none")
         )
     imports = subprocess.run(
         [sys.executable, "-c", "import sys, segfn_kit._replay; print('pandas' in sys.modules)"],
@@ -114,11 +119,13 @@ def main() -> None:
     print(f"  {PAYLOADS:,} Stripe webhooks in one .jsonl.gz archive; importing the replay loads pandas: {imports}")
     report("floor: read + json.loads + json.dumps", PAYLOADS / base, "payloads/s")
     report("function floor: read + Stripe code in plain Python + dumps", PAYLOADS / fn_base, "payloads/s")
+    report("replay's reading process: iter_archive (lines unread)", PAYLOADS / read, "payloads/s")
     report("loader for replay (bodies=False) + request()", PAYLOADS / lazy, "payloads/s")
     report("loader, bodies parsed and checked + request()", PAYLOADS / full, "payloads/s")
     report(f"replay --dry-run (bundled Stripe function, default --workers {_default_workers()})", PAYLOADS / dry, "payloads/s")
     report("replay --dry-run --workers 1", PAYLOADS / dry_one, "payloads/s")
     report("replay --dry-run --isolation none (in this process)", PAYLOADS / dry_none, "payloads/s")
+    report("ratio: replay's reading / floor (throughput)", 100 * base / read, "%")
     report("ratio: loader for replay / floor (throughput)", 100 * base / lazy, "%")
     report("ratio: replay --dry-run / floor (throughput)", 100 * base / dry, "%", ">= 50%")
     report("ratio: replay --dry-run --workers 1 / floor (throughput)", 100 * base / dry_one, "%")
