@@ -93,8 +93,8 @@ _DEPTH = 2  # chunks in flight per worker: the next one waits in its pipe
 _CHUNK_BYTES = 256 << 10  # about the most request bytes per chunk (a pipe holds 1 MiB)
 _RESULTS_BUDGET = 16 << 20  # bytes of read results past which a worker's file is emptied
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
-_START_TIMEOUT = 60.0
-_POLL = 0.05  # seconds between looks at a busy worker's results while a deadline runs  # seconds a worker may take to start and load the function
+_START_TIMEOUT = 60.0  # seconds a worker may take to start and load the function
+_POLL = 0.05  # seconds between looks at a busy worker's results while a deadline runs
 
 CallKind = Literal["request", "event", "batch", "raw"]
 Call = tuple[CallKind, Any]
