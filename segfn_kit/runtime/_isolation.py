@@ -942,7 +942,8 @@ class WorkerPool:
             if self._closed or self._starting or self._count >= self.size:
                 return
             self._starting += 1
-        if _can_fork():
+
+        def start() -> None:
             try:
                 worker = self._acquire(block=False)
                 if worker is not None:
@@ -952,19 +953,10 @@ class WorkerPool:
             finally:
                 with self._lock:
                     self._starting -= 1
+
+        if _can_fork():
+            start()
             return
-
-        def start() -> None:
-            try:
-                worker = self._acquire(block=False)
-                if worker is not None:
-                    self._release(worker)
-            except BaseException:  # the workers running carry the calls
-                pass
-            finally:
-                with self._lock:
-                    self._starting -= 1
-
         thread = threading.Thread(target=start, daemon=True, name="segfn-worker-start")
         self._aside = thread
         thread.start()
