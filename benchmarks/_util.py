@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs, in seconds."""
+    """Median wall time of ``fn()`` over ``repeats`` runs, in seconds. Each run starts from a
+    full collection (see :func:`interleaved_medians`)."""
     times = []
     for _ in range(repeats):
+        gc.collect()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -25,10 +28,16 @@ def report(label: str, value: float, unit: str = "", target: str = "") -> None:
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
     """Median wall time of each function, timed in turns (one of each per round), so that a
-    busy machine slows every side of a ratio alike rather than the one that ran last."""
+    busy machine slows every side of a ratio alike rather than the one that ran last.
+
+    Each call starts from a full collection, so that none pays for the garbage of the one
+    before it: ``run()`` turns the collector off while it gathers, and the full collection that
+    follows would otherwise land in whichever call is timed next.
+    """
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            gc.collect()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
