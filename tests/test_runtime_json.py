@@ -215,6 +215,10 @@ def test_digest_cache_is_bounded_by_bytes() -> None:
         b'{"id": "9f3c-4f1e-9a6b", "word": "one-time"}',
         b'[' * 300 + b']' * 300,  # deeper than orjson writes
         b'{"s": "caf\\u00e9", "n": [1, 2.5, -0.0]}',
+        # past more dots and dashes than the one-byte search checks itself
+        b'{"a": "a.b.c.d.e.f.g.h.i.j.k", "b": "one-two-three-four-five-six-seven-eight-nine", "z": 3e-05}',
+        b'{"a": "a.b.c.d.e.f.g.h.i.j.k", "b": "one-two-three-four-five-six-seven-eight-nine", "z": 2.5e-07}',
+        b'{"a": "x-1e-7-e-8-0.00001-.0000-e-", "z": [1e-9, "0.0000", -4e-06]}',
     ],
 )
 def test_loads_with_digest_is_exactly_the_standard_library(content: bytes) -> None:
@@ -226,6 +230,21 @@ def test_loads_with_digest_is_exactly_the_standard_library(content: bytes) -> No
     value, digest = both
     assert repr(value) == repr(expected_value)
     assert digest == expected_digest
+
+
+def test_float_text_check_finds_every_float_python_writes_otherwise() -> None:
+    """Every float whose orjson text is not its repr is found, wherever it sits."""
+    import random
+
+    orjson = pytest.importorskip("orjson")
+    rng = random.Random(7)
+    filler = ["a.b", "one-two", "e-", "0.0", "-", ".", "x1e-"]
+    for _ in range(3_000):
+        value = rng.uniform(-1, 1) * 10 ** rng.randint(-12, 3)
+        text = [rng.choice(filler) for _ in range(rng.randint(0, 24))]
+        canonical = orjson.dumps({"a": text, "b": [1, value], "c": text[::-1]}, option=orjson.OPT_SORT_KEYS)
+        if orjson.dumps(value) != repr(value).encode():
+            assert runtime_json._float_text_may_differ(canonical), canonical
 
 
 def test_loads_with_digest_leaves_long_integers_to_the_standard_library() -> None:

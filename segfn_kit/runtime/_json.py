@@ -75,8 +75,8 @@ def _float_text_may_differ(canonical: bytes) -> bool:
         ):
             return True
         at = find(b".", at + 1)
-    else:
-        start = find(b"0.0000", at)
+    else:  # ``at`` is the next dot, not yet checked
+        start = find(b"0.0000", at - 1)
         while start != -1:
             if canonical[start - 1 : start] in _BEFORE_NUMBER:
                 return True
@@ -89,7 +89,7 @@ def _float_text_may_differ(canonical: bytes) -> bool:
         if canonical[at - 1] == 101 and at and _short_exponent(canonical, at - 1):  # 101: "e"
             return True
         at = find(b"-", at + 1)
-    end = find(b"e-", at)
+    end = find(b"e-", at - 1)  # ``at`` is the next dash, not yet checked
     while end != -1:
         if _short_exponent(canonical, end):
             return True
