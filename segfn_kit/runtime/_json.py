@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 
@@ -46,7 +47,9 @@ _MANTISSA = b"0123456789."
 _BEFORE_NUMBER = (b":", b",", b"[", b"-", b"")  # in compact JSON a number follows one of these
 
 
-_FEW = 8  # hits of a one-byte search (memchr) worth checking in Python before a longer needle
+# "e-" and one digit, no more: where a short exponent may start. The regular expression
+# engine scans for its literal "e-" faster than bytes.find does for a two-byte needle
+_SHORT_EXPONENT = re.compile(rb"e-[0-9](?![0-9])")
 
 
 def _float_text_may_differ(canonical: bytes) -> bool:
@@ -56,57 +59,25 @@ def _float_text_may_differ(canonical: bytes) -> bool:
     that looks exactly like a number after a colon is a false alarm, and only costs the
     slower writer.
 
-    Each form is looked for from its one-byte mark (``.``, ``-``), which memchr finds at
-    several times the speed of a two-byte needle; past a few marks (text full of dashes or
-    dots) the rest is searched with the longer needle.
-
     Example:
         >>> _float_text_may_differ(b'{"a":0.00001}'), _float_text_may_differ(b'{"a":"one-e-7"}')
         (True, False)
     """
     find = canonical.find
-    # "0.0000" where a number starts
-    at = find(b".")
-    for _ in range(_FEW):
-        if at == -1:
-            break
-        if canonical[at - 1] == 48 and canonical[at + 1 : at + 5] == b"0000" and (  # 48: "0"
-            canonical[at - 2 : at - 1] in _BEFORE_NUMBER
+    start = find(b"0.0000")
+    while start != -1:
+        if canonical[start - 1 : start] in _BEFORE_NUMBER:
+            return True
+        start = find(b"0.0000", start + 1)
+    for match in _SHORT_EXPONENT.finditer(canonical):
+        end = match.start()
+        window = canonical[max(0, end - 40) : end]
+        mantissa = window.rstrip(_MANTISSA)
+        if len(mantissa) < len(window) and (
+            mantissa[-1:] in _BEFORE_NUMBER if mantissa or end > 40 else True
         ):
             return True
-        at = find(b".", at + 1)
-    else:  # ``at`` is the next dot, not yet checked
-        start = find(b"0.0000", at - 1)
-        while start != -1:
-            if canonical[start - 1 : start] in _BEFORE_NUMBER:
-                return True
-            start = find(b"0.0000", start + 1)
-    # "e-" and one digit, after a mantissa
-    at = find(b"-")
-    for _ in range(_FEW):
-        if at == -1:
-            return False
-        if canonical[at - 1] == 101 and at and _short_exponent(canonical, at - 1):  # 101: "e"
-            return True
-        at = find(b"-", at + 1)
-    end = find(b"e-", at - 1)  # ``at`` is the next dash, not yet checked
-    while end != -1:
-        if _short_exponent(canonical, end):
-            return True
-        end = find(b"e-", end + 2)
     return False
-
-
-def _short_exponent(canonical: bytes, end: int) -> bool:
-    """Whether the ``e-`` at ``end`` is followed by one digit and no more
-    (``e-[0-9](?![0-9])``) and preceded by a mantissa where a number starts."""
-    if not (canonical[end + 2 : end + 3].isdigit() and not canonical[end + 3 : end + 4].isdigit()):
-        return False
-    window = canonical[max(0, end - 40) : end]
-    mantissa = window.rstrip(_MANTISSA)
-    return len(mantissa) < len(window) and (
-        mantissa[-1:] in _BEFORE_NUMBER if mantissa or end > 40 else True
-    )
 
 
 def fast_loads(content: bytes) -> Any:
