@@ -35,7 +35,14 @@ from ._json import body_digest, canonical_digest
 
 __all__ = ["Collector", "Segment", "payload_digest", "unix_time_hint"]
 
-_NOT_GIVEN: Any = object()
+
+class _NotGiven:
+    """The type of ``_NOT_GIVEN``, which no value a caller passes has."""
+
+    __slots__ = ()
+
+
+_NOT_GIVEN: Any = _NotGiven()
 
 # namespace of derived messageIds (a fixed, arbitrary UUID): ids are uuid5-shaped strings
 _ID_NAMESPACE = uuid.UUID("5e6f7a1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b")
@@ -98,20 +105,36 @@ class Collector:
             self._digest, self._digest_fn = None, digest
 
     def message_id(self, position: int) -> str:
-        if self._digest is None:
+        """The derived ``messageId`` of the call at ``position``: ``_uuid5(f"{digest}:{position}")``.
+
+        Example:
+            >>> Collector("d").message_id(3) == _uuid5("d:3")
+            True
+        """
+        digest = self._digest
+        if digest is None:
             assert self._digest_fn is not None
-            self._digest = self._digest_fn()
-        return _uuid5(f"{self._digest}:{position}")
+            digest = self._digest = self._digest_fn()
+        sha1 = _NAMESPACE_SHA1.copy()
+        sha1.update(f"{digest}:{position}".encode())
+        return _uuid_text(sha1.hexdigest())
 
 
-_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+# SHA-1 of the namespace, the start of every name-based id's hash (a copy is cheaper than a
+# new hash)
+_NAMESPACE_SHA1 = hashlib.sha1(_ID_NAMESPACE.bytes)
+# the hex digit that holds a UUID's RFC 4122 variant bits (10xx), for each hex digit of a hash
+_VARIANT_DIGIT = {f"{n:x}": f"{n & 0x3 | 0x8:x}" for n in range(16)}
 
 
-# the version (5) and RFC 4122 variant bits of a UUID as one 128-bit integer: cleared, then set
-_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_UUID_SET = (0x5000 << 64) | (0x8000 << 48)
-_sha1 = hashlib.sha1
-_from_bytes = int.from_bytes
+def _uuid_text(sha1_hex: str) -> str:
+    """A name-based (version 5) UUID as text, from the hex SHA-1 of namespace and name.
+
+    As ``uuid.UUID``: the first 32 digits, the version digit set to 5 and the variant bits to
+    RFC 4122's, in 8-4-4-4-12 groups.
+    """
+    x = sha1_hex
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 def _uuid5(name: str) -> str:
@@ -121,9 +144,9 @@ def _uuid5(name: str) -> str:
         >>> _uuid5("a:0") == str(uuid.uuid5(_ID_NAMESPACE, "a:0"))
         True
     """
-    n = _from_bytes(_sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16], "big")
-    x = "%032x" % (n & _UUID_CLEAR | _UUID_SET)
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    sha1 = _NAMESPACE_SHA1.copy()
+    sha1.update(name.encode("utf-8"))
+    return _uuid_text(sha1.hexdigest())
 
 
 _current: contextvars.ContextVar[Collector | None] = contextvars.ContextVar(
@@ -349,6 +372,154 @@ def unix_time_hint(field: str, value: Any) -> str:
     )
 
 
+class _Plan:
+    """How an event is built from a keyword call whose values have plain types (text or
+    ``None`` for ids, names and timestamps, a dict for the objects) and that analytics-python
+    sends: which values are copied as they are, which objects are cleaned.
+
+    Plain values need nothing else of what ``_emit_any`` does: no id to stringify, no
+    timestamp to read, and, of ``_refusal``'s rules, only those on which keys are set, which
+    the types tell, but for an empty ``userId``.
+    """
+
+    __slots__ = ("derives_id", "fields", "user_index")
+
+    def __init__(self, fields: tuple[tuple[int, str, bool], ...], user_index: int, derives_id: bool):
+        self.fields = fields  # (index of the value, spec key, whether it is an object to clean)
+        self.user_index = user_index  # the userId, sent only if not empty; -1: sent either way
+        self.derives_id = derives_id  # no messageId given (or None): one is derived
+
+
+_TEXT_TYPES = frozenset({str, type(None), _NotGiven})
+_OBJECT_TYPES = frozenset({dict, _NotGiven})
+_MAX_PLANS = 512  # kept per emitter: the plans of further shapes are made at each call
+
+
+class _Keywords:
+    """One emitter's keywords: the call's ``type`` and the spec key of each keyword, in the
+    signature's order (which is the order of the event's keys), and what analytics-python
+    requires of a call with plain values; the plans of the types they were called with."""
+
+    __slots__ = ("keys", "kind", "plans", "required")
+
+    def __init__(self, kind: str, *keys: str, required: tuple[str, ...] = ()):
+        self.kind = kind
+        self.keys = keys
+        self.required = required  # keys whose value must be a string
+        self.plans: dict[tuple[type, ...], _Plan | None] = {}
+        # a plan cleans the objects in the keywords' order: the order _emit_any cleans them in
+        objects = [key for key in keys if key in _EMPTY_WHEN_NONE]
+        assert objects == sorted(objects, key=_EMPTY_WHEN_NONE.index), kind
+
+    def plan(self, values: tuple[Any, ...]) -> _Plan | None:
+        """The plan of a call with these values, or ``None`` when it needs ``_emit_any``."""
+        types = tuple(map(type, values))
+        try:
+            return self.plans[types]
+        except KeyError:
+            plan = self._plan_of(types)
+            if len(self.plans) < _MAX_PLANS:  # a function calls with a few shapes only
+                self.plans[types] = plan
+            return plan
+
+    def _plan_of(self, types: tuple[type, ...]) -> _Plan | None:
+        """The plan of a call whose values have these types (``_NotGiven``: not given)."""
+        given = {key: t for key, t in zip(self.keys, types, strict=True) if t is not _NotGiven}
+        if any(t not in (_OBJECT_TYPES if key in _EMPTY_WHEN_NONE else _TEXT_TYPES)
+               for key, t in given.items()):
+            return None
+        if any(given.get(key) is not str for key in self.required):
+            return None
+        user_index = -1
+        if self.kind in _NEEDS_USER and given.get("anonymousId") is not str:
+            # ``userId or anonymousId`` is a string only if the userId is one, and not empty
+            if given.get("userId") is not str:
+                return None
+            user_index = self.keys.index("userId")
+        fields = tuple(
+            (index, key, key in _EMPTY_WHEN_NONE)
+            for index, (key, t) in enumerate(zip(self.keys, types, strict=True)) if t is not _NotGiven
+        )
+        return _Plan(fields, user_index, given.get("messageId") is not str)
+
+
+_IDENTIFY = _Keywords(
+    "identify", "userId", "traits", "context", "timestamp", "anonymousId", "integrations",
+    "messageId")
+_TRACK = _Keywords(
+    "track", "userId", "event", "properties", "context", "timestamp", "anonymousId",
+    "integrations", "messageId", required=("event",))
+_GROUP = _Keywords(
+    "group", "userId", "groupId", "traits", "context", "timestamp", "anonymousId",
+    "integrations", "messageId", required=("groupId",))
+_PAGE, _SCREEN = (_Keywords(
+    kind, "userId", "category", "name", "properties", "context", "timestamp", "anonymousId",
+    "integrations", "messageId") for kind in ("page", "screen"))
+_ALIAS = _Keywords(
+    "alias", "previousId", "userId", "context", "timestamp", "anonymousId", "integrations",
+    "messageId", required=("previousId", "userId"))
+
+
+def _emit_any(
+    keywords: _Keywords, spec: Mapping[str, Any] | None, values: tuple[Any, ...],
+    unknown: dict[str, Any], collector: Collector,
+) -> None:
+    """Build and record the event of any call, or refuse it: a dict of spec fields
+    (``spec``), keywords, or both; values of any type."""
+    kind = keywords.kind
+    if spec is not None:  # a JavaScript-style call: Segment.track({"userId": ..., ...})
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"Segment.{kind}() takes keyword arguments or one dict of spec fields")
+        msg: dict[str, Any] = {"type": kind, **spec}
+        msg["type"] = kind
+    else:
+        msg = {"type": kind}
+    if unknown:
+        _unknown_keyword(kind, unknown)
+    for key, value in zip(keywords.keys, values, strict=True):
+        if value is not _NOT_GIVEN:
+            msg[key] = value
+    # a call's position counts every call, sent or refused, so ids never shift
+    position = collector.calls
+    collector.calls = position + 1
+    get = msg.get
+    for key in _EMPTY_WHEN_NONE:
+        if get(key, msg) is None:  # as analytics-python: None sends {}
+            msg[key] = {}
+    refusal = _refusal(kind, msg)
+    if refusal is not None:
+        collector.problems.append({
+            "event_index": None,
+            "call_index": position,
+            "field": "",
+            "code": "refused_call",
+            "message": (
+                f"Segment.{kind}() call {position + 1} was not sent: {refusal} "
+                "(analytics-python refuses such a call too)"
+            ),
+        })
+        return
+    for key in _ID_KEYS:
+        value = get(key)
+        if value is not None and type(value) is not str and not isinstance(value, str):
+            msg[key] = str(value)
+    # as analytics-python: message_id=None means "make one", not a null id
+    if get("messageId") is None:
+        msg["messageId"] = collector.message_id(position)
+    timestamp = get("timestamp")
+    if isinstance(timestamp, _dt.datetime) and timestamp.tzinfo is None:
+        # as analytics-python reads any naive timestamp not made in the last 5 seconds
+        msg["timestamp"] = timestamp.replace(tzinfo=_dt.UTC)
+    where: dict[str, int] | None = None
+    for key in _CLEANED:
+        value = get(key)
+        if value is not None and type(value) is not str:  # a string is sent as it is
+            if where is None:
+                where = {"event_index": len(collector.events)}
+            msg[key] = _clean(value, key, collector.problems, where)
+    collector.events.append(msg)
+
+
 class _Segment:
     """The ``Segment`` object a function file imports: ``Segment.track(...)`` and friends.
 
@@ -362,64 +533,34 @@ class _Segment:
         return "<Segment>"
 
     def _emit(
-        self, kind: str, spec: Mapping[str, Any] | None, fields: dict[str, Any], unknown: dict[str, Any]
+        self, keywords: _Keywords, spec: Mapping[str, Any] | None, values: tuple[Any, ...],
+        unknown: dict[str, Any],
     ) -> None:
-        """Build and record one event; ``fields`` are the spec keys of the keywords given
-        or not (``_NOT_GIVEN``), in the keywords' order; ``unknown`` the other keywords."""
+        """Build and record one event; ``values`` are those of the emitter's ``keywords``,
+        in their order (``_NOT_GIVEN`` when not given), ``unknown`` the other keywords."""
         collector = _current.get()
         if collector is None:
             _collector()  # raises, naming the fix
             return
-        if spec is not None:  # a JavaScript-style call: Segment.track({"userId": ..., ...})
-            if not isinstance(spec, Mapping):
-                raise TypeError(f"Segment.{kind}() takes keyword arguments or one dict of spec fields")
-            msg: dict[str, Any] = {"type": kind, **spec}
-            msg["type"] = kind
-        else:
-            msg = {"type": kind}
-        if unknown:
-            _unknown_keyword(kind, unknown)
-        for key, value in fields.items():
-            if value is not _NOT_GIVEN:
-                msg[key] = value
+        plan = keywords.plan(values) if spec is None and not unknown else None
+        if plan is None or (plan.user_index >= 0 and not values[plan.user_index]):
+            _emit_any(keywords, spec, values, unknown, collector)
+            return
         # a call's position counts every call, sent or refused, so ids never shift
         position = collector.calls
         collector.calls = position + 1
-        get = msg.get
-        for key in _EMPTY_WHEN_NONE:
-            if get(key, msg) is None:  # as analytics-python: None sends {}
-                msg[key] = {}
-        refusal = _refusal(kind, msg)
-        if refusal is not None:
-            collector.problems.append({
-                "event_index": None,
-                "call_index": position,
-                "field": "",
-                "code": "refused_call",
-                "message": (
-                    f"Segment.{kind}() call {position + 1} was not sent: {refusal} "
-                    "(analytics-python refuses such a call too)"
-                ),
-            })
-            return
-        for key in _ID_KEYS:
-            value = get(key)
-            if value is not None and type(value) is not str and not isinstance(value, str):
-                msg[key] = str(value)
-        # as analytics-python: message_id=None means "make one", not a null id
-        if get("messageId") is None:
-            msg["messageId"] = collector.message_id(position)
-        timestamp = get("timestamp")
-        if isinstance(timestamp, _dt.datetime) and timestamp.tzinfo is None:
-            # as analytics-python reads any naive timestamp not made in the last 5 seconds
-            msg["timestamp"] = timestamp.replace(tzinfo=_dt.UTC)
+        message_id = collector.message_id(position) if plan.derives_id else None
+        msg: dict[str, Any] = {"type": keywords.kind}
         where: dict[str, int] | None = None
-        for key in _CLEANED:
-            value = get(key)
-            if value is not None and type(value) is not str:  # a string is sent as it is
+        for index, key, is_object in plan.fields:
+            value = values[index]
+            if is_object:
                 if where is None:
                     where = {"event_index": len(collector.events)}
-                msg[key] = _clean(value, key, collector.problems, where)
+                value = _clean(value, key, collector.problems, where)
+            msg[key] = value
+        if message_id is not None:
+            msg["messageId"] = message_id
         collector.events.append(msg)
 
     def identify(
@@ -436,9 +577,9 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit an identify: who the user is (``user_id`` or ``anonymous_id``, and ``traits``)."""
-        self._emit("identify", spec, {"userId": user_id, "traits": traits, "context": context,
-                   "timestamp": timestamp, "anonymousId": anonymous_id,
-                   "integrations": integrations, "messageId": message_id}, unknown)
+        self._emit(_IDENTIFY, spec, (
+            user_id, traits, context, timestamp, anonymous_id, integrations, message_id
+        ), unknown)
 
     def track(
         self,
@@ -455,9 +596,10 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a track: something the user did (``event`` name and ``properties``)."""
-        self._emit("track", spec, {"userId": user_id, "event": event, "properties": properties,
-                   "context": context, "timestamp": timestamp, "anonymousId": anonymous_id,
-                   "integrations": integrations, "messageId": message_id}, unknown)
+        self._emit(_TRACK, spec, (
+            user_id, event, properties, context, timestamp, anonymous_id, integrations,
+            message_id
+        ), unknown)
 
     def group(
         self,
@@ -474,9 +616,10 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a group: the user belongs to ``group_id`` (an account, a company)."""
-        self._emit("group", spec, {"userId": user_id, "groupId": group_id, "traits": traits,
-                   "context": context, "timestamp": timestamp, "anonymousId": anonymous_id,
-                   "integrations": integrations, "messageId": message_id}, unknown)
+        self._emit(_GROUP, spec, (
+            user_id, group_id, traits, context, timestamp, anonymous_id, integrations,
+            message_id
+        ), unknown)
 
     def page(
         self,
@@ -494,10 +637,10 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a page view."""
-        self._emit("page", spec, {"userId": user_id, "category": category, "name": name,
-                   "properties": properties, "context": context, "timestamp": timestamp,
-                   "anonymousId": anonymous_id, "integrations": integrations,
-                   "messageId": message_id}, unknown)
+        self._emit(_PAGE, spec, (
+            user_id, category, name, properties, context, timestamp, anonymous_id,
+            integrations, message_id
+        ), unknown)
 
     def screen(
         self,
@@ -515,10 +658,10 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit a mobile screen view."""
-        self._emit("screen", spec, {"userId": user_id, "category": category, "name": name,
-                   "properties": properties, "context": context, "timestamp": timestamp,
-                   "anonymousId": anonymous_id, "integrations": integrations,
-                   "messageId": message_id}, unknown)
+        self._emit(_SCREEN, spec, (
+            user_id, category, name, properties, context, timestamp, anonymous_id,
+            integrations, message_id
+        ), unknown)
 
     def alias(
         self,
@@ -534,9 +677,9 @@ class _Segment:
         **unknown: Any,
     ) -> None:
         """Emit an alias: ``previous_id`` and ``user_id`` are the same person."""
-        self._emit("alias", spec, {"previousId": previous_id, "userId": user_id,
-                   "context": context, "timestamp": timestamp, "anonymousId": anonymous_id,
-                   "integrations": integrations, "messageId": message_id}, unknown)
+        self._emit(_ALIAS, spec, (
+            previous_id, user_id, context, timestamp, anonymous_id, integrations, message_id
+        ), unknown)
 
     def set(self, *, collection: Any, id: Any, properties: Any = _NOT_GIVEN) -> None:
         """Upsert an object into a warehouse collection (Segment's Objects API).
