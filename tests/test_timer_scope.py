@@ -69,33 +69,3 @@ def test_a_timer_firing_between_calls_is_harmless_and_the_previous_handler_is_ke
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def test_outside_a_block_calls_share_a_short_timer_that_is_spent_soon_after() -> None:
-    fn = Function.from_source(SOURCE)
-    assert _call(fn, b"{}", 5.0) == "ok"
-    remaining, _ = signal.getitimer(signal.ITIMER_REAL)
-    assert 0 < remaining <= 0.25  # left for the next call, at most a tick
-    assert _call(fn, b'{"sleep": 0.4}', 5.0) == "ok"  # runs across the tick: set again
-    assert _call(fn, b'{"forever": true}', 0.6) == "timeout"
-    time.sleep(0.3)
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # spent, harmlessly
-    assert _call(fn, b"{}", 5.0) == "ok"
-
-
-def test_a_forked_child_sets_its_own_timer() -> None:
-    import os
-
-    fn = Function.from_source(SOURCE)
-    assert _call(fn, b"{}", 5.0) == "ok"  # a timer is pending here; a child does not inherit it
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os._exit(0 if _call(fn, b'{"forever": true}', 0.3) == "timeout" else 1)
-    deadline = time.monotonic() + 10
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done[0] == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail("the child's call ran on past its limit: no timer was set in it")
-    assert os.waitstatus_to_exitcode(done[1]) == 0

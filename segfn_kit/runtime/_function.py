@@ -474,8 +474,7 @@ def run_coroutine(coro: Any) -> Any:
 
 
 class _AlarmTimer:
-    """The main thread's time limit: a ``SIGALRM`` handler installed once, and a timer that
-    calls made in quick succession share (see ``call_with_timeout``).
+    """The main thread's time limit: a ``SIGALRM`` handler installed once, armed per call.
 
     Installing a signal handler is far dearer than arming the timer, so the handler is
     installed on the first call and stays: while no invocation is armed it passes the
@@ -489,31 +488,32 @@ class _AlarmTimer:
         self.here: Any = None  # the frame of the call_with_timeout that armed it
         self.previous: Any = None
         self.kept = 0  # depth of ``keep_timer_armed`` scopes
-        self.pending = False  # our timer is set: it fires at ``fires_at``
+        self.pending = False  # a kept timer is set: it fires at ``fires_at``
         self.fires_at = 0.0
-        self.deadline = 0.0  # when the call now running runs out (monotonic)
+        self.deadline = 0.0  # when the kept call now running runs out (monotonic)
 
     def handle(self, signum: int, frame: Any) -> None:
-        if self.pending:  # our timer
+        if self.pending:  # the timer of a kept scope
             self.pending = False
-            # the signal is handled in whatever frame runs when it arrives: in the arming
-            # frame itself, the call has already returned (or is just returning), so it did
-            # finish in time
             if not self.armed or frame is self.here:
                 return  # between calls, or the call just returned: nothing ran out
             left = self.deadline - time.monotonic()
-            if left > 0:  # set for an earlier call, or a tick: wait for this one's own limit
+            if left > 0:  # set for an earlier call: wait for this one's own limit
                 self.arm(left)
                 return
             self.armed = False
             raise FunctionTimeout()
+        if self.armed:
+            # the signal is handled in whatever frame runs when it arrives: in the arming
+            # frame itself, the call has already returned (or is just returning), so it did
+            # finish in time
+            if frame is not self.here:
+                self.armed = False
+                raise FunctionTimeout()
+            return
         previous = self.previous
         if callable(previous):
             previous(signum, frame)
-
-    def forget_pending(self) -> None:
-        self.pending = False
-        self.armed = False
 
     def arm(self, seconds: float) -> None:
         signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -523,12 +523,6 @@ class _AlarmTimer:
 
 _ALARM = _AlarmTimer()
 _ALARM_HANDLER = _ALARM.handle
-# the longest a timer set outside keep_timer_armed runs: calls made in quick succession
-# share one (a system call per _TICK, not two per call), and the last one's timer is
-# spent within _TICK of it
-_TICK = 0.25
-if hasattr(os, "register_at_fork"):  # a forked child inherits no timer: set a new one
-    os.register_at_fork(after_in_child=_ALARM.forget_pending)
 _HAS_ITIMER = hasattr(signal, "setitimer")
 try:  # the C function: signal.getsignal also turns its answer into an enum, per call
     from _signal import getsignal as _getsignal  # type: ignore[import-not-found]
@@ -552,17 +546,23 @@ def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: fl
         if _getsignal(_SIGALRM) is not _ALARM_HANDLER:
             _ALARM.previous = signal.signal(signal.SIGALRM, _ALARM_HANDLER)
         _ALARM.here = sys._getframe()
-        # one timer for many calls: set only when none is pending, or when the pending one
-        # fires after this call's limit; when it fires early it is set again for the rest.
-        # Outside a keep_timer_armed block it is set for at most _TICK, so a timer left by
-        # the last call fires (harmlessly, into this handler) soon after it
-        deadline = _ALARM.deadline = time.monotonic() + timeout
-        if not _ALARM.pending or _ALARM.fires_at > deadline:
-            _ALARM.arm(timeout if _ALARM.kept or timeout < _TICK else _TICK)
+        if _ALARM.kept:
+            # one timer for many calls: set only when none is pending, or when the pending one
+            # fires after this call's limit; when it fires early it is set again for the rest
+            deadline = _ALARM.deadline = time.monotonic() + timeout
+            if not _ALARM.pending or _ALARM.fires_at > deadline:
+                _ALARM.arm(timeout)
+            _ALARM.armed = True
+            try:
+                return fn(*args)
+            finally:
+                _ALARM.armed = False
         _ALARM.armed = True
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             return fn(*args)
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             _ALARM.armed = False
     if getattr(_INVOKERS, "in_place", False):
         watchdog = _watchdog()
@@ -586,14 +586,13 @@ def call_with_timeout(fn: Callable[..., Any], args: tuple[Any, ...], timeout: fl
 
 @contextlib.contextmanager
 def keep_timer_armed() -> Iterator[None]:
-    """Time the main thread's calls in this block with one timer, stopped on leaving it.
+    """Time the main thread's calls in this block with one timer, not two system calls each.
 
-    ``call_with_timeout`` always leaves its timer running when a call returns, for the next
-    call to reuse; a timer that fires before that call's own limit is set again for the
-    rest, so every call still gets its whole limit and no more. Outside such a block the
-    timer is set for at most a quarter of a second, so the one left by the last call is
-    spent soon after; inside, it is set for the whole limit and stopped when the block ends.
-    For runs of many calls (``run()``, a replay); on other threads nothing changes.
+    ``call_with_timeout`` then leaves the timer running when a call returns; the next call
+    reuses it, and a timer that fires before that call's own limit is set again for the rest,
+    so every call still gets its whole limit and no more. The timer is stopped on leaving the
+    block. For runs of many short calls (a replay); elsewhere, and on other threads, nothing
+    changes.
 
     Example:
         >>> with keep_timer_armed():
