@@ -42,3 +42,42 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 5) 
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def paired_ratios(
+    floor: Callable[[], object], fns: dict[str, Callable[[], object]], repeats: int = 5
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each function's time against the floor timed just before it, per round: returns the
+    median of each function's per-round ratios (its time / that floor's) and the median
+    times (the floor's under ``"floor"``).
+
+    On a noisy machine a ratio of medians mixes a slow minute of one side with a quick one
+    of the other; a pair timed back to back shares its minute, and the median of the pairs
+    is what the code costs. Each call starts from a full collection, as in
+    :func:`interleaved_medians`.
+
+    Example:
+        >>> ratios, times = paired_ratios(lambda: sum(range(1000)), {"twice": lambda: sum(range(2000))}, 3)
+        >>> sorted(times), 1.0 < ratios["twice"] < 4.0
+        (['floor', 'twice'], True)
+    """
+    ratios: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in ("floor", *fns)}
+
+    def timed(fn: Callable[[], object]) -> float:
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            base = timed(floor)
+            measured = timed(fn)
+            times["floor"].append(base)
+            times[name].append(measured)
+            ratios[name].append(measured / base)
+    return (
+        {name: statistics.median(values) for name, values in ratios.items()},
+        {name: statistics.median(values) for name, values in times.items()},
+    )
