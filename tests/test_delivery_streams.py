@@ -1,6 +1,7 @@
-"""``asend`` speaks HTTP/1.1 itself, on asyncio streams (``TrackingClient._apost``), against a raw
-server on loopback that answers as scripted: sized, chunked and unsized bodies, kept-alive
-connections reused or not, answers that are not HTTP, no answer at all, a timeout, and TLS."""
+"""``asend`` and ``send`` speak HTTP/1.1 themselves, on asyncio streams (``TrackingClient._apost``)
+and on a socket (``_post``), reading answers with one parser, against a raw server on loopback
+that answers as scripted: sized, chunked and unsized bodies, kept-alive connections reused or
+not, answers that are not HTTP, no answer at all, a timeout, and TLS. Each test runs both ways."""
 
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def run(answers: list[bytes], calls: Callable[[TrackingClient], Awaitable[Any]],
         finally:
             api.stop.set()
             await client.aclose()
+            client.close()
             server.close()
             for writer in api.writers:
                 writer.close()
@@ -102,14 +104,39 @@ def run(answers: list[bytes], calls: Callable[[TrackingClient], Awaitable[Any]],
     return asyncio.run(main())
 
 
-async def two_sends(client: TrackingClient) -> list[DeliveryReport]:
-    first = await client.asend([track(1)])
-    await asyncio.sleep(0.05)  # whatever the server does after answering, it has done it
-    return [first, await client.asend([track(2)])]
+Deliver = Callable[..., Awaitable[DeliveryReport]]
 
 
-def test_requests_are_http_1_1_posts_with_the_key_and_the_batch() -> None:
-    api, reports = run([OK, OK], two_sends)
+@pytest.fixture(params=["asend", "send"])
+def deliver(request: pytest.FixtureRequest) -> Deliver:
+    """``client.asend``, or ``client.send`` in a thread (the server runs in the event loop)."""
+
+    async def call(client: TrackingClient, events: list[dict[str, Any]], **options: Any) -> DeliveryReport:
+        if request.param == "asend":
+            return await client.asend(events, **options)
+        return await asyncio.to_thread(client.send, events, **options)
+
+    return call
+
+
+def two_sends(deliver: Deliver) -> Callable[[TrackingClient], Awaitable[list[DeliveryReport]]]:
+    async def calls(client: TrackingClient) -> list[DeliveryReport]:
+        first = await deliver(client, [track(1)])
+        await asyncio.sleep(0.05)  # whatever the server does after answering, it has done it
+        return [first, await deliver(client, [track(2)])]
+
+    return calls
+
+
+def sends(deliver: Deliver, n: int) -> Callable[[TrackingClient], Awaitable[list[DeliveryReport]]]:
+    async def calls(client: TrackingClient) -> list[DeliveryReport]:
+        return [await deliver(client, [track(i)]) for i in range(n)]
+
+    return calls
+
+
+def test_requests_are_http_1_1_posts_with_the_key_and_the_batch(deliver: Deliver) -> None:
+    api, reports = run([OK, OK], two_sends(deliver))
     assert all(r.ok and r.retries == 0 for r in reports)
     first = api.received[0]
     assert first.line == "POST /v1/batch HTTP/1.1"
@@ -121,44 +148,50 @@ def test_requests_are_http_1_1_posts_with_the_key_and_the_batch() -> None:
     assert api.connections == 1  # the second request went on the kept-alive connection
 
 
-def test_a_chunked_answer_is_read_whole_and_the_connection_kept() -> None:
-    api, reports = run([CHUNKED, OK], two_sends)
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept(deliver: Deliver) -> None:
+    api, reports = run([CHUNKED, OK], two_sends(deliver))
     assert all(r.ok and r.retries == 0 for r in reports)
     assert api.connections == 1
 
 
-def test_connection_close_and_unsized_answers_end_the_connection() -> None:
+def test_connection_close_and_unsized_answers_end_the_connection(deliver: Deliver) -> None:
     close = OK.replace(b"Content-Length", b"Connection: close\r\nContent-Length")
     unsized = b'HTTP/1.0 200 OK\r\n\r\n{"success":true}'
-    api, reports = run([close, unsized, OK], lambda c: _sends(c, 3))
+    api, reports = run([close, unsized, OK], sends(deliver, 3))
     assert all(r.ok and r.retries == 0 for r in reports)
     assert [r.connection for r in api.received] == [1, 2, 3]
 
 
-def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
-    api, reports = run([QUIT, OK], two_sends)
+def test_a_connection_the_server_closed_while_idle_is_not_reused(deliver: Deliver) -> None:
+    api, reports = run([QUIT, OK], two_sends(deliver))
     assert all(r.ok and r.retries == 0 for r in reports)  # no request was sent into the closed one
     assert [r.connection for r in api.received] == [1, 2]
 
 
-@pytest.mark.parametrize("answer", [b"HELLO\r\n\r\n", b"HTTP/1.1 abc\r\n\r\n", DROP, CUT])
-def test_an_answer_that_is_not_http_or_none_at_all_is_retried(answer: bytes) -> None:
-    api, reports = run([answer], lambda c: _sends(c, 1))
+@pytest.mark.parametrize("answer", [b"HELLO\r\n\r\n", b"HTTP/1.1 abc\r\n\r\n", DROP, CUT,
+                                    b"HTTP/1.1 200 OK\r\nX: " + b"x" * 70_000 + b"\r\n\r\n"])
+def test_an_answer_that_is_not_http_or_none_at_all_is_retried(answer: bytes, deliver: Deliver) -> None:
+    api, reports = run([answer], sends(deliver, 1))
     assert reports[0].ok and reports[0].retries == 1 and reports[0].statuses == {"connection": 1, "200": 1}
     sent = [[e["messageId"] for e in json.loads(r.body)["batch"]] for r in api.received]
     assert sent == [["m-0"], ["m-0"]]  # the same batch again
 
 
-def test_retry_after_of_a_429_is_read() -> None:
+def test_retry_after_of_a_429_is_read(deliver: Deliver) -> None:
     limited = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 2\r\n\r\n{}"
-    _, reports = run([limited], lambda c: _sends(c, 1))
+    _, reports = run([limited], sends(deliver, 1))
     assert reports[0].ok and reports[0].statuses == {"429": 1, "200": 1}
 
 
-def test_a_server_that_never_answers_is_a_timeout_within_the_budget() -> None:
+def test_an_interim_answer_is_skipped(deliver: Deliver) -> None:
+    _, reports = run([b"HTTP/1.1 100 Continue\r\n\r\n" + OK], sends(deliver, 1))
+    assert reports[0].ok and reports[0].retries == 0
+
+
+def test_a_server_that_never_answers_is_a_timeout_within_the_budget(deliver: Deliver) -> None:
     async def send(client: TrackingClient) -> BaseException:
         with pytest.raises(DeliveryError) as info:
-            await client.asend([track(1)], budget=0.6)
+            await deliver(client, [track(1)], budget=0.6)
         return info.value
 
     _, error = run([HANG, HANG, HANG, HANG, HANG, HANG], send, timeout=0.2)
@@ -166,24 +199,20 @@ def test_a_server_that_never_answers_is_a_timeout_within_the_budget() -> None:
     assert set(error.report.statuses) == {"timeout"} and "timeout" in str(error)
 
 
-def test_https_hosts_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_https_hosts_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deliver: Deliver) -> None:
     server, trusted = tls_contexts(tmp_path)
     monkeypatch.setattr(_delivery, "_TLS", trusted)  # the CA bundle: one that holds this certificate
-    api, reports = run([OK, OK], two_sends, tls=(server, trusted))
+    api, reports = run([OK, OK], two_sends(deliver), tls=(server, trusted))
     assert all(r.ok and r.retries == 0 for r in reports) and api.connections == 1
     monkeypatch.setattr(_delivery, "_TLS", ssl.create_default_context())  # one that does not
 
     async def refused(client: TrackingClient) -> DeliveryError:
         with pytest.raises(DeliveryError) as info:
-            await client.asend([track(3)], budget=0.3)
+            await deliver(client, [track(3)], budget=0.3)
         return info.value
 
     _, error = run([], refused, tls=(server, trusted))
     assert set(error.report.statuses) == {"connection"}
-
-
-async def _sends(client: TrackingClient, n: int) -> list[DeliveryReport]:
-    return [await client.asend([track(i)]) for i in range(n)]
 
 
 def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

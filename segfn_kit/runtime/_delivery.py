@@ -32,9 +32,11 @@ Errors::
 The write key goes only into the ``Authorization`` header: it never appears in a log line,
 an exception message, a dead-letter file or ``repr(client)``.
 
-Requests go out through the standard library (``http.client`` for ``send``, asyncio streams
-for ``asend``); httpx is imported only for a ``transport=`` or a proxy in the environment, so
-``import segfn_kit.runtime`` and a cold start stay light.
+Requests go out through the standard library: HTTP/1.1 written on a socket for ``send`` and on
+asyncio streams for ``asend``, and each answer read by one parser (``_answer_parser``) fed by
+either. httpx is imported only for a ``transport=`` or a proxy in the environment, so
+``import segfn_kit.runtime`` and a cold start stay light (``http.client`` alone would load the
+``email`` package and ``ssl`` for every first delivery, about 24 ms of a cold start here).
 """
 
 from __future__ import annotations
@@ -60,9 +62,9 @@ from ._settings import MASK, mask_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import asyncio
-    import http.client
     import logging
     import random
+    import socket
     import ssl
 
     import httpx
@@ -527,7 +529,7 @@ class TrackingClient:
         self._streams_loop: asyncio.AbstractEventLoop | None = None
         self._group: _Group | None = None
         self._proxied: bool | None = None  # a proxy is configured in the environment (read once)
-        self._connections: dict[str, list[http.client.HTTPConnection]] = {}  # idle, per scheme://host:port
+        self._connections: dict[str, list[_Connection]] = {}  # idle, per scheme://host:port
 
     def __repr__(self) -> str:
         return f"<TrackingClient {self.host} budget={self.budget:g}s>"
@@ -719,8 +721,8 @@ class TrackingClient:
         return not (self.host.startswith("http://") and self.objects_host.startswith("http://"))
 
     def _stdlib(self) -> bool:
-        """Whether sends go through the standard library rather than httpx (``http.client``
-        when blocking, asyncio streams in ``asend``): always, unless a transport was given or
+        """Whether sends go through the standard library rather than httpx (a socket when
+        blocking, asyncio streams in ``asend``): always, unless a transport was given or
         a proxy is configured in the environment as the first request is sent (httpx
         honours those). Loading httpx is most of what a Lambda's first delivery costs, and
         its per-request work most of what a batch costs a busy ASGI handler."""
@@ -731,52 +733,43 @@ class TrackingClient:
         return not self._proxied
 
     def _post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Answer:
-        """One blocking POST with ``http.client`` on a kept-alive connection per host.
+        """One blocking POST on a socket, on a kept-alive connection per host: what
+        ``_apost`` is to ``asend``, written and read the same way.
 
         Raises ``TimeoutError`` or ``OSError`` (connection refused, reset, closed without an
-        answer) for ``_judge`` to retry.
+        answer, an answer that is not HTTP) for ``_judge`` to retry.
         """
-        import http.client
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"{url}: only http:// and https:// hosts are supported")
+        netloc = parts.netloc.rpartition("@")[2]
+        key = f"{parts.scheme}://{netloc}"
         with self._lock:
             idle = self._connections.setdefault(key, [])
             conn = idle.pop() if idle else None
-        if conn is not None and _closed_by_peer(conn):
+        if conn is not None and conn.closed_by_peer():
             conn.close()
             conn = None
-        if conn is None:
-            host, port = parts.hostname or "", parts.port
-            if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls_context())
-            elif parts.scheme == "http":
-                conn = http.client.HTTPConnection(host, port, timeout=timeout)
-            else:
-                raise ValueError(f"{url}: only http:// and https:// hosts are supported")
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        except http.client.HTTPException as exc:  # an answer that is not HTTP, or none at all
-            conn.close()
-            raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
-        except BaseException:
-            conn.close()
+            if conn is None:
+                conn = _Connection.open(parts.hostname or "", parts.port, parts.scheme == "https", timeout)
+            conn.sock.settimeout(timeout)
+            conn.sock.sendall(_request_head(parts, netloc, body, headers) + body)
+            answer, close = _drive(_answer_parser(), conn.rfile)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, ValueError):  # an answer that is not HTTP
+                raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
             raise
-        if response.will_close:
+        if close:
             conn.close()
         else:
             with self._lock:
                 self._connections.setdefault(key, []).append(conn)
-        retry = response.getheader("Retry-After")
-        return _Answer(response.status, {"Retry-After": retry} if retry is not None else {},
-                       data.decode("utf-8", "replace"))
+        return answer
 
     async def _apost(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Answer:
         """One POST on asyncio streams, on a kept-alive connection per host (this event
@@ -802,16 +795,14 @@ class TrackingClient:
             if stream[0].at_eof() or stream[1].is_closing():  # the server closed it meanwhile
                 stream[1].close()
                 stream = None
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        head = "".join((f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\nContent-Length: {len(body)}\r\n",
-                        *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"))
+        head = _request_head(parts, netloc, body, headers)
         try:
             async with asyncio.timeout(timeout):
                 if stream is None:
                     tls = _tls_context() if parts.scheme == "https" else None
                     stream = await asyncio.open_connection(
                         parts.hostname, parts.port or (443 if tls else 80), ssl=tls)
-                stream[1].write(head.encode("latin-1") + body)
+                stream[1].write(head + body)
                 await stream[1].drain()
                 answer, close = await _read_answer(stream[0])
         except BaseException as exc:
@@ -929,8 +920,10 @@ class TrackingClient:
             if report.dead_letter_objects:
                 missed.append(f"{len(report.dead_letter_objects)} of {report.objects} object(s) were not "
                               f"accepted by {self.objects_host}")
+            # why, as the group commit of asend says it: the first batch's reason
+            reason = next((b.failure for b in batches if not b.accepted and b.failure), "not accepted")
             raise DeliveryError(
-                f"{' and '.join(missed)} within {budget:g} s ({report.summary()})",
+                f"{' and '.join(missed)} within {budget:g} s ({reason}; {report.summary()})",
                 report,
             )
         return report
@@ -1301,33 +1294,46 @@ class TrackingClient:
 
 @dataclass
 class _Answer:
-    """An HTTP answer read with ``http.client``: what ``_judge`` reads of an ``httpx.Response``."""
+    """An HTTP answer as ``_answer_parser`` read it: what ``_judge`` reads of an ``httpx.Response``."""
 
     status_code: int
     headers: dict[str, str]
     text: str
 
 
-def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
-    """Whether an idle kept-alive connection was closed by the server meanwhile (readable
-    while idle means end of file), so a request is not sent into a dead socket."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    import select
-
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
+def _request_head(parts: Any, netloc: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """The head of a POST of ``body`` to the URL split in ``parts``, as both senders write it."""
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return "".join((f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\nContent-Length: {len(body)}\r\n",
+                    *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n")).encode("latin-1")
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[_Answer, bool]:
-    """Read one HTTP/1.1 answer (a body sized by ``Content-Length``, chunked, or up to the
-    end); the answer and whether the connection must be closed after it."""
+# what the parser asks for next: bytes up to and including a delimiter, exactly n bytes, or
+# the rest up to the end of the connection
+_Want = tuple[str, Any]
+_HEAD_LIMIT = 64 * 1024  # an answer's head, or a chunk's size line, past this is not HTTP
+
+
+def _answer_parser() -> Generator[_Want, bytes, tuple[_Answer, bool]]:
+    r"""The reading of one HTTP/1.1 answer (a body sized by ``Content-Length``, chunked, or up
+    to the end), apart from how its bytes arrive: it yields what to read next, ``("until",
+    delimiter)``, ``("exactly", n)`` or ``("rest", None)``, is sent those bytes, and returns
+    the answer and whether the connection must be closed after it. ``ValueError``: not HTTP.
+
+    Example:
+        >>> parser = _answer_parser()
+        >>> next(parser)
+        ('until', b'\r\n\r\n')
+        >>> parser.send(b"HTTP/1.1 429 Too Many\r\nRetry-After: 2\r\nContent-Length: 2\r\n\r\n")
+        ('exactly', 2)
+        >>> try:
+        ...     parser.send(b"{}")
+        ... except StopIteration as done:
+        ...     done.value
+        (_Answer(status_code=429, headers={'Retry-After': '2'}, text='{}'), False)
+    """
     while True:
-        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        lines = (yield ("until", b"\r\n\r\n")).decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         status = int(rest[:3])
         if not 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
@@ -1341,19 +1347,108 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[_Answer, bool]:
         version == "HTTP/1.0" and fields.get("connection", "").lower() != "keep-alive")
     if "chunked" in fields.get("transfer-encoding", "").lower():
         chunks = []
-        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-            chunks.append((await reader.readexactly(size + 2))[:-2])
-        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+        while size := int((yield ("until", b"\r\n")).split(b";")[0], 16):
+            chunks.append((yield ("exactly", size + 2))[:-2])
+        while (yield ("until", b"\r\n")) != b"\r\n":  # trailers
             pass
         data = b"".join(chunks)
     elif "content-length" in fields:
-        data = await reader.readexactly(int(fields["content-length"]))
+        data = yield ("exactly", int(fields["content-length"]))
     elif status in (204, 304):
         data = b""
     else:  # the body ends with the connection
-        data, close = await reader.read(), True
+        data, close = (yield ("rest", None)), True
     retry = fields.get("retry-after")
     return _Answer(status, {"Retry-After": retry} if retry is not None else {}, data.decode("utf-8", "replace")), close
+
+
+def _drive(parser: Generator[_Want, bytes, tuple[_Answer, bool]], rfile: Any) -> tuple[_Answer, bool]:
+    """Run ``parser`` on a blocking binary file (a socket's ``makefile("rb")``); an answer
+    cut short is ``ConnectionError``, a head too long ``ValueError``."""
+    want = next(parser)
+    try:
+        while True:
+            kind, arg = want
+            if kind == "until":
+                data = b""
+                while not data.endswith(arg):
+                    line = rfile.readline(_HEAD_LIMIT + 1)
+                    if not line.endswith(b"\n"):
+                        if len(line) > _HEAD_LIMIT or len(data) + len(line) > _HEAD_LIMIT:
+                            raise ValueError("the answer's head is too long to be HTTP")
+                        raise ConnectionError("the connection closed before the answer ended")
+                    data += line
+                    if len(data) > _HEAD_LIMIT:
+                        raise ValueError("the answer's head is too long to be HTTP")
+            elif kind == "exactly":
+                data = rfile.read(arg)
+                if len(data) < arg:
+                    raise ConnectionError("the connection closed before the answer ended")
+            else:
+                data = rfile.read()
+            want = parser.send(data)
+    except StopIteration as done:
+        answer: tuple[_Answer, bool] = done.value
+        return answer
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[_Answer, bool]:
+    """Run ``_answer_parser`` on an asyncio stream: the answer and whether the connection
+    must be closed after it."""
+    parser = _answer_parser()
+    want = next(parser)
+    try:
+        while True:
+            kind, arg = want
+            if kind == "until":
+                data = await reader.readuntil(arg)
+            elif kind == "exactly":
+                data = await reader.readexactly(arg)
+            else:
+                data = await reader.read()
+            want = parser.send(data)
+    except StopIteration as done:
+        answer: tuple[_Answer, bool] = done.value
+        return answer
+
+
+class _Connection:
+    """A blocking kept-alive connection of ``send``: the socket (TLS for https) and its
+    buffered reader."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+
+    @classmethod
+    def open(cls, host: str, port: int | None, tls: bool, timeout: float) -> _Connection:
+        import socket
+
+        sock = socket.create_connection((host, port or (443 if tls else 80)), timeout=timeout)
+        if tls:
+            try:
+                sock = _tls_context().wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        return cls(sock)
+
+    def closed_by_peer(self) -> bool:
+        """Whether the server closed this idle connection meanwhile (readable while idle
+        means end of file), so a request is not sent into a dead socket."""
+        import select
+
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.rfile.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 _TLS: ssl.SSLContext | None = None
