@@ -56,21 +56,23 @@ import io
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from types import EllipsisType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import FunctionLoadError, FunctionTimeout
 from ._function import DEFAULT_TIMEOUT, Function, Invocation, _line_in, _timeout_text
+from ._pipes import Pipe, wait
 from ._request import Request
 from ._settings import mask_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess  # imported where a worker is spawned: a forked one (a cold start) never needs it
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -133,6 +135,8 @@ def _mib(n: int) -> str:
 
 def _spawn(read_fd: int, write_fd: int, results_fd: int) -> subprocess.Popen[bytes]:
     """A worker started as a new interpreter, given its pipe ends and results file."""
+    import subprocess
+
     root = str(Path(__file__).resolve().parents[2])
     code = (
         "import sys; sys.path.insert(0, sys.argv[4]); "
@@ -172,8 +176,8 @@ class _Worker:
         finally:
             os.close(child_r)
             os.close(child_w)
-        self.reader = Connection(parent_r, writable=False)
-        self.writer = Connection(parent_w, readable=False)
+        self.reader = Pipe(parent_r)
+        self.writer = Pipe(parent_w)
         self._init_state(preload)
 
     def _init_state(self, preload: tuple[str, ...]) -> None:
@@ -308,6 +312,8 @@ class _Worker:
 
     def kill(self) -> int | None:
         """Stop the process now; its exit code (negative: the signal)."""
+        import subprocess
+
         with contextlib.suppress(OSError):
             self.process.kill()
         try:
@@ -433,6 +439,8 @@ class _Forked:
         delay = 0.0005
         while self.poll() is None:
             if deadline is not None and time.monotonic() >= deadline:
+                import subprocess
+
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -669,7 +677,7 @@ class WorkerPool:
         queue: collections.deque[tuple[int, Call]] = collections.deque()
         source = enumerate(calls)
         exhausted = False
-        busy: dict[Connection, _Worker] = {}
+        busy: dict[Pipe, _Worker] = {}
         done: dict[int, CallResult] = {}
         expected = 0
         with self._lock:
@@ -984,7 +992,7 @@ class WorkerPool:
         return worker.started + limit + self.grace
 
     def _collect(
-        self, busy: dict[Connection, _Worker], done: dict[int, CallResult], *, ready: Iterable[Connection] | None = None,
+        self, busy: dict[Pipe, _Worker], done: dict[int, CallResult], *, ready: Iterable[Pipe] | None = None,
     ) -> list[_Worker]:
         """Wait for results of busy workers (up to the nearest deadline); store them in
         ``done``; return the workers that finished their chunk, died or were killed.
@@ -1121,8 +1129,8 @@ def _worker_main(read_fd: int, write_fd: int, results_fd: int) -> None:
     """The worker process: load the function, then run chunks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     os.dup2(2, 1)  # output written to fd 1 never reaches the caller's stdout
-    inbox = Connection(read_fd, writable=False)
-    outbox = Connection(write_fd, readable=False)
+    inbox = Pipe(read_fd)
+    outbox = Pipe(write_fd)
     _HOST.channel = (inbox, outbox)
     try:
         message = inbox.recv()
@@ -1419,7 +1427,7 @@ class HostCallError(RuntimeError):
 
 class _HostState:
     def __init__(self) -> None:
-        self.channel: tuple[Connection, Connection] | None = None
+        self.channel: tuple[Pipe, Pipe] | None = None
         self.lock = threading.Lock()
         self.seq = 0
         self.owed: set[int] = set()
@@ -1440,7 +1448,7 @@ def _timer_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _read_answer(inbox: Connection, wanted: int | None) -> tuple[bool, Any]:
+def _read_answer(inbox: Pipe, wanted: int | None) -> tuple[bool, Any]:
     """Read answers until the one numbered ``wanted`` (``None``: until none is owed)."""
     while True:
         inbox.poll(None)  # the time limit may stop the call here; nothing was read yet
@@ -1521,7 +1529,7 @@ def _answer_host_call(
     return _send_frame(worker.writer, answer, deadline)
 
 
-def _send_frame(conn: Connection, data: bytes, deadline: float | None) -> bool:
+def _send_frame(conn: Pipe, data: bytes, deadline: float | None) -> bool:
     """``conn.send_bytes(data)`` that gives up at ``deadline`` (a worker that no longer
     reads, past its limit, is killed then; its pipe is never read again)."""
     import select
