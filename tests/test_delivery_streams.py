@@ -240,3 +240,15 @@ def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert_file, key_file)
     return server, ssl.create_default_context(cafile=str(cert_file))
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFF\r\n{}",
+    b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * ((8 << 20) + 10),
+])
+def test_an_answer_claiming_a_huge_body_is_refused_unread_and_retried(answer: bytes, deliver: Deliver) -> None:
+    """A broken or hostile server cannot make the sender allocate what its head claims."""
+    api, reports = run([answer], sends(deliver, 1))
+    assert reports[0].ok and reports[0].retries == 1 and reports[0].statuses == {"connection": 1, "200": 1}
+    assert len(api.received) == 2 and api.connections == 2

@@ -1312,13 +1312,18 @@ def _request_head(parts: Any, netloc: str, body: bytes, headers: Mapping[str, st
 # the rest up to the end of the connection
 _Want = tuple[str, Any]
 _HEAD_LIMIT = 64 * 1024  # an answer's head, or a chunk's size line, past this is not HTTP
+# an answer's body past this is no answer of a Tracking API (``{"success":true}``, an error
+# page): refused unread, so a broken or hostile server cannot make a handler allocate at will
+_BODY_LIMIT = 8 << 20
 
 
 def _answer_parser() -> Generator[_Want, bytes, tuple[_Answer, bool]]:
     r"""The reading of one HTTP/1.1 answer (a body sized by ``Content-Length``, chunked, or up
     to the end), apart from how its bytes arrive: it yields what to read next, ``("until",
-    delimiter)``, ``("exactly", n)`` or ``("rest", None)``, is sent those bytes, and returns
-    the answer and whether the connection must be closed after it. ``ValueError``: not HTTP.
+    delimiter)``, ``("exactly", n)`` or ``("rest", limit)`` (up to the end, at most ``limit``
+    bytes and one more), is sent those bytes, and returns the answer and whether the
+    connection must be closed after it. ``ValueError``: not HTTP, or a body over
+    ``_BODY_LIMIT``.
 
     Example:
         >>> parser = _answer_parser()
@@ -1347,17 +1352,26 @@ def _answer_parser() -> Generator[_Want, bytes, tuple[_Answer, bool]]:
         version == "HTTP/1.0" and fields.get("connection", "").lower() != "keep-alive")
     if "chunked" in fields.get("transfer-encoding", "").lower():
         chunks = []
+        total = 0
         while size := int((yield ("until", b"\r\n")).split(b";")[0], 16):
+            total += size
+            if size < 0 or total > _BODY_LIMIT:
+                raise ValueError(f"an answer's body over {_BODY_LIMIT:,} bytes")
             chunks.append((yield ("exactly", size + 2))[:-2])
         while (yield ("until", b"\r\n")) != b"\r\n":  # trailers
             pass
         data = b"".join(chunks)
     elif "content-length" in fields:
-        data = yield ("exactly", int(fields["content-length"]))
+        size = int(fields["content-length"])
+        if not 0 <= size <= _BODY_LIMIT:
+            raise ValueError(f"an answer's body of {size:,} bytes (at most {_BODY_LIMIT:,} are read)")
+        data = yield ("exactly", size)
     elif status in (204, 304):
         data = b""
     else:  # the body ends with the connection
-        data, close = (yield ("rest", None)), True
+        data, close = (yield ("rest", _BODY_LIMIT)), True
+        if len(data) > _BODY_LIMIT:
+            raise ValueError(f"an answer's body over {_BODY_LIMIT:,} bytes")
     retry = fields.get("retry-after")
     return _Answer(status, {"Retry-After": retry} if retry is not None else {}, data.decode("utf-8", "replace")), close
 
@@ -1385,7 +1399,7 @@ def _drive(parser: Generator[_Want, bytes, tuple[_Answer, bool]], rfile: Any) ->
                 if len(data) < arg:
                     raise ConnectionError("the connection closed before the answer ended")
             else:
-                data = rfile.read()
+                data = rfile.read(arg + 1)
             want = parser.send(data)
     except StopIteration as done:
         answer: tuple[_Answer, bool] = done.value
@@ -1404,8 +1418,13 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[_Answer, bool]:
                 data = await reader.readuntil(arg)
             elif kind == "exactly":
                 data = await reader.readexactly(arg)
-            else:
-                data = await reader.read()
+            else:  # up to the end of the stream, or one byte past the limit
+                parts: list[bytes] = []
+                total = 0
+                while total <= arg and (part := await reader.read(min(1 << 16, arg + 1 - total))):
+                    parts.append(part)
+                    total += len(part)
+                data = b"".join(parts)
             want = parser.send(data)
     except StopIteration as done:
         answer: tuple[_Answer, bool] = done.value

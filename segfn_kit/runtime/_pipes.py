@@ -36,6 +36,7 @@ __all__ = ["Pipe", "wait"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _SMALL = 16 * 1024  # a frame up to this size goes in one write, its length header with it
+_PIECE = 1 << 20  # the most one read asks for (a pipe made 1 MiB holds as much)
 _T = TypeVar("_T", bound="Pipe")
 
 
@@ -113,7 +114,8 @@ class Pipe:
 
     def _read(self, size: int) -> bytes:
         fd = self.fileno()
-        data = os.read(fd, size)
+        # at most _PIECE a read: what a length header claims is allocated only as it arrives
+        data = os.read(fd, min(size, _PIECE))
         if len(data) == size:
             return data
         if not data:
@@ -121,7 +123,7 @@ class Pipe:
         parts = [data]
         left = size - len(data)
         while left:
-            chunk = os.read(fd, left)
+            chunk = os.read(fd, min(left, _PIECE))
             if not chunk:  # the writer went away half-way through a message
                 raise EOFError
             parts.append(chunk)
