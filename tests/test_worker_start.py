@@ -155,3 +155,31 @@ def test_a_blocking_send_needs_no_httpx(tmp_path: Path) -> None:
                               timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     assert read_sink(store)["message_id"].tolist() == ["std-1"]
+
+
+LEFT_OPEN = """
+import sys
+from segfn_kit.runtime import Function, Request
+from segfn_kit.runtime._isolation import WorkerPool
+fn = Function.from_source("def on_request(r, s):\\n    pass\\n")
+pools = [WorkerPool(fn) for _ in range(2)]
+for pool in pools:
+    assert pool.call(Request(b"{}")).invocation.outcome == "ok"
+print(" ".join(str(w.process.pid) for pool in pools for w in pool._idle))
+sys.modules["segfn_kit.runtime"].left_open = pools  # dropped only as the interpreter ends
+"""
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_of_pools_never_closed_are_stopped_as_the_interpreter_ends(start: str) -> None:
+    """A pool nobody closed stops its workers at exit: none is left running (a kill at
+    shutdown must not depend on an import, which fails once modules are torn down)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGFN_", "PYTHON"))}
+    env["PYTHONPATH"] = str(ROOT)
+    if start == "spawn":
+        env["SEGFN_WORKER_START"] = "spawn"
+    done = subprocess.run([sys.executable, "-W", "default", "-c", LEFT_OPEN], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "still running" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-3000:]
+    assert len(done.stdout.split()) == 2

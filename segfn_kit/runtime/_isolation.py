@@ -56,6 +56,7 @@ import io
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -63,16 +64,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ._errors import FunctionLoadError, FunctionTimeout
 from ._function import DEFAULT_TIMEOUT, Function, Invocation, _line_in, _timeout_text
 from ._pipes import Pipe, wait
 from ._request import Request
 from ._settings import mask_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    import subprocess  # imported where a worker is spawned: a forked one (a cold start) never needs it
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -135,8 +133,6 @@ def _mib(n: int) -> str:
 
 def _spawn(read_fd: int, write_fd: int, results_fd: int) -> subprocess.Popen[bytes]:
     """A worker started as a new interpreter, given its pipe ends and results file."""
-    import subprocess
-
     root = str(Path(__file__).resolve().parents[2])
     code = (
         "import sys; sys.path.insert(0, sys.argv[4]); "
@@ -312,8 +308,6 @@ class _Worker:
 
     def kill(self) -> int | None:
         """Stop the process now; its exit code (negative: the signal)."""
-        import subprocess
-
         with contextlib.suppress(OSError):
             self.process.kill()
         try:
@@ -439,8 +433,6 @@ class _Forked:
         delay = 0.0005
         while self.poll() is None:
             if deadline is not None and time.monotonic() >= deadline:
-                import subprocess
-
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
