@@ -8,16 +8,19 @@ import time
 from collections.abc import Callable
 
 
+def _timed(fn: Callable[[], object]) -> float:
+    """Wall time of one ``fn()``, in seconds, from a full collection (see
+    :func:`interleaved_medians`)."""
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs, in seconds. Each run starts from a
     full collection (see :func:`interleaved_medians`)."""
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(_timed(fn) for _ in range(repeats))
 
 
 def report(label: str, value: float, unit: str = "", target: str = "") -> None:
@@ -37,10 +40,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 5) 
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            gc.collect()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_timed(fn))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -64,16 +64,10 @@ def paired_ratios(
     ratios: dict[str, list[float]] = {name: [] for name in fns}
     times: dict[str, list[float]] = {name: [] for name in ("floor", *fns)}
 
-    def timed(fn: Callable[[], object]) -> float:
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-
     for _ in range(repeats):
         for name, fn in fns.items():
-            base = timed(floor)
-            measured = timed(fn)
+            base = _timed(floor)
+            measured = _timed(fn)
             times["floor"].append(base)
             times[name].append(measured)
             ratios[name].append(measured / base)

@@ -24,7 +24,8 @@ Each variant is timed right after a run of the floor, in turns (one of each per 
 its ratio is the median over the rounds of these pairs (``benchmarks._util.paired_ratios``):
 a pair shares its minute of a noisy machine. Printed as throughput ratios (floor time /
 measured time: 100% is the floor's speed; the target for the dry run is at least 50%); the
-ratios against the function's floor are of the median times. Also: whether importing the replay pulls in pandas.
+ratios against the function's floor are of the median times. Also: whether importing the
+replay pulls in pandas.
 """
 
 from __future__ import annotations

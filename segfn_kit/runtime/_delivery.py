@@ -1386,10 +1386,8 @@ def _drive(parser: Generator[_Want, bytes, tuple[_Answer, bool]], rfile: Any) ->
             if kind == "until":
                 data = b""
                 while not data.endswith(arg):
-                    line = rfile.readline(_HEAD_LIMIT + 1)
-                    if not line.endswith(b"\n"):
-                        if len(line) > _HEAD_LIMIT or len(data) + len(line) > _HEAD_LIMIT:
-                            raise ValueError("the answer's head is too long to be HTTP")
+                    line = rfile.readline(_HEAD_LIMIT + 1 - len(data))
+                    if not line:
                         raise ConnectionError("the connection closed before the answer ended")
                     data += line
                     if len(data) > _HEAD_LIMIT:
